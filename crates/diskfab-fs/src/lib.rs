@@ -1,0 +1,13 @@
+//! diskfab filesystem layer.
+//!
+//! Defines the [`Filesystem`] trait every filesystem driver implements (ext via libext2fs,
+//! FAT, later ISO 9660 and NTFS), the [`FsDriver`] plug-in interface with `probe()`, and a
+//! shared path resolver with chroot semantics.
+#![deny(missing_docs)]
+
+mod driver;
+pub mod path;
+mod types;
+
+pub use driver::{Filesystem, FsDriver, MkfsDriver, MkfsOptions};
+pub use types::{DirEntry, FileType, FsInfo, Ino, Metadata, NewNode, SetAttr, Timespec};
