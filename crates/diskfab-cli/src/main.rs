@@ -1,1 +1,26 @@
-fn main() {}
+//! The `diskfab` command: parses arguments, calls diskfab-core, prints results.
+
+mod args;
+mod docs;
+mod print;
+mod progress;
+mod run;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let json = cli.json;
+    match run::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                let v = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
+                println!("{v}");
+            }
+            eprintln!("diskfab: {e}");
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -44,6 +44,19 @@ pub fn resolve(fs: &mut dyn Filesystem, path: &[u8], follow: bool) -> Result<Ino
     walk(fs, root, path, follow, &mut hops).map_err(|e| e.context(display(path)))
 }
 
+/// Like [`resolve`], but returns every directory from the root down to the resolved node
+/// (symlinks already followed), so callers can check ancestry (e.g. moving a directory into
+/// itself).
+pub fn resolve_chain(fs: &mut dyn Filesystem, path: &[u8], follow: bool) -> Result<Vec<Ino>> {
+    if path.len() > MAX_PATH {
+        return Err(Error::Invalid("path too long".into()));
+    }
+    let mut hops = 0u32;
+    let mut stack = vec![fs.root()];
+    walk_into(fs, &mut stack, path, follow, &mut hops).map_err(|e| e.context(display(path)))?;
+    Ok(stack)
+}
+
 /// Resolves the parent directory of `path` and returns it with the final name.
 /// `/` itself has no parent and is refused.
 pub fn resolve_parent(fs: &mut dyn Filesystem, path: &[u8]) -> Result<(Ino, Vec<u8>)> {

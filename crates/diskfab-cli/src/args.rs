@@ -1,0 +1,228 @@
+//! The command line, defined once with clap; `diskfab docs` renders it as Markdown.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// diskfab — manage virtual-machine disk images offline: no helper VM, no root, no mount.
+#[derive(Parser, Debug)]
+#[command(name = "diskfab", version, about, long_about = None, max_term_width = 100)]
+pub struct Cli {
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Also allow backing files under DIR (repeatable; also DISKFAB_BACKING_DIRS=dir:dir).
+    #[arg(long = "backing-dir", value_name = "DIR", global = true)]
+    pub backing_dirs: Vec<PathBuf>,
+    /// Allow backing files anywhere (only for images you trust).
+    #[arg(long, global = true)]
+    pub allow_any_backing: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Image formats diskfab writes.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum Fmt {
+    /// Raw sparse file.
+    Raw,
+    /// QEMU copy-on-write v3.
+    Qcow2,
+}
+
+/// Which filesystem inside the image.
+#[derive(Args, Debug, Clone)]
+pub struct Sel {
+    /// The image file (format detected by content).
+    pub image: PathBuf,
+    /// Partition number N (1-based as /dev/sdaN). Default: the only filesystem, or the OS root.
+    #[arg(short = 'p', long = "partition", value_name = "N")]
+    pub partition: Option<u32>,
+}
+
+/// The verbs.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Create an empty sparse image, or a thin copy-on-write overlay of a base image.
+    Create {
+        /// The new image file (refused if it exists).
+        image: PathBuf,
+        /// Virtual size, e.g. 4G, 512M (default with --backing: the base's size).
+        size: Option<String>,
+        /// Output format.
+        #[arg(short = 'f', long, value_enum, default_value = "qcow2")]
+        format: Fmt,
+        /// Base image: the new image is an overlay; the base is never written.
+        #[arg(short = 'b', long, value_name = "BASE")]
+        backing: Option<PathBuf>,
+        /// qcow2 cluster size (512 to 2M; small clusters keep clones tiny).
+        #[arg(long, value_name = "BYTES")]
+        cluster_size: Option<String>,
+    },
+    /// Create many thin overlays of one base at once: OUT/<base>-0001.qcow2 ...
+    Clone {
+        /// The base image (opened read-only, verified once).
+        base: PathBuf,
+        /// How many clones.
+        #[arg(short = 'n', long)]
+        count: usize,
+        /// Output directory (created if missing).
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+        /// qcow2 cluster size of the overlays.
+        #[arg(long, value_name = "BYTES")]
+        cluster_size: Option<String>,
+    },
+    /// Show format, sizes, backing chain, partitions and filesystems.
+    Info {
+        /// The image file.
+        image: PathBuf,
+    },
+    /// List a directory inside the image.
+    Ls {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Path inside the filesystem.
+        #[arg(default_value = "/")]
+        path: String,
+        /// Long listing (mode, owner, size, time).
+        #[arg(short = 'l', long)]
+        long: bool,
+        /// Recurse into directories.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+    },
+    /// Print files inside the image to standard output.
+    Cat {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Paths inside the filesystem.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Copy host files and directory trees into a directory of the image (keeps modes, owners,
+    /// times, links, xattrs).
+    CopyIn {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Host files or directories, then the destination directory in the image.
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
+    },
+    /// Copy files and trees out of the image into a host directory.
+    CopyOut {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Paths in the image, then the host destination directory.
+        #[arg(required = true, num_args = 2..)]
+        paths: Vec<String>,
+    },
+    /// Create directories inside the image.
+    Mkdir {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Directories to create.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Create missing parents; no error if it exists.
+        #[arg(short = 'P', long = "parents")]
+        parents: bool,
+        /// Permission bits (octal).
+        #[arg(short = 'm', long, default_value = "0755")]
+        mode: String,
+    },
+    /// Remove files (and with -r, directory trees) inside the image.
+    Rm {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Paths to remove.
+        #[arg(required = true)]
+        paths: Vec<String>,
+        /// Remove directories and their contents.
+        #[arg(short = 'r', long)]
+        recursive: bool,
+        /// Ignore missing paths.
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// Change permission bits (octal) of paths inside the image.
+    Chmod {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Octal mode, e.g. 0644.
+        mode: String,
+        /// Paths.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Change owner (USER[:GROUP], ids or names from the image's /etc/passwd and /etc/group).
+    Chown {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// USER[:GROUP].
+        owner: String,
+        /// Paths.
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
+    /// Create a link inside the image (symbolic with -s).
+    Ln {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Make a symbolic link.
+        #[arg(short = 's', long)]
+        symbolic: bool,
+        /// What the link points to.
+        target: String,
+        /// The link to create.
+        link: String,
+    },
+    /// Move or rename inside the image.
+    Mv {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// Source path.
+        src: String,
+        /// Destination path (or existing directory).
+        dst: String,
+    },
+    /// Create a filesystem on a partition or the whole disk.
+    Mkfs {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// ext4, ext3, ext2, vfat, fat12, fat16 or fat32.
+        #[arg(short = 't', long = "type")]
+        fs_type: String,
+        /// Volume label.
+        #[arg(short = 'L', long)]
+        label: Option<String>,
+    },
+    /// Create a partition table and/or add partitions.
+    Part {
+        /// The image file.
+        image: PathBuf,
+        /// Create a new (empty) GPT first.
+        #[arg(long, conflicts_with = "mbr")]
+        gpt: bool,
+        /// Create a new (empty) MBR table first.
+        #[arg(long)]
+        mbr: bool,
+        /// Add a partition: size=SIZE|rest,type=linux|esp|swap|fat32|lvm|bios-boot|GUID|0xNN,name=N,bootable
+        #[arg(long = "add", value_name = "SPEC")]
+        add: Vec<String>,
+    },
+    /// Print the command reference as Markdown (used to build docs/cli.md).
+    #[command(hide = true)]
+    Docs,
+}

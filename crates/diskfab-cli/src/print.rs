@@ -1,0 +1,199 @@
+//! Text and JSON output of each command's result.
+
+use diskfab_core::ops::files::Entry;
+use diskfab_core::ops::format_time;
+use diskfab_core::ops::hostcopy::CopyReport;
+use diskfab_core::ops::info::InfoReport;
+use diskfab_core::part::Partition;
+use diskfab_core::storage::{Error, Result};
+use serde::Serialize;
+use std::io::Write;
+use std::path::PathBuf;
+
+fn emit_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Failed(format!("JSON output: {e}")))?;
+    println!("{s}");
+    Ok(())
+}
+
+/// A command with no data result: a short message, or `{...}` with --json.
+pub fn done(json: bool, msg: &str, v: serde_json::Value) -> Result<()> {
+    if json {
+        return emit_json(&v);
+    }
+    if !msg.is_empty() {
+        println!("{msg}");
+    }
+    Ok(())
+}
+
+fn human(n: u64) -> String {
+    const U: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < U.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+/// `info`.
+pub fn info(json: bool, r: &InfoReport) -> Result<()> {
+    if json {
+        return emit_json(r);
+    }
+    let i = &r.image;
+    println!("image:          {}", i.path);
+    println!("format:         {}", i.format);
+    println!("virtual size:   {} ({} bytes)", human(i.virtual_size), i.virtual_size);
+    println!("disk size:      {}", human(i.actual_size));
+    if let Some(c) = i.cluster_size {
+        println!("cluster size:   {c}");
+    }
+    for (n, l) in i.chain.iter().enumerate().skip(1) {
+        println!("backing[{n}]:     {} ({})", l.path, l.format);
+    }
+    if i.dirty || i.corrupt {
+        println!("state:          {}{}", if i.dirty { "dirty " } else { "" }, if i.corrupt { "corrupt" } else { "" });
+    }
+    match (&r.partition_table, &r.disk_id) {
+        (Some(k), id) => println!("partitions:     {} {}", serde_json::to_string(k).unwrap_or_default().trim_matches('"'), id.as_deref().unwrap_or("")),
+        (None, _) => println!("partitions:     none"),
+    }
+    for v in &r.volumes {
+        let place = match &v.partition {
+            Some(p) => format!("{:>3} {:>10} {:>10} {:<10}", p.number, human(p.start), human(p.size), p.type_name),
+            None => format!("{:>3} {:>10} {:>10} {:<10}", "-", "0", human(i.virtual_size), "whole-disk"),
+        };
+        let fs = match (&v.filesystem, &v.error) {
+            (Some(f), _) => format!(
+                "{} label={} uuid={} used={}/{}{}",
+                f.fs_type,
+                f.label.as_deref().unwrap_or("-"),
+                f.uuid.as_deref().unwrap_or("-"),
+                human(f.used_bytes),
+                human(f.total_bytes),
+                if f.needs_recovery { " NEEDS-RECOVERY" } else { "" }
+            ),
+            (None, Some(e)) => format!("unreadable: {e}"),
+            (None, None) => "-".into(),
+        };
+        println!("  {place} {fs}");
+    }
+    Ok(())
+}
+
+/// `ls`.
+pub fn ls(json: bool, long: bool, recursive: bool, entries: &[Entry]) -> Result<()> {
+    if json {
+        return emit_json(entries);
+    }
+    let out = std::io::stdout();
+    let mut w = std::io::BufWriter::new(out.lock());
+    for e in entries {
+        let name = if recursive { e.path.as_str() } else { e.path.rsplit('/').next().unwrap_or(&e.path) };
+        let r = if long {
+            let m = &e.meta;
+            let size = match m.file_type {
+                diskfab_core::fs::FileType::CharDevice | diskfab_core::fs::FileType::BlockDevice => {
+                    format!("{}, {}", m.rdev.0, m.rdev.1)
+                }
+                _ => m.size.to_string(),
+            };
+            let target = e.target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
+            writeln!(
+                w,
+                "{}{} {:>3} {:>5} {:>5} {:>10} {} {}{}",
+                m.file_type.ls_char(),
+                perm_string(m.perm),
+                m.nlink,
+                m.uid,
+                m.gid,
+                size,
+                format_time(m.mtime.sec),
+                name,
+                target
+            )
+        } else {
+            writeln!(w, "{name}")
+        };
+        r.map_err(|e| Error::io("writing output", e))?;
+    }
+    w.flush().map_err(|e| Error::io("writing output", e))
+}
+
+fn perm_string(p: u32) -> String {
+    let mut s = String::with_capacity(9);
+    for (i, c) in ['r', 'w', 'x', 'r', 'w', 'x', 'r', 'w', 'x'].iter().enumerate() {
+        let bit = 1 << (8 - i);
+        let special = match i {
+            2 if p & 0o4000 != 0 => Some(if p & bit != 0 { 's' } else { 'S' }),
+            5 if p & 0o2000 != 0 => Some(if p & bit != 0 { 's' } else { 'S' }),
+            8 if p & 0o1000 != 0 => Some(if p & bit != 0 { 't' } else { 'T' }),
+            _ => None,
+        };
+        s.push(special.unwrap_or(if p & bit != 0 { *c } else { '-' }));
+    }
+    s
+}
+
+/// copy-in / copy-out.
+pub fn copy(json: bool, r: &CopyReport) -> Result<()> {
+    if json {
+        return emit_json(r);
+    }
+    println!(
+        "{} files ({}), {} dirs, {} symlinks, {} hard links, {} special",
+        r.files,
+        human(r.bytes),
+        r.dirs,
+        r.symlinks,
+        r.hardlinks,
+        r.special
+    );
+    for s in &r.skipped {
+        eprintln!("skipped: {s}");
+    }
+    Ok(())
+}
+
+/// part.
+pub fn parts(json: bool, p: &[Partition]) -> Result<()> {
+    if json {
+        return emit_json(p);
+    }
+    for p in p {
+        println!("partition {}: start {} size {} type {}", p.number, p.start, p.size, p.type_name);
+    }
+    Ok(())
+}
+
+/// clone.
+pub fn clones(json: bool, paths: &[PathBuf]) -> Result<()> {
+    if json {
+        return emit_json(paths);
+    }
+    match (paths.first(), paths.last()) {
+        (Some(a), Some(b)) => println!("created {} clones: {} .. {}", paths.len(), a.display(), b.display()),
+        _ => println!("created no clones"),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::perm_string;
+
+    #[test]
+    fn perm_string_matches_ls_for_special_bits() {
+        assert_eq!(perm_string(0o755), "rwxr-xr-x");
+        assert_eq!(perm_string(0o4755), "rwsr-xr-x");
+        assert_eq!(perm_string(0o1777), "rwxrwxrwt");
+        assert_eq!(perm_string(0o2644), "rw-r-Sr--");
+    }
+}

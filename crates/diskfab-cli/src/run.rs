@@ -1,0 +1,191 @@
+//! Dispatch: one small function per verb, each calling exactly one core operation.
+
+use crate::args::{Cli, Cmd, Fmt, Sel};
+use crate::print;
+use crate::progress::{bytes_bar, count_bar};
+use diskfab_core::fs::{MkfsOptions, NewNode};
+use diskfab_core::image::{self, BackingGate, CreateOptions, Format};
+use diskfab_core::open::{Disk, DiskOptions, FsSession};
+use diskfab_core::ops::{files, hostcopy, info, manage};
+use diskfab_core::part::{parse_size, TableKind};
+use diskfab_core::storage::{Error, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+fn gate(cli: &Cli) -> BackingGate {
+    let mut g = BackingGate::default();
+    g.allow_dirs.extend(cli.backing_dirs.iter().cloned());
+    if let Ok(v) = std::env::var("DISKFAB_BACKING_DIRS") {
+        g.allow_dirs
+            .extend(v.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
+    }
+    g.allow_any = cli.allow_any_backing;
+    g
+}
+
+fn open_fs(cli: &Cli, sel: &Sel, writable: bool) -> Result<FsSession> {
+    FsSession::open(
+        &sel.image,
+        sel.partition,
+        &DiskOptions {
+            writable,
+            gate: gate(cli),
+        },
+    )
+}
+
+fn fmt(f: Fmt) -> Format {
+    match f {
+        Fmt::Raw => Format::Raw,
+        Fmt::Qcow2 => Format::Qcow2,
+    }
+}
+
+fn cluster(s: &Option<String>) -> Result<Option<u32>> {
+    s.as_deref()
+        .map(|s| {
+            let v = parse_size(s)?;
+            u32::try_from(v).map_err(|_| Error::Invalid(format!("cluster size {s} is too large")))
+        })
+        .transpose()
+}
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<()> {
+    let json = cli.json;
+    match &cli.cmd {
+        Cmd::Create { image, size, format, backing, cluster_size } => {
+            let size = size.as_deref().map(parse_size).transpose()?;
+            let opts = CreateOptions {
+                format: fmt(*format),
+                size,
+                backing: backing.clone(),
+                backing_format: None,
+                cluster_size: cluster(cluster_size)?,
+            };
+            image::create(image, &opts)?;
+            print::done(json, &format!("created {}", image.display()), serde_json::json!({"created": image}))
+        }
+        Cmd::Clone { base, count, out, cluster_size } => clone(base, *count, out, cluster(cluster_size)?, json),
+        Cmd::Info { image } => {
+            let disk = Disk::open(image, &DiskOptions { writable: false, gate: gate(&cli) })?;
+            print::info(json, &info::info(&disk)?)
+        }
+        Cmd::Ls { sel, path, long, recursive } => {
+            let mut s = open_fs(&cli, sel, false)?;
+            let entries = files::ls(s.fs.as_mut(), path, *recursive)?;
+            print::ls(json, *long, *recursive, &entries)
+        }
+        Cmd::Cat { sel, paths } => {
+            let mut s = open_fs(&cli, sel, false)?;
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+            for p in paths {
+                files::cat(s.fs.as_mut(), p, &mut w)?;
+            }
+            w.flush().map_err(|e| Error::io("writing output", e))
+        }
+        Cmd::CopyIn { sel, paths } => {
+            let (dest, srcs) = split_last(paths)?;
+            let srcs: Vec<&Path> = srcs.iter().map(Path::new).collect();
+            let total = srcs.iter().map(|p| tree_size(p)).sum();
+            let pb = bytes_bar(Some(total), json);
+            let mut s = open_fs(&cli, sel, true)?;
+            let r = hostcopy::copy_in(s.fs.as_mut(), &srcs, dest, &|n| pb.inc(n))?;
+            s.commit()?;
+            pb.finish_and_clear();
+            print::copy(json, &r)
+        }
+        Cmd::CopyOut { sel, paths } => {
+            let (dest, srcs) = split_last(paths)?;
+            let srcs: Vec<&str> = srcs.iter().map(String::as_str).collect();
+            let pb = bytes_bar(None, json);
+            let mut s = open_fs(&cli, sel, false)?;
+            let r = hostcopy::copy_out(s.fs.as_mut(), &srcs, Path::new(dest), &|n| pb.inc(n))?;
+            pb.finish_and_clear();
+            print::copy(json, &r)
+        }
+        Cmd::Mkdir { sel, paths, parents, mode } => {
+            let attr = NewNode::root(files::parse_mode(mode)?);
+            edit(&cli, sel, paths, |fs, p| files::mkdir(fs, p, *parents, &attr))
+        }
+        Cmd::Rm { sel, paths, recursive, force } => edit(&cli, sel, paths, |fs, p| files::rm(fs, p, *recursive, *force)),
+        Cmd::Chmod { sel, mode, paths } => {
+            let m = files::parse_mode(mode)?;
+            edit(&cli, sel, paths, |fs, p| files::chmod(fs, p, m))
+        }
+        Cmd::Chown { sel, owner, paths } => edit(&cli, sel, paths, |fs, p| files::chown(fs, p, owner)),
+        Cmd::Ln { sel, symbolic, target, link } => {
+            edit(&cli, sel, std::slice::from_ref(link), |fs, l| files::ln(fs, target, l, *symbolic, &NewNode::root(0o777)))
+        }
+        Cmd::Mv { sel, src, dst } => edit(&cli, sel, std::slice::from_ref(src), |fs, s| files::mv(fs, s, dst)),
+        Cmd::Mkfs { sel, fs_type, label } => {
+            let opts = MkfsOptions { label: label.clone(), fs_type: fs_type.clone(), uuid: None, time: None };
+            manage::mkfs(&sel.image, sel.partition, &opts, &DiskOptions { writable: true, gate: gate(&cli) })?;
+            print::done(json, &format!("created {fs_type} on {}", sel.image.display()), serde_json::json!({"mkfs": fs_type}))
+        }
+        Cmd::Part { image, gpt, mbr, add } => {
+            let kind = if *gpt { Some(TableKind::Gpt) } else if *mbr { Some(TableKind::Mbr) } else { None };
+            let specs = add.iter().map(|s| manage::parse_part_spec(s)).collect::<Result<Vec<_>>>()?;
+            let parts = manage::part(image, kind, &specs, &DiskOptions { writable: true, gate: gate(&cli) })?;
+            print::parts(json, &parts)
+        }
+        Cmd::Docs => {
+            print!("{}", crate::docs::markdown());
+            Ok(())
+        }
+    }
+}
+
+/// Opens the filesystem writable, applies `f` to every path, commits once.
+fn edit(
+    cli: &Cli,
+    sel: &Sel,
+    paths: &[String],
+    mut f: impl FnMut(&mut dyn diskfab_core::fs::Filesystem, &str) -> Result<()>,
+) -> Result<()> {
+    let mut s = open_fs(cli, sel, true)?;
+    for p in paths {
+        f(s.fs.as_mut(), p)?;
+    }
+    s.commit()?;
+    print::done(cli.json, "", serde_json::json!({"ok": true, "paths": paths}))
+}
+
+fn split_last(paths: &[String]) -> Result<(&str, &[String])> {
+    match paths.split_last() {
+        Some((last, rest)) if !rest.is_empty() => Ok((last.as_str(), rest)),
+        _ => Err(Error::Invalid("need at least one source and a destination".into())),
+    }
+}
+
+/// Bytes of regular files under a host path (for the progress bar total).
+fn tree_size(p: &Path) -> u64 {
+    let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
+    if m.is_dir() {
+        std::fs::read_dir(p)
+            .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
+            .unwrap_or(0)
+    } else if m.is_file() {
+        m.len()
+    } else {
+        0
+    }
+}
+
+fn clone(base: &Path, count: usize, out: &Path, cluster_size: Option<u32>, json: bool) -> Result<()> {
+    if count == 0 {
+        return Err(Error::Invalid("--count must be at least 1".into()));
+    }
+    let stem = base
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .ok_or_else(|| Error::Invalid(format!("{}: base has no usable file name", base.display())))?;
+    let width = count.to_string().len().max(4);
+    let names: Vec<String> = (1..=count).map(|i| format!("{stem}-{i:0width$}.qcow2")).collect();
+    std::fs::create_dir_all(out).map_err(|e| Error::io(format!("{}", out.display()), e))?;
+    let pb = count_bar(count as u64, json);
+    let paths = image::clone_many(base, out, &names, cluster_size)?;
+    pb.finish_and_clear();
+    print::clones(json, &paths)
+}

@@ -1,0 +1,12 @@
+//! The user-facing operations, each defined once here and called by the CLI (and later the
+//! server): file operations inside images, host copies, info, create/clone, mkfs, partitioning.
+
+pub mod files;
+pub mod hostcopy;
+pub mod info;
+pub mod manage;
+mod names;
+mod xattr_host;
+mod timefmt;
+
+pub use timefmt::format_time;

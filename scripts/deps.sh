@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what diskfab needs to build and to run its oracle tests, on Debian 12 (idempotent).
+set -euo pipefail
+PKGS=(libext2fs-dev e2fsprogs libclang-dev clang pkg-config qemu-utils dosfstools mtools fdisk gdisk
+      attr acl debootstrap xorriso whois)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  echo "deps: installing ${missing[*]}" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "deps: cargo not found: install Rust (rustup) first" >&2; exit 1; }
