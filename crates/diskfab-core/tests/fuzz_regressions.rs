@@ -1,0 +1,34 @@
+//! Replays every input the fuzzers ever crashed on (fuzz/regressions/<target>/*) plus the seed
+//! corpus through the same entry points, so a fixed parser bug can never come back.
+
+use std::path::Path;
+
+fn replay(target: &str, run: fn(&[u8])) -> usize {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut n = 0;
+    for dir in ["regressions", "corpus"] {
+        let Ok(rd) = std::fs::read_dir(root.join(dir).join(target)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if let Ok(data) = std::fs::read(e.path()) {
+                run(&data);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn fuzz_regressions_never_panic_qcow2() {
+    replay("qcow2", diskfab_image::fuzz_qcow2);
+}
+
+#[test]
+fn fuzz_regressions_never_panic_mbr_gpt() {
+    replay("mbr_gpt", diskfab_part::fuzz_parse);
+}

@@ -1,0 +1,176 @@
+//! Creating images: one (`create`) or thousands of thin overlays at once (`clone_many`).
+
+use crate::header::{build_image, NewHeader};
+use crate::image::{Image, OpenOptions};
+use crate::Format;
+use diskfab_storage::{Error, Result};
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Component, Path, PathBuf};
+
+/// What to create.
+#[derive(Debug, Clone, Default)]
+pub struct CreateOptions {
+    /// Output format.
+    pub format: Format,
+    /// Virtual size; `None` only with a backing file (takes the backing's size).
+    pub size: Option<u64>,
+    /// Backing file (stored as given, relative to the new image's directory).
+    pub backing: Option<PathBuf>,
+    /// Backing format; detected when `None`.
+    pub backing_format: Option<Format>,
+    /// qcow2 cluster size (power of two, 512 B to 2 MiB; default 64 KiB).
+    pub cluster_size: Option<u32>,
+}
+
+fn cluster_bits(cs: Option<u32>) -> Result<u32> {
+    let cs = cs.unwrap_or(65536);
+    if !cs.is_power_of_two() || !(512..=2 << 20).contains(&cs) {
+        return Err(Error::Invalid(format!(
+            "cluster size {cs} must be a power of two from 512 to 2M"
+        )));
+    }
+    Ok(cs.trailing_zeros())
+}
+
+fn new_file(path: &Path) -> Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                Error::Exists(format!("{} (refusing to overwrite)", path.display()))
+            } else {
+                Error::io(format!("creating {}", path.display()), e)
+            }
+        })
+}
+
+/// Opens a base image read-only through the default gate as seen from `new_image`.
+fn open_base(base: &Path, forced: Option<Format>) -> Result<(Format, u64)> {
+    let img = Image::open(base, &OpenOptions::default())?;
+    if let Some(f) = forced {
+        if f != img.format() {
+            return Err(Error::Invalid(format!(
+                "{} is {}, not {f}",
+                base.display(),
+                img.format()
+            )));
+        }
+    }
+    Ok((img.format(), img.dev().size()))
+}
+
+/// Creates an empty image, or a thin qcow2 overlay of `opts.backing`. Never overwrites.
+pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
+    let bits = cluster_bits(opts.cluster_size)?;
+    let (backing, size) = match &opts.backing {
+        None => {
+            let size = opts
+                .size
+                .ok_or_else(|| Error::Invalid("a size is required (e.g. 4G) without --backing".into()))?;
+            (None, size)
+        }
+        Some(b) => {
+            if opts.format == Format::Raw {
+                return Err(Error::Invalid("raw images cannot have a backing file: use -f qcow2".into()));
+            }
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let resolved = if b.is_absolute() { b.clone() } else { dir.join(b) };
+            let (fmt, bsize) = open_base(&resolved, opts.backing_format)?;
+            let name = b.to_str().ok_or_else(|| Error::Invalid("backing path is not UTF-8".into()))?;
+            (Some((name.to_string(), fmt)), opts.size.unwrap_or(bsize))
+        }
+    };
+    if size == 0 || size > crate::header::MAX_SIZE {
+        return Err(Error::Invalid(format!("image size {size} is out of range")));
+    }
+    let size = size.div_ceil(512) * 512;
+    let file = new_file(path)?;
+    let r = match opts.format {
+        Format::Raw => file.set_len(size).map_err(|e| Error::io(format!("{}", path.display()), e)),
+        Format::Qcow2 => {
+            let fmt_name = backing.as_ref().map(|(_, f)| f.to_string());
+            let bytes = build_image(&NewHeader {
+                cluster_bits: bits,
+                size,
+                backing: backing.as_ref().map(|(n, _)| n.as_str()),
+                backing_format: fmt_name.as_deref(),
+            })?;
+            (&file)
+                .write_all(&bytes)
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        }
+    };
+    if r.is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+    r
+}
+
+/// The path of `to` relative to directory `from` (both absolute and canonical).
+fn relative(from: &Path, to: &Path) -> PathBuf {
+    let f: Vec<Component> = from.components().collect();
+    let t: Vec<Component> = to.components().collect();
+    let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();
+    let mut p = PathBuf::new();
+    for _ in common..f.len() {
+        p.push("..");
+    }
+    for c in &t[common..] {
+        p.push(c.as_os_str());
+    }
+    p
+}
+
+/// Creates one thin qcow2 overlay of `base` per name in `out_dir`. The base is opened and
+/// verified once; the overlay bytes are built once (backing stored relative to `out_dir`) and
+/// written to each new file (`O_EXCL`: existing files are never overwritten).
+pub fn clone_many(base: &Path, out_dir: &Path, names: &[String], cluster_size: Option<u32>) -> Result<Vec<PathBuf>> {
+    let bits = cluster_bits(cluster_size.or(Some(65536)))?;
+    for n in names {
+        if n.is_empty() || n.contains('/') || n == "." || n == ".." || n.contains('\0') {
+            return Err(Error::Invalid(format!("clone name {n:?} must be a plain file name")));
+        }
+    }
+    let (fmt, size) = open_base(base, None)?;
+    let base_abs = std::fs::canonicalize(base).map_err(|e| Error::io(format!("{}", base.display()), e))?;
+    let out_abs = std::fs::canonicalize(out_dir).map_err(|e| Error::io(format!("{}", out_dir.display()), e))?;
+    let rel = relative(&out_abs, &base_abs);
+    let rel = rel.to_str().ok_or_else(|| Error::Invalid("base path is not UTF-8".into()))?;
+    let fmt_name = fmt.to_string();
+    let bytes = build_image(&NewHeader {
+        cluster_bits: bits,
+        size,
+        backing: Some(rel),
+        backing_format: Some(&fmt_name),
+    })?;
+    let mut out = Vec::with_capacity(names.len());
+    for n in names {
+        let p = out_dir.join(n);
+        let mut f = new_file(&p)?;
+        if let Err(e) = f.write_all(&bytes) {
+            let _ = std::fs::remove_file(&p);
+            return Err(Error::io(format!("writing {}", p.display()), e));
+        }
+        out.push(p);
+    }
+    // Like `qemu-img create`, no fsync per overlay: durability is the caller's (or the next
+    // writer's) business, and 10,000 fsyncs/s is not possible on any disk.
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn relative_paths_climb_out_of_the_clone_directory() {
+        assert_eq!(relative(Path::new("/a/b/clones"), Path::new("/a/b/base.qcow2")), PathBuf::from("../base.qcow2"));
+        assert_eq!(relative(Path::new("/a"), Path::new("/a/x/y.img")), PathBuf::from("x/y.img"));
+    }
+}

@@ -1,0 +1,426 @@
+//! Pure parsing and building of the qcow2 header (no I/O). Every field is validated before
+//! anything else trusts it: images come from strangers.
+
+use diskfab_storage::{Error, Result};
+
+/// The qcow2 magic, `QFI\xfb`.
+pub const MAGIC: [u8; 4] = *b"QFI\xfb";
+/// Largest virtual size accepted (2^56 bytes, far beyond any real disk).
+pub const MAX_SIZE: u64 = 1 << 56;
+/// Largest L1 table accepted, in entries (same bound as QEMU: 32 MiB of entries).
+pub const MAX_L1_ENTRIES: u64 = 32 << 20 >> 3;
+/// Largest refcount table accepted, in bytes (8 MiB, QEMU's bound).
+pub const MAX_REFTABLE_BYTES: u64 = 8 << 20;
+/// Host offsets must be below this (bits 56..63 of table entries are flags/reserved).
+pub const MAX_HOST_OFFSET: u64 = 1 << 56;
+
+const EXT_END: u32 = 0;
+const EXT_BACKING_FORMAT: u32 = 0xe279_2aca;
+const EXT_FEATURE_NAMES: u32 = 0x6803_f857;
+const EXT_DATA_FILE: u32 = 0x4441_5441;
+const EXT_BITMAPS: u32 = 0x2385_2875;
+const EXT_CRYPTO: u32 = 0x0537_be77;
+
+/// Incompatible feature bits diskfab understands.
+pub const INCOMPAT_DIRTY: u64 = 1;
+/// Image marked corrupt by QEMU.
+pub const INCOMPAT_CORRUPT: u64 = 2;
+const INCOMPAT_DATA_FILE: u64 = 4;
+const INCOMPAT_COMPRESSION: u64 = 8;
+const INCOMPAT_EXTL2: u64 = 16;
+
+/// A validated qcow2 header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qcow2Header {
+    /// 2 or 3.
+    pub version: u32,
+    /// log2 of the cluster size (9..=21).
+    pub cluster_bits: u32,
+    /// Guest-visible size in bytes.
+    pub size: u64,
+    /// L1 entries.
+    pub l1_size: u32,
+    /// Host offset of the L1 table.
+    pub l1_table_offset: u64,
+    /// Host offset of the refcount table.
+    pub refcount_table_offset: u64,
+    /// Clusters of the refcount table.
+    pub refcount_table_clusters: u32,
+    /// Internal snapshots.
+    pub nb_snapshots: u32,
+    /// Incompatible feature bits.
+    pub incompatible: u64,
+    /// Compatible feature bits.
+    pub compatible: u64,
+    /// Autoclear feature bits.
+    pub autoclear: u64,
+    /// log2 of the refcount width in bits (0..=6).
+    pub refcount_order: u32,
+    /// Header length in bytes (72 for v2).
+    pub header_length: u32,
+    /// The backing file name as stored.
+    pub backing_file: Option<String>,
+    /// The backing format from the header extension (`raw`, `qcow2`, ...).
+    pub backing_format: Option<String>,
+    /// Whether a bitmaps extension is present (kept as is; never touched).
+    pub has_bitmaps: bool,
+}
+
+impl Qcow2Header {
+    /// Bytes per cluster.
+    pub fn cluster_size(&self) -> u64 {
+        1 << self.cluster_bits
+    }
+    /// Entries per L2 table.
+    pub fn l2_entries(&self) -> u64 {
+        self.cluster_size() / 8
+    }
+    /// Refcount bits per entry.
+    pub fn refcount_bits(&self) -> u32 {
+        1 << self.refcount_order
+    }
+    /// Refcount entries per refcount block.
+    pub fn refblock_entries(&self) -> u64 {
+        self.cluster_size() * 8 / u64::from(self.refcount_bits())
+    }
+}
+
+fn be32(b: &[u8], o: usize) -> Result<u32> {
+    b.get(o..o + 4)
+        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
+        .ok_or_else(|| Error::bad("qcow2 header is truncated"))
+}
+
+fn be64(b: &[u8], o: usize) -> Result<u64> {
+    let hi = be32(b, o)?;
+    let lo = be32(b, o + 4)?;
+    Ok((u64::from(hi) << 32) | u64::from(lo))
+}
+
+/// Parses and validates a qcow2 header from the first bytes of the file (at least the first
+/// cluster, or the whole file if shorter). Never panics.
+pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
+    if b.len() < 72 || b[..4] != MAGIC {
+        return Err(Error::bad("not a qcow2 image (bad magic or shorter than a header)"));
+    }
+    let version = be32(b, 4)?;
+    if version != 2 && version != 3 {
+        return Err(Error::Unsupported(format!("qcow2 version {version}")));
+    }
+    let backing_off = be64(b, 8)?;
+    let backing_len = be32(b, 16)?;
+    let cluster_bits = be32(b, 20)?;
+    if !(9..=21).contains(&cluster_bits) {
+        return Err(Error::bad(format!(
+            "qcow2 cluster_bits {cluster_bits} is outside 9..21"
+        )));
+    }
+    let cs = 1u64 << cluster_bits;
+    let size = be64(b, 24)?;
+    if size > MAX_SIZE {
+        return Err(Error::bad(format!("qcow2 virtual size {size} is absurd")));
+    }
+    if be32(b, 32)? != 0 {
+        return Err(Error::Unsupported(
+            "encrypted qcow2 images (AES/LUKS)".into(),
+        ));
+    }
+    let l1_size = be32(b, 36)?;
+    let l1_table_offset = be64(b, 40)?;
+    let refcount_table_offset = be64(b, 48)?;
+    let refcount_table_clusters = be32(b, 56)?;
+    let nb_snapshots = be32(b, 60)?;
+    let (incompatible, compatible, autoclear, refcount_order, header_length) = if version == 3 {
+        if b.len() < 104 {
+            return Err(Error::bad("qcow2 v3 header is truncated"));
+        }
+        (be64(b, 72)?, be64(b, 80)?, be64(b, 88)?, be32(b, 96)?, be32(b, 100)?)
+    } else {
+        (0, 0, 0, 4, 72)
+    };
+    check_features(incompatible, b, header_length)?;
+    if refcount_order > 6 {
+        return Err(Error::bad(format!("qcow2 refcount_order {refcount_order} > 6")));
+    }
+    if (version == 3 && header_length < 104) || u64::from(header_length) > cs.min(b.len() as u64)
+    {
+        return Err(Error::bad(format!("qcow2 header length {header_length} is invalid")));
+    }
+    let l2_entries = cs / 8;
+    let needed_l1 = size.div_ceil(cs * l2_entries);
+    if u64::from(l1_size) < needed_l1 || u64::from(l1_size) > MAX_L1_ENTRIES {
+        return Err(Error::bad(format!(
+            "qcow2 L1 table has {l1_size} entries; {needed_l1} are needed for {size} bytes"
+        )));
+    }
+    check_table_offset("L1 table", l1_table_offset, cs, l1_size != 0)?;
+    check_table_offset("refcount table", refcount_table_offset, cs, true)?;
+    if refcount_table_clusters == 0
+        || u64::from(refcount_table_clusters) * cs > MAX_REFTABLE_BYTES
+    {
+        return Err(Error::bad(format!(
+            "qcow2 refcount table of {refcount_table_clusters} clusters is invalid"
+        )));
+    }
+    let backing_file = parse_backing_name(b, backing_off, backing_len, cs)?;
+    let (backing_format, has_bitmaps) = parse_extensions(b, header_length as usize)?;
+    Ok(Qcow2Header {
+        version,
+        cluster_bits,
+        size,
+        l1_size,
+        l1_table_offset,
+        refcount_table_offset,
+        refcount_table_clusters,
+        nb_snapshots,
+        incompatible,
+        compatible,
+        autoclear,
+        refcount_order,
+        header_length,
+        backing_file,
+        backing_format,
+        has_bitmaps,
+    })
+}
+
+fn check_features(incompat: u64, b: &[u8], header_length: u32) -> Result<()> {
+    let known = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
+    if incompat & !known != 0 {
+        return Err(Error::Unsupported(format!(
+            "qcow2 incompatible feature bits {:#x}",
+            incompat & !known
+        )));
+    }
+    if incompat & INCOMPAT_DATA_FILE != 0 {
+        return Err(Error::Unsupported("qcow2 with an external data file".into()));
+    }
+    if incompat & INCOMPAT_EXTL2 != 0 {
+        return Err(Error::Unsupported("qcow2 extended L2 entries (subclusters)".into()));
+    }
+    if incompat & INCOMPAT_COMPRESSION != 0 && header_length > 104 && b.get(104).copied().unwrap_or(0) != 0 {
+        return Err(Error::Unsupported("qcow2 compression types other than zlib".into()));
+    }
+    Ok(())
+}
+
+fn check_table_offset(what: &str, off: u64, cs: u64, required: bool) -> Result<()> {
+    if required && off == 0 {
+        return Err(Error::bad(format!("qcow2 {what} offset is 0")));
+    }
+    if off % cs != 0 || off >= MAX_HOST_OFFSET {
+        return Err(Error::bad(format!(
+            "qcow2 {what} offset {off:#x} is not cluster-aligned or out of range"
+        )));
+    }
+    Ok(())
+}
+
+fn parse_backing_name(b: &[u8], off: u64, len: u32, cs: u64) -> Result<Option<String>> {
+    if off == 0 || len == 0 {
+        return Ok(None);
+    }
+    if len > 1023 || off.saturating_add(u64::from(len)) > cs.min(b.len() as u64) {
+        return Err(Error::bad(format!(
+            "qcow2 backing file name ({len} bytes at {off}) lies outside the header cluster"
+        )));
+    }
+    let raw = &b[off as usize..off as usize + len as usize];
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| Error::bad("qcow2 backing file name is not UTF-8"))?;
+    if s.contains('\0') {
+        return Err(Error::bad("qcow2 backing file name contains NUL"));
+    }
+    Ok(Some(s.to_string()))
+}
+
+fn parse_extensions(b: &[u8], start: usize) -> Result<(Option<String>, bool)> {
+    let mut off = start;
+    let mut fmt = None;
+    let mut bitmaps = false;
+    for _ in 0..1024 {
+        if off + 8 > b.len() {
+            return Ok((fmt, bitmaps)); // no end marker inside what we have: stop
+        }
+        let ty = be32(b, off)?;
+        let len = be32(b, off + 4)? as usize;
+        let data = off + 8;
+        let end = data
+            .checked_add(len)
+            .filter(|&e| e <= b.len())
+            .ok_or_else(|| Error::bad("qcow2 header extension runs past the header"))?;
+        match ty {
+            EXT_END => return Ok((fmt, bitmaps)),
+            EXT_BACKING_FORMAT => {
+                let s = std::str::from_utf8(&b[data..end])
+                    .map_err(|_| Error::bad("qcow2 backing format is not UTF-8"))?;
+                fmt = Some(s.trim_end_matches('\0').to_string());
+            }
+            EXT_BITMAPS => bitmaps = true,
+            EXT_CRYPTO => return Err(Error::Unsupported("encrypted qcow2 images".into())),
+            EXT_FEATURE_NAMES | EXT_DATA_FILE => {}
+            _ => {}
+        }
+        off = end.div_ceil(8) * 8;
+    }
+    Err(Error::bad("qcow2 has too many header extensions"))
+}
+
+/// What to put in a new qcow2 header.
+#[derive(Debug, Clone)]
+pub struct NewHeader<'a> {
+    /// log2 cluster size.
+    pub cluster_bits: u32,
+    /// Virtual size.
+    pub size: u64,
+    /// Backing file name as stored.
+    pub backing: Option<&'a str>,
+    /// Backing format name.
+    pub backing_format: Option<&'a str>,
+}
+
+/// Builds a complete, empty qcow2 v3 image (header, refcount table and blocks, L1 table) as
+/// bytes. Everything is computed once; `clone_many` writes the same bytes N times.
+pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
+    let cs = 1u64 << h.cluster_bits;
+    let l1_size = h.size.div_ceil(cs * (cs / 8));
+    if l1_size > MAX_L1_ENTRIES {
+        return Err(Error::Invalid("image too large for this cluster size".into()));
+    }
+    let l1_clusters = (l1_size * 8).div_ceil(cs);
+    let per_block = cs * 8 / 16;
+    // Layout: header | refcount table (T) | refcount blocks (B) | L1 (L). Solve for T and B.
+    let (mut t, mut blocks) = (1u64, 1u64);
+    loop {
+        let total = 1 + t + blocks + l1_clusters;
+        let nb = total.div_ceil(per_block);
+        let nt = (nb * 8).div_ceil(cs);
+        if nb == blocks && nt == t {
+            break;
+        }
+        blocks = nb;
+        t = nt;
+    }
+    let total = 1 + t + blocks + l1_clusters;
+    let mut img = vec![0u8; (total * cs) as usize];
+    let reftable_off = cs;
+    let refblocks_off = cs * (1 + t);
+    let l1_off = cs * (1 + t + blocks);
+    let mut hdr = Vec::with_capacity(512);
+    hdr.extend_from_slice(&MAGIC);
+    for v in [3u32] {
+        hdr.extend_from_slice(&v.to_be_bytes());
+    }
+    hdr.extend_from_slice(&0u64.to_be_bytes()); // backing offset, patched below
+    hdr.extend_from_slice(&0u32.to_be_bytes()); // backing length
+    hdr.extend_from_slice(&h.cluster_bits.to_be_bytes());
+    hdr.extend_from_slice(&h.size.to_be_bytes());
+    hdr.extend_from_slice(&0u32.to_be_bytes()); // crypt
+    hdr.extend_from_slice(&(l1_size as u32).to_be_bytes());
+    hdr.extend_from_slice(&(if l1_size == 0 { 0 } else { l1_off }).to_be_bytes());
+    hdr.extend_from_slice(&reftable_off.to_be_bytes());
+    hdr.extend_from_slice(&(t as u32).to_be_bytes());
+    hdr.extend_from_slice(&0u32.to_be_bytes()); // snapshots
+    hdr.extend_from_slice(&0u64.to_be_bytes());
+    hdr.extend_from_slice(&0u64.to_be_bytes()); // incompatible
+    hdr.extend_from_slice(&0u64.to_be_bytes()); // compatible
+    hdr.extend_from_slice(&0u64.to_be_bytes()); // autoclear
+    hdr.extend_from_slice(&4u32.to_be_bytes()); // refcount_order: 16 bits
+    hdr.extend_from_slice(&112u32.to_be_bytes()); // header_length
+    hdr.extend_from_slice(&[0u8; 8]); // compression type zlib + padding
+    if let Some(f) = h.backing_format {
+        push_ext(&mut hdr, EXT_BACKING_FORMAT, f.as_bytes());
+    }
+    push_ext(&mut hdr, EXT_END, &[]);
+    if let Some(name) = h.backing {
+        if name.is_empty() || name.len() > 1023 {
+            return Err(Error::Invalid("backing file name must be 1..1023 bytes".into()));
+        }
+        let off = hdr.len() as u64;
+        hdr[8..16].copy_from_slice(&off.to_be_bytes());
+        hdr[16..20].copy_from_slice(&(name.len() as u32).to_be_bytes());
+        hdr.extend_from_slice(name.as_bytes());
+    }
+    if hdr.len() as u64 > cs {
+        return Err(Error::Invalid(
+            "backing file name does not fit in one cluster: use a larger cluster size".into(),
+        ));
+    }
+    img[..hdr.len()].copy_from_slice(&hdr);
+    for i in 0..blocks {
+        let o = (reftable_off + i * 8) as usize;
+        img[o..o + 8].copy_from_slice(&(refblocks_off + i * cs).to_be_bytes());
+    }
+    for c in 0..total {
+        let o = (refblocks_off + c * 2) as usize;
+        img[o..o + 2].copy_from_slice(&1u16.to_be_bytes());
+    }
+    Ok(img)
+}
+
+fn push_ext(h: &mut Vec<u8>, ty: u32, data: &[u8]) {
+    h.extend_from_slice(&ty.to_be_bytes());
+    h.extend_from_slice(&(data.len() as u32).to_be_bytes());
+    h.extend_from_slice(data);
+    while h.len() % 8 != 0 {
+        h.push(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn built(bits: u32, size: u64, backing: Option<&str>) -> Vec<u8> {
+        build_image(&NewHeader {
+            cluster_bits: bits,
+            size,
+            backing,
+            backing_format: backing.map(|_| "qcow2"),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn built_header_parses_back_with_the_same_fields() {
+        let img = built(16, 4 << 30, Some("../base.qcow2"));
+        let h = parse_qcow2_header(&img).unwrap();
+        assert_eq!(h.size, 4 << 30);
+        assert_eq!(h.cluster_bits, 16);
+        assert_eq!(h.backing_file.as_deref(), Some("../base.qcow2"));
+        assert_eq!(h.backing_format.as_deref(), Some("qcow2"));
+        assert_eq!(h.refcount_bits(), 16);
+    }
+
+    #[test]
+    fn small_clusters_get_enough_refcount_blocks() {
+        let img = built(9, 4 << 30, None);
+        let h = parse_qcow2_header(&img).unwrap();
+        assert!(img.len() as u64 / 512 <= h.refblock_entries() * u64::from(h.refcount_table_clusters) * 64);
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_of_a_header_is_an_error_or_valid_never_a_panic() {
+        let img = built(12, 1 << 30, Some("b.qcow2"));
+        for n in 0..600 {
+            let _ = parse_qcow2_header(&img[..n.min(img.len())]);
+        }
+        for i in 0..200 {
+            for bit in 0..8 {
+                let mut b = img[..4096].to_vec();
+                b[i] ^= 1 << bit;
+                let _ = parse_qcow2_header(&b);
+            }
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_and_unknown_features_are_refused() {
+        let mut img = built(16, 1 << 20, None);
+        img[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
+        assert!(matches!(parse_qcow2_header(&img), Err(Error::BadImage(_))));
+        let mut img = built(16, 1 << 20, None);
+        img[72..80].copy_from_slice(&(1u64 << 40).to_be_bytes());
+        assert!(matches!(parse_qcow2_header(&img), Err(Error::Unsupported(_))));
+    }
+}

@@ -1,0 +1,229 @@
+//! Opening an image file (and its backing chain) as a guest-visible device.
+
+use crate::gate::BackingGate;
+use crate::header::parse_qcow2_header;
+use crate::host::Host;
+use crate::qcow2::Qcow2Dev;
+use crate::{detect_format, Format};
+use diskfab_storage::{open_error, DevRef, Error, FileDev, Result};
+use serde::Serialize;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// How to open an image.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Open the top image for writing (backing images are always read-only).
+    pub writable: bool,
+    /// Policy for backing files.
+    pub gate: BackingGate,
+}
+
+/// One backing layer in [`ImageInfo::chain`].
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    /// Canonical path of the layer.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// Its virtual size.
+    pub virtual_size: u64,
+}
+
+/// What `info` reports about an image.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageInfo {
+    /// The image path as given.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: Format,
+    /// Guest-visible size.
+    pub virtual_size: u64,
+    /// Bytes allocated on the host for this file.
+    pub actual_size: u64,
+    /// qcow2 cluster size.
+    pub cluster_size: Option<u32>,
+    /// The backing file name as stored in the image.
+    pub backing_file: Option<String>,
+    /// The backing format recorded in the image.
+    pub backing_format: Option<String>,
+    /// Backing layers, nearest first.
+    pub chain: Vec<LayerInfo>,
+    /// qcow2 dirty bit (lazy refcounts).
+    pub dirty: bool,
+    /// qcow2 corrupt bit.
+    pub corrupt: bool,
+    /// Format details (qcow2: version, refcount bits, snapshots...).
+    pub format_specific: Option<serde_json::Value>,
+}
+
+/// An open image.
+pub struct Image {
+    path: PathBuf,
+    format: Format,
+    dev: DevRef,
+    qcow: Option<Arc<Qcow2Dev>>,
+    chain: Vec<LayerInfo>,
+}
+
+impl std::fmt::Debug for Image {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Image({}, {})", self.path.display(), self.format)
+    }
+}
+
+fn read_head(file: &std::fs::File, path: &Path, n: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    let mut done = 0;
+    while done < n {
+        match file.read_at(&mut buf[done..], done as u64) {
+            Ok(0) => break,
+            Ok(k) => done += k,
+            Err(e) => return Err(Error::io(format!("{}", path.display()), e)),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+struct Opened {
+    format: Format,
+    dev: DevRef,
+    qcow: Option<Arc<Qcow2Dev>>,
+    chain: Vec<LayerInfo>,
+}
+
+fn open_layer(
+    path: &Path,
+    forced: Option<Format>,
+    writable: bool,
+    gate: &BackingGate,
+    top: &Path,
+    seen: &mut Vec<PathBuf>,
+) -> Result<Opened> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(path)
+        .map_err(|e| open_error(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(format!("{}", path.display()), e))?;
+    if meta.is_dir() {
+        return Err(Error::Invalid(format!("{} is a directory, not an image", path.display())));
+    }
+    let head = read_head(&file, path, 4096)?;
+    let format = forced.unwrap_or_else(|| detect_format(&head));
+    match format {
+        Format::Raw => {
+            let dev = FileDev::from_file(file, path.to_path_buf(), writable)?;
+            Ok(Opened { format, dev: Arc::new(dev), qcow: None, chain: Vec::new() })
+        }
+        Format::Qcow2 => {
+            let first = parse_qcow2_header(&head).or_else(|e| {
+                // Headers with a large cluster may keep the backing name beyond 4 KiB.
+                let cs = head.get(20..24).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                match cs {
+                    Some(bits @ 13..=21) => parse_qcow2_header(&read_head(&file, path, 1 << bits)?),
+                    _ => Err(e),
+                }
+            });
+            let hdr = first.map_err(|e| e.context(path.display()))?;
+            let mut chain = Vec::new();
+            let backing = match &hdr.backing_file {
+                None => None,
+                Some(name) => {
+                    let canon = gate.check(path, name, top, seen.len())?;
+                    if seen.contains(&canon) {
+                        return Err(Error::bad(format!(
+                            "{}: backing chain loop through {}",
+                            top.display(),
+                            canon.display()
+                        )));
+                    }
+                    seen.push(canon.clone());
+                    let bfmt = match hdr.backing_format.as_deref() {
+                        None | Some("") => None,
+                        Some(f) => Some(f.parse::<Format>().map_err(|e| e.context(path.display()))?),
+                    };
+                    let b = open_layer(&canon, bfmt, false, gate, top, seen)?;
+                    chain.push(LayerInfo { path: canon, format: b.format, virtual_size: b.dev.size() });
+                    chain.extend(b.chain);
+                    Some(b.dev)
+                }
+            };
+            let host = Host::new(file, path.to_path_buf());
+            let q = Arc::new(Qcow2Dev::open(host, hdr, backing, writable)?);
+            Ok(Opened { format, dev: q.clone(), qcow: Some(q), chain })
+        }
+    }
+}
+
+impl Image {
+    /// Opens `path`, detecting its format by content, with its backing chain through the gate.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
+        let mut seen = Vec::new();
+        if let Ok(c) = std::fs::canonicalize(path) {
+            seen.push(c);
+        }
+        let o = open_layer(path, None, opts.writable, &opts.gate, path, &mut seen)?;
+        Ok(Image { path: path.to_path_buf(), format: o.format, dev: o.dev, qcow: o.qcow, chain: o.chain })
+    }
+
+    /// The guest-visible device.
+    pub fn dev(&self) -> DevRef {
+        self.dev.clone()
+    }
+
+    /// The detected format.
+    pub fn format(&self) -> Format {
+        self.format
+    }
+
+    /// The path the image was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Persists all writes.
+    pub fn flush(&self) -> Result<()> {
+        self.dev.flush()
+    }
+
+    /// Format, sizes and backing chain.
+    pub fn info(&self) -> Result<ImageInfo> {
+        let actual_size = std::fs::metadata(&self.path)
+            .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+            .unwrap_or(0);
+        let mut info = ImageInfo {
+            path: self.path.clone(),
+            format: self.format,
+            virtual_size: self.dev.size(),
+            actual_size,
+            cluster_size: None,
+            backing_file: None,
+            backing_format: None,
+            chain: self.chain.clone(),
+            dirty: false,
+            corrupt: false,
+            format_specific: None,
+        };
+        if let Some(q) = &self.qcow {
+            let h = &q.hdr;
+            info.actual_size = q.host.allocated();
+            info.cluster_size = Some(h.cluster_size() as u32);
+            info.backing_file = h.backing_file.clone();
+            info.backing_format = h.backing_format.clone();
+            info.dirty = h.incompatible & crate::header::INCOMPAT_DIRTY != 0;
+            info.corrupt = h.incompatible & crate::header::INCOMPAT_CORRUPT != 0;
+            info.format_specific = Some(serde_json::json!({
+                "version": h.version,
+                "compat": if h.version >= 3 { "1.1" } else { "0.10" },
+                "refcount_bits": h.refcount_bits(),
+                "snapshots": h.nb_snapshots,
+                "l1_entries": h.l1_size,
+                "bitmaps": h.has_bitmaps,
+            }));
+        }
+        Ok(info)
+    }
+}

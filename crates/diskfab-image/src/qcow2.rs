@@ -1,0 +1,462 @@
+//! The qcow2 engine: guest reads and writes through L1/L2 tables, copy-on-write from the backing
+//! chain, zero and compressed clusters, refcount maintenance. Exposed as a [`BlockDev`].
+//!
+//! Every table entry read from the file is checked (alignment, inside the file) before use.
+
+use crate::header::{Qcow2Header, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_HOST_OFFSET};
+use crate::host::Host;
+use crate::refcount::Refcounts;
+use diskfab_storage::{check_range, BlockDev, DevRef, Error, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+const COPIED: u64 = 1 << 63;
+const COMPRESSED: u64 = 1 << 62;
+const ZERO: u64 = 1;
+const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+const L2_CACHE_TABLES: usize = 4096;
+
+/// Where one guest cluster lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Map {
+    /// Not in this layer: read from backing (or zeroes).
+    Unalloc,
+    /// Reads as zeroes; `Some(host)` when a host cluster is still attached.
+    Zero(Option<u64>),
+    /// Plain data at a host offset; `copied` means refcount is exactly one.
+    Data { host: u64, copied: bool },
+    /// A compressed cluster: host offset and compressed length bound.
+    Compressed { host: u64, len: u64 },
+}
+
+pub(crate) struct State {
+    l1: Vec<u64>,
+    l2: HashMap<u64, Vec<u64>>,
+    pub(crate) rc: Refcounts,
+    pub(crate) file_len: u64,
+}
+
+/// An open qcow2 image as a guest-visible device.
+pub struct Qcow2Dev {
+    pub(crate) host: Host,
+    pub(crate) hdr: Qcow2Header,
+    backing: Option<DevRef>,
+    writable: bool,
+    st: Mutex<State>,
+}
+
+impl std::fmt::Debug for Qcow2Dev {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Qcow2Dev({})", self.host.path.display())
+    }
+}
+
+fn be64s(b: &[u8]) -> Vec<u64> {
+    b.chunks_exact(8)
+        .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
+}
+
+impl Qcow2Dev {
+    /// Opens a parsed image. Validates the L1 and refcount tables against the file size.
+    pub fn open(host: Host, hdr: Qcow2Header, backing: Option<DevRef>, writable: bool) -> Result<Self> {
+        let name = host.path.display().to_string();
+        if writable {
+            if hdr.incompatible & INCOMPAT_CORRUPT != 0 {
+                return Err(Error::bad(format!(
+                    "{name}: marked corrupt by QEMU; repair it with `qemu-img check -r all` first"
+                )));
+            }
+            if hdr.incompatible & INCOMPAT_DIRTY != 0 {
+                return Err(Error::Unsupported(format!(
+                    "{name}: refcounts are dirty (lazy refcounts); run `qemu-img check -r all` first"
+                )));
+            }
+            if hdr.nb_snapshots != 0 {
+                return Err(Error::Unsupported(format!(
+                    "{name}: has internal snapshots; diskfab opens such images read-only"
+                )));
+            }
+            if hdr.refcount_order != 4 {
+                return Err(Error::Unsupported(format!(
+                    "{name}: {}-bit refcounts are read-only in diskfab (16-bit is writable)",
+                    hdr.refcount_bits()
+                )));
+            }
+        }
+        let file_len = host.len()?;
+        let cs = hdr.cluster_size();
+        if writable && hdr.autoclear != 0 {
+            // Autoclear features (e.g. persistent bitmaps) are invalid once an unaware writer
+            // changes the image: clearing the bits is what the specification asks for.
+            host.write(&0u64.to_be_bytes(), 88)?;
+        }
+        let l1_bytes = u64::from(hdr.l1_size) * 8;
+        if hdr.l1_table_offset.saturating_add(l1_bytes) > file_len && l1_bytes > 0 {
+            return Err(Error::bad(format!("{name}: L1 table lies past the end of the file")));
+        }
+        let mut raw = vec![0u8; l1_bytes as usize];
+        host.read(&mut raw, hdr.l1_table_offset)?;
+        let l1 = be64s(&raw);
+        for (i, e) in l1.iter().enumerate() {
+            let off = e & OFFSET_MASK;
+            if off != 0 && (off % cs != 0 || off >= file_len) {
+                return Err(Error::bad(format!(
+                    "{name}: L1 entry {i} points to {off:#x}, past the end of the file or unaligned"
+                )));
+            }
+        }
+        let rc = Refcounts::load(&host, &hdr, file_len)?;
+        let file_len = file_len.div_ceil(cs) * cs;
+        Ok(Qcow2Dev {
+            host,
+            hdr,
+            backing,
+            writable,
+            st: Mutex::new(State { l1, l2: HashMap::new(), rc, file_len }),
+        })
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
+        self.st
+            .lock()
+            .map_err(|_| Error::Failed("qcow2 state poisoned by an earlier failure".into()))
+    }
+
+    fn bad(&self, msg: String) -> Error {
+        Error::bad(format!("{}: {msg}", self.host.path.display()))
+    }
+
+    /// Loads (or fetches from cache) the L2 table at host offset `off`.
+    fn l2<'a>(&self, st: &'a mut State, off: u64) -> Result<&'a mut Vec<u64>> {
+        if !st.l2.contains_key(&off) {
+            if st.l2.len() >= L2_CACHE_TABLES {
+                st.l2.clear();
+            }
+            let mut raw = vec![0u8; self.hdr.cluster_size() as usize];
+            self.host.read(&mut raw, off)?;
+            st.l2.insert(off, be64s(&raw));
+        }
+        st.l2
+            .get_mut(&off)
+            .ok_or_else(|| Error::Failed("L2 cache".into()))
+    }
+
+    fn lookup(&self, st: &mut State, vcluster: u64) -> Result<Map> {
+        let per = self.hdr.l2_entries();
+        let l1i = (vcluster / per) as usize;
+        let l2off = st.l1.get(l1i).copied().unwrap_or(0) & OFFSET_MASK;
+        if l2off == 0 {
+            return Ok(Map::Unalloc);
+        }
+        let file_len = st.file_len;
+        let e = self.l2(st, l2off)?[(vcluster % per) as usize];
+        self.decode(e, file_len)
+    }
+
+    fn decode(&self, e: u64, file_len: u64) -> Result<Map> {
+        let cs = self.hdr.cluster_size();
+        if e & COMPRESSED != 0 {
+            let x = 62 - (self.hdr.cluster_bits - 8);
+            let host = e & ((1u64 << x) - 1);
+            let sectors = ((e >> x) & ((1u64 << (self.hdr.cluster_bits - 8)) - 1)) + 1;
+            if host >= file_len {
+                return Err(self.bad(format!("compressed cluster at {host:#x} is past the end of the file")));
+            }
+            return Ok(Map::Compressed { host, len: sectors * 512 - (host & 511) });
+        }
+        let host = e & OFFSET_MASK;
+        if host != 0 && (host % cs != 0 || host >= file_len || host >= MAX_HOST_OFFSET) {
+            return Err(self.bad(format!("L2 entry points to {host:#x}, past the end of the file or unaligned")));
+        }
+        if e & ZERO != 0 && self.hdr.version >= 3 {
+            return Ok(Map::Zero((host != 0).then_some(host)));
+        }
+        if host == 0 {
+            return Ok(Map::Unalloc);
+        }
+        Ok(Map::Data { host, copied: e & COPIED != 0 })
+    }
+
+    fn read_backing(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        match &self.backing {
+            Some(b) if off < b.size() => {
+                let n = ((b.size() - off) as usize).min(buf.len());
+                b.read_at(&mut buf[..n], off)?;
+                buf[n..].fill(0);
+                Ok(())
+            }
+            _ => {
+                buf.fill(0);
+                Ok(())
+            }
+        }
+    }
+
+    fn inflate(&self, host: u64, len: u64, out: &mut [u8]) -> Result<()> {
+        let mut comp = vec![0u8; len.min(2 * self.hdr.cluster_size() + 512) as usize];
+        self.host.read(&mut comp, host)?;
+        let mut d = flate2::Decompress::new(false);
+        match d.decompress(&comp, out, flate2::FlushDecompress::Finish) {
+            Ok(_) if d.total_out() as usize == out.len() => Ok(()),
+            _ => Err(self.bad(format!("compressed cluster at {host:#x} does not inflate to a full cluster"))),
+        }
+    }
+
+    /// Reads one guest cluster's full content as this layer sees it.
+    fn cluster_content(&self, m: Map, vcluster: u64, out: &mut [u8]) -> Result<()> {
+        let cs = self.hdr.cluster_size();
+        match m {
+            Map::Unalloc => self.read_backing(out, vcluster * cs),
+            Map::Zero(_) => {
+                out.fill(0);
+                Ok(())
+            }
+            Map::Data { host, .. } => self.host.read(out, host),
+            Map::Compressed { host, len } => self.inflate(host, len, out),
+        }
+    }
+
+    fn read_locked(&self, st: &mut State, buf: &mut [u8], off: u64) -> Result<()> {
+        let cs = self.hdr.cluster_size();
+        let bits = self.hdr.cluster_bits;
+        let mut done = 0usize;
+        let mut scratch = Vec::new();
+        while done < buf.len() {
+            let pos = off + done as u64;
+            let vc = pos >> bits;
+            let inner = pos & (cs - 1);
+            let m = self.lookup(st, vc)?;
+            // Coalesce a run of clusters with the same kind (and contiguous host offsets).
+            let mut run = (cs - inner).min((buf.len() - done) as u64) as usize;
+            while done + run < buf.len() {
+                let next_vc = (pos + run as u64) >> bits;
+                let next = self.lookup(st, next_vc)?;
+                let contiguous = match (m, next) {
+                    (Map::Data { host: a, .. }, Map::Data { host: b, .. }) => {
+                        b == a + (next_vc - vc) * cs
+                    }
+                    (Map::Unalloc, Map::Unalloc) | (Map::Zero(_), Map::Zero(_)) => true,
+                    _ => false,
+                };
+                if !contiguous {
+                    break;
+                }
+                run = (run + cs as usize).min(buf.len() - done);
+            }
+            let dst = &mut buf[done..done + run];
+            match m {
+                Map::Unalloc => self.read_backing(dst, pos)?,
+                Map::Zero(_) => dst.fill(0),
+                Map::Data { host, .. } => self.host.read(dst, host + inner)?,
+                Map::Compressed { host, len } => {
+                    scratch.resize(cs as usize, 0);
+                    self.inflate(host, len, &mut scratch)?;
+                    dst.copy_from_slice(&scratch[inner as usize..inner as usize + run]);
+                }
+            }
+            done += run;
+        }
+        Ok(())
+    }
+
+    fn write_l1(&self, st: &mut State, idx: usize, val: u64) -> Result<()> {
+        self.host
+            .write(&val.to_be_bytes(), self.hdr.l1_table_offset + idx as u64 * 8)?;
+        st.l1[idx] = val;
+        Ok(())
+    }
+
+    /// Returns the L2 table offset for `vcluster`, allocating the table if needed.
+    fn l2_for_write(&self, st: &mut State, vcluster: u64) -> Result<u64> {
+        let idx = (vcluster / self.hdr.l2_entries()) as usize;
+        let cur = st.l1.get(idx).copied().ok_or_else(|| self.bad("L1 index out of range".into()))?;
+        if cur & OFFSET_MASK != 0 {
+            if cur & COPIED == 0 {
+                return Err(Error::Unsupported("shared L2 tables (snapshots)".into()));
+            }
+            return Ok(cur & OFFSET_MASK);
+        }
+        let off = self.alloc(st, 1)?;
+        self.host.write(&vec![0u8; self.hdr.cluster_size() as usize], off)?;
+        st.l2.insert(off, vec![0u64; self.hdr.l2_entries() as usize]);
+        self.write_l1(st, idx, off | COPIED)?;
+        Ok(off)
+    }
+
+    fn set_l2(&self, st: &mut State, vcluster: u64, val: u64) -> Result<()> {
+        let l2off = self.l2_for_write(st, vcluster)?;
+        let i = (vcluster % self.hdr.l2_entries()) as usize;
+        self.host.write(&val.to_be_bytes(), l2off + i as u64 * 8)?;
+        self.l2(st, l2off)?[i] = val;
+        Ok(())
+    }
+
+    /// Allocates `n` contiguous clusters at the end of the file with refcount 1.
+    fn alloc(&self, st: &mut State, n: u64) -> Result<u64> {
+        let cs = self.hdr.cluster_size();
+        let off = st.file_len;
+        st.file_len += n * cs;
+        for i in 0..n {
+            st.rc.set(&self.host, &self.hdr, &mut st.file_len, off + i * cs, 1)?;
+        }
+        Ok(off)
+    }
+
+    /// Drops this layer's reference to the host clusters of `m`.
+    fn release(&self, st: &mut State, m: Map) -> Result<()> {
+        let cs = self.hdr.cluster_size();
+        let (start, end) = match m {
+            Map::Data { host, .. } | Map::Zero(Some(host)) => (host, host + cs),
+            Map::Compressed { host, len } => (host & !(cs - 1), host + len),
+            _ => return Ok(()),
+        };
+        let mut c = start;
+        while c < end {
+            st.rc.decrement(&self.host, &self.hdr, &mut st.file_len, c)?;
+            c += cs;
+        }
+        if matches!(m, Map::Data { .. } | Map::Zero(Some(_))) {
+            self.host.punch(start, cs)?;
+        }
+        Ok(())
+    }
+
+    fn write_cluster(&self, st: &mut State, vc: u64, inner: u64, data: &[u8]) -> Result<()> {
+        let cs = self.hdr.cluster_size();
+        let m = self.lookup(st, vc)?;
+        if let Map::Data { host, copied: true } = m {
+            return self.host.write(data, host + inner);
+        }
+        let mut full;
+        let content: &[u8] = if data.len() as u64 == cs {
+            data
+        } else {
+            full = vec![0u8; cs as usize];
+            self.cluster_content(m, vc, &mut full)?;
+            full[inner as usize..inner as usize + data.len()].copy_from_slice(data);
+            &full
+        };
+        let host = match m {
+            Map::Zero(Some(h)) => h,
+            _ => self.alloc(st, 1)?,
+        };
+        self.host.write(content, host)?;
+        self.set_l2(st, vc, host | COPIED)?;
+        if !matches!(m, Map::Zero(Some(_))) {
+            self.release(st, m)?;
+        }
+        Ok(())
+    }
+
+    fn zero_cluster(&self, st: &mut State, vc: u64) -> Result<()> {
+        let m = self.lookup(st, vc)?;
+        if self.hdr.version < 3 {
+            if m == Map::Unalloc && self.backing.is_none() {
+                return Ok(());
+            }
+            let z = vec![0u8; self.hdr.cluster_size() as usize];
+            return self.write_cluster(st, vc, 0, &z);
+        }
+        if matches!(m, Map::Zero(_)) || (m == Map::Unalloc && self.backing.is_none()) {
+            return Ok(());
+        }
+        self.set_l2(st, vc, ZERO)?;
+        self.release(st, m)
+    }
+}
+
+impl BlockDev for Qcow2Dev {
+    fn size(&self) -> u64 {
+        self.hdr.size
+    }
+
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
+        check_range(self.hdr.size, offset, buf.len() as u64)?;
+        let mut st = self.lock()?;
+        self.read_locked(&mut st, buf, offset)
+    }
+
+    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
+        if !self.writable {
+            return Err(Error::ReadOnly(format!("{} is open read-only", self.host.path.display())));
+        }
+        check_range(self.hdr.size, offset, buf.len() as u64)?;
+        let mut st = self.lock()?;
+        let cs = self.hdr.cluster_size();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let inner = pos & (cs - 1);
+            let n = ((cs - inner) as usize).min(buf.len() - done);
+            self.write_cluster(&mut st, pos >> self.hdr.cluster_bits, inner, &buf[done..done + n])?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
+        if !self.writable {
+            return Err(Error::ReadOnly(format!("{} is open read-only", self.host.path.display())));
+        }
+        check_range(self.hdr.size, offset, len)?;
+        let cs = self.hdr.cluster_size();
+        let end = offset + len;
+        let first_full = offset.div_ceil(cs) * cs;
+        let last_full = end / cs * cs;
+        if first_full >= last_full {
+            return self.write_at(&vec![0u8; len as usize], offset);
+        }
+        if offset < first_full {
+            self.write_at(&vec![0u8; (first_full - offset) as usize], offset)?;
+        }
+        {
+            let mut st = self.lock()?;
+            let mut c = first_full;
+            while c < last_full {
+                self.zero_cluster(&mut st, c / cs)?;
+                c += cs;
+            }
+        }
+        if last_full < end {
+            self.write_at(&vec![0u8; (end - last_full) as usize], last_full)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&self) -> Result<()> {
+        if self.writable {
+            self.host.sync()?;
+        }
+        Ok(())
+    }
+
+    fn writable(&self) -> bool {
+        self.writable
+    }
+
+    fn is_zero_hint(&self, offset: u64, len: u64) -> Result<bool> {
+        check_range(self.hdr.size, offset, len)?;
+        let cs = self.hdr.cluster_size();
+        let mut st = self.lock()?;
+        let mut c = offset / cs;
+        let end = (offset + len).div_ceil(cs);
+        while c < end {
+            match self.lookup(&mut st, c)? {
+                Map::Zero(_) => {}
+                Map::Unalloc => {
+                    if let Some(b) = &self.backing {
+                        let s = (c * cs).max(offset);
+                        let e = ((c + 1) * cs).min(offset + len).min(b.size());
+                        if s < e && !b.is_zero_hint(s, e - s)? {
+                            return Ok(false);
+                        }
+                    }
+                }
+                _ => return Ok(false),
+            }
+            c += 1;
+        }
+        Ok(true)
+    }
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Bounded fuzz run of every parser (cargo-fuzz / libFuzzer). Seeds come from the reference tools.
+# A crash fails the run and its input is copied to fuzz/regressions/<target>/, where the
+# workspace test `fuzz_regressions_never_panic` replays it forever after.
+# Usage: bash scripts/fuzz.sh [SECONDS_PER_TARGET]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-20}
+command -v cargo-fuzz >/dev/null || cargo install -q --locked cargo-fuzz
+# libFuzzer needs -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+export RUSTC_BOOTSTRAP=1
+S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
+mkdir -p fuzz/corpus/qcow2 fuzz/corpus/mbr_gpt
+# qcow2 seeds: small images of several shapes (v2/v3, cluster sizes, backing name, compressed).
+head -c 200000 /dev/urandom > "$S/data.raw"
+qemu-img convert -q -O qcow2 -o cluster_size=512 "$S/data.raw" "$S/c512.qcow2"
+qemu-img convert -q -c -O qcow2 -o cluster_size=4096 "$S/data.raw" "$S/comp.qcow2"
+qemu-img create -q -f qcow2 -o compat=0.10 "$S/v2.qcow2" 1M
+qemu-img create -q -f qcow2 -b data.raw -F raw "$S/ovl.qcow2"
+for f in "$S"/*.qcow2; do head -c 65536 "$f" > "fuzz/corpus/qcow2/seed-$(basename "$f")"; done
+# partition-table seeds: MBR with logical partitions, GPT.
+truncate -s 1M "$S/mbr.img" "$S/gpt.img"
+printf 'label: dos\n,256K,83\n,,5\n,128K,82\n,,83\n' | sfdisk -q "$S/mbr.img" >/dev/null
+printf 'label: gpt\n,256K,L\n,,U\n' | sfdisk -q "$S/gpt.img" >/dev/null
+cp "$S/mbr.img" fuzz/corpus/mbr_gpt/seed-mbr; cp "$S/gpt.img" fuzz/corpus/mbr_gpt/seed-gpt
+status=0
+for t in qcow2 mbr_gpt; do
+  echo "fuzz: $t for ${SECS}s" >&2
+  if ! (cd fuzz && cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -max_len=1048576 \
+        -rss_limit_mb=2048 -print_final_stats=1 2>"$S/$t.log"); then
+    tail -30 "$S/$t.log" >&2
+    mkdir -p "fuzz/regressions/$t"
+    cp fuzz/artifacts/"$t"/crash-* "fuzz/regressions/$t/" 2>/dev/null || true
+    echo "fuzz: $t found a crash; input saved under fuzz/regressions/$t (add it to git)" >&2
+    status=1
+  else
+    grep -E 'stat::number_of_executed_units|stat::peak_rss' "$S/$t.log" | sed "s/^/fuzz: $t: /" >&2 || true
+  fi
+done
+exit $status
