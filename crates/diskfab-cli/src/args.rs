@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// diskfab — manage virtual-machine disk images offline: no helper VM, no root, no mount.
 #[derive(Parser, Debug)]
-#[command(name = "diskfab", version, about, long_about = None, max_term_width = 100)]
+#[command(name = "diskfab", version, max_term_width = 100)]
 pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]

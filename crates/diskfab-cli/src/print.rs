@@ -48,15 +48,18 @@ pub fn info(json: bool, r: &InfoReport) -> Result<()> {
         return emit_json(r);
     }
     let i = &r.image;
-    println!("image:          {}", i.path);
+    println!("image:          {}", i.path.display());
     println!("format:         {}", i.format);
     println!("virtual size:   {} ({} bytes)", human(i.virtual_size), i.virtual_size);
     println!("disk size:      {}", human(i.actual_size));
     if let Some(c) = i.cluster_size {
         println!("cluster size:   {c}");
     }
-    for (n, l) in i.chain.iter().enumerate().skip(1) {
-        println!("backing[{n}]:     {} ({})", l.path, l.format);
+    if let Some(b) = &i.backing_file {
+        println!("backing file:   {b}");
+    }
+    for (n, l) in i.chain.iter().enumerate() {
+        println!("backing[{}]:     {} ({}, {})", n + 1, l.path.display(), l.format, human(l.virtual_size));
     }
     if i.dirty || i.corrupt {
         println!("state:          {}{}", if i.dirty { "dirty " } else { "" }, if i.corrupt { "corrupt" } else { "" });
