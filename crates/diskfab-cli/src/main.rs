@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     match run::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            if json {
+            if json && !print::PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
                 let v = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
                 println!("{v}");
             }

@@ -10,9 +10,14 @@ use serde::Serialize;
 use std::io::Write;
 use std::path::PathBuf;
 
+/// Set once a command has printed its JSON result, so a later error is reported on stderr only
+/// (stdout stays one JSON document).
+pub static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 fn emit_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(v).map_err(|e| Error::Failed(format!("JSON output: {e}")))?;
     println!("{s}");
+    PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
 

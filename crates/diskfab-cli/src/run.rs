@@ -69,7 +69,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Clone { base, count, out, cluster_size } => clone(base, *count, out, cluster(cluster_size)?, json),
         Cmd::Info { image } => {
             let disk = Disk::open(image, &DiskOptions { writable: false, gate: gate(&cli) })?;
-            print::info(json, &info::info(&disk)?)
+            let report = info::info(&disk)?;
+            print::info(json, &report)?;
+            // Everything readable was printed; an unreadable filesystem still fails the command.
+            match report.volumes.iter().find_map(|v| v.error.as_ref()) {
+                Some(e) => Err(Error::BadImage(format!("{}: {e}", image.display()))),
+                None => Ok(()),
+            }
         }
         Cmd::Ls { sel, path, long, recursive } => {
             let mut s = open_fs(&cli, sel, false)?;

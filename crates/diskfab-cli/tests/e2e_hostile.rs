@@ -87,7 +87,9 @@ fn corrupt_gpt_crc_is_refused() {
     fs::File::create(&p).unwrap().set_len(64 << 20).unwrap();
     tool("sgdisk", &["-n", "1:2048:0", "-t", "1:8300", p.to_str().unwrap()]);
     let mut b = fs::read(&p).unwrap();
-    b[512 + 16] ^= 0xff; // header CRC
+    b[512 + 16] ^= 0xff; // primary header CRC
+    let last = b.len() - 512;
+    b[last + 16] ^= 0xff; // backup header CRC
     fs::write(&p, &b).unwrap();
     assert_refused(&p, "gpt crc");
 }
