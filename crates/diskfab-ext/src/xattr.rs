@@ -42,9 +42,27 @@ impl ExtFs {
             }
             0
         }
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        // SAFETY: callback only appends to `out`.
-        check(unsafe { sys::ext2fs_xattrs_iterate(h.0, Some(cb), &mut out as *mut _ as *mut c_void) }, "listing xattrs")?;
+        let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        // SAFETY: callback only appends to `raw`.
+        check(unsafe { sys::ext2fs_xattrs_iterate(h.0, Some(cb), &mut raw as *mut _ as *mut c_void) }, "listing xattrs")?;
+        // Iteration yields on-disk values; ext2fs_xattr_get translates POSIX ACLs from the ext4
+        // disk format to the Linux xattr ABI, so fetch each value through it.
+        let mut out = Vec::with_capacity(raw.len());
+        for (name, value) in raw {
+            if !name.starts_with(b"system.posix_acl_") {
+                out.push((name, value));
+                continue;
+            }
+            let key = CString::new(name.clone()).map_err(|_| Error::bad("NUL in xattr name"))?;
+            let mut p: *mut c_void = std::ptr::null_mut();
+            let mut len = 0usize;
+            // SAFETY: valid handle and key; on success p is a buffer of len bytes we must free.
+            check(unsafe { sys::ext2fs_xattr_get(h.0, key.as_ptr(), &mut p, &mut len) }, "reading xattr")?;
+            let v = if p.is_null() { Vec::new() } else { unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec() };
+            // SAFETY: allocated by libext2fs with malloc (ext2fs_get_mem).
+            unsafe { libc::free(p) };
+            out.push((name, normalize_acl(v)));
+        }
         out.sort();
         Ok(out)
     }
@@ -75,4 +93,19 @@ fn xattr_name(name: &[u8]) -> Result<CString> {
         )));
     }
     CString::new(name).map_err(|_| Error::Invalid("NUL in xattr name".into()))
+}
+
+/// libext2fs leaves the id of USER_OBJ/GROUP_OBJ/MASK/OTHER entries at 0; the kernel reports
+/// ACL_UNDEFINED_ID (0xffffffff) there. Normalise so values equal what getfattr shows.
+fn normalize_acl(mut v: Vec<u8>) -> Vec<u8> {
+    if v.len() < 4 || v[..4] != [2, 0, 0, 0] {
+        return v;
+    }
+    for e in v[4..].chunks_exact_mut(8) {
+        let tag = u16::from_le_bytes([e[0], e[1]]);
+        if matches!(tag, 0x01 | 0x04 | 0x10 | 0x20) {
+            e[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        }
+    }
+    v
 }

@@ -48,6 +48,7 @@ fn source_tree(root: &Path) {
     std::fs::set_permissions(root.join("etc/hostname"), std::fs::Permissions::from_mode(0o4640)).unwrap();
     run("chown", &["1234:5678", s(&root.join("etc/hostname"))]);
     run("setfattr", &["-n", "user.color", "-v", "blue", s(&root.join("etc/hostname"))]);
+    run("setfacl", &["-m", "u:4242:rw-", s(&root.join("etc/hostname"))]);
     for i in 0..300 {
         std::fs::write(root.join(format!("etc/deep/f{i:04}")), format!("{i}")).unwrap();
     }
@@ -95,6 +96,11 @@ fn tree_made_by_mke2fs_d_reads_back_identically_with_modes_owners_links_and_xatt
     let ino = path::resolve(fs.as_mut(), b"/etc/hostname", false).unwrap();
     let x = fs.list_xattrs(ino).unwrap();
     assert!(x.contains(&(b"user.color".to_vec(), b"blue".to_vec())), "{x:?}");
+    // POSIX ACLs come back in the Linux xattr encoding, byte for byte as the host kernel has them.
+    let host_acl = run("getfattr", &["-e", "hex", "-n", "system.posix_acl_access", s(&src.join("etc/hostname"))]);
+    let ours = x.iter().find(|(n, _)| n == b"system.posix_acl_access").expect("ACL xattr");
+    let hex: String = ours.1.iter().map(|b| format!("{b:02x}")).collect();
+    assert!(host_acl.contains(&hex), "ACL differs: host {host_acl} ours {hex}");
     let null = path::resolve(fs.as_mut(), b"/null", false).unwrap();
     assert_eq!(fs.getattr(null).unwrap().rdev, (1, 3));
     let fifo = path::resolve(fs.as_mut(), b"/fifo", false).unwrap();

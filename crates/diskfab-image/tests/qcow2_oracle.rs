@@ -205,6 +205,13 @@ fn hostile_qcow2_images_are_refused_with_exit_code_3_and_left_untouched() {
     let l1 = u64::from_be_bytes(std::fs::read(&p).unwrap()[40..48].try_into().unwrap());
     patch(&p, l1, &((1u64 << 63) | (1 << 40)).to_be_bytes());
     refused(&p, false);
+    // An L2 entry pointing past the end of the file (first L2 table of a 64 KiB-cluster image).
+    let p = qemu_image(d, "l2e.qcow2");
+    let bytes = std::fs::read(&p).unwrap();
+    let l1 = u64::from_be_bytes(bytes[40..48].try_into().unwrap());
+    let l2 = u64::from_be_bytes(bytes[l1 as usize..l1 as usize + 8].try_into().unwrap()) & 0x00ff_ffff_ffff_fe00;
+    patch(&p, l2, &((1u64 << 63) | (1 << 45)).to_be_bytes());
+    refused(&p, false);
     // Refcount table entry garbage.
     let p = qemu_image(d, "rc.qcow2");
     let rt = u64::from_be_bytes(std::fs::read(&p).unwrap()[48..56].try_into().unwrap());
@@ -239,6 +246,24 @@ fn hostile_qcow2_images_are_refused_with_exit_code_3_and_left_untouched() {
     run("qemu-img", &["create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", s(&e), "1M"]);
     let g = BackingGate { allow_dirs: vec!["/etc".into()], ..Default::default() };
     assert!(Image::open(&e, &OpenOptions { writable: false, gate: g }).is_ok());
+}
+
+#[test]
+fn qcow2_v2_images_are_written_with_explicit_zeroes_and_stay_valid() {
+    let t = tempfile::tempdir().unwrap();
+    let (raw, _) = pattern(t.path());
+    let v2 = t.path().join("v2.qcow2");
+    run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", "pattern.raw", "-F", "raw", s(&v2)]);
+    let expect = t.path().join("e.raw");
+    std::fs::copy(&raw, &expect).unwrap();
+    let img = open(&v2, true);
+    img.dev().write_at(&[9u8; 70_000], 1000).unwrap();
+    img.dev().write_zeroes(1 << 20, 1 << 20).unwrap();
+    img.flush().unwrap();
+    drop(img);
+    run("qemu-io", &["-f", "raw", "-c", "write -P 9 1000 70000", "-c", "write -z 1M 1M", s(&expect)]);
+    run("qemu-img", &["check", "-q", s(&v2)]);
+    run("qemu-img", &["compare", "-q", s(&v2), s(&expect)]);
 }
 
 #[test]

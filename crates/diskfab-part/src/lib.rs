@@ -7,6 +7,7 @@
 #![deny(missing_docs)]
 
 mod gpt;
+mod logical;
 mod mbr;
 mod types;
 mod write;

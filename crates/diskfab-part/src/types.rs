@@ -10,6 +10,7 @@ const TYPES: &[(&str, &str, Option<u8>)] = &[
     ("fat32", "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7", Some(0x0c)),
     ("lvm", "e6d6d379-f507-44c2-a23c-238f2a3df928", Some(0x8e)),
     ("raid", "a19d880f-05fc-4d3b-a006-743f0f84911e", Some(0xfd)),
+    ("extended", "", Some(0x05)),
     ("bios-boot", "21686148-6449-6e6f-744e-656564454649", None),
     ("linux-root-x86-64", "4f68bce3-e8cd-4db1-96e7-fbcaf984b709", None),
     ("linux-home", "933ac7e1-2eb4-4f13-b844-0e14e2aef915", None),
@@ -43,7 +44,7 @@ pub fn mbr_type_name(t: u8) -> &'static str {
 
 /// The read name of a GPT type GUID (lowercase text).
 pub fn gpt_type_name(g: &str) -> &'static str {
-    TYPES.iter().find(|e| e.1 == g).map(|e| e.0).unwrap_or("unknown")
+    TYPES.iter().find(|e| e.1 == g && !g.is_empty()).map(|e| e.0).unwrap_or("unknown")
 }
 
 fn alias_help() -> String {
@@ -53,7 +54,7 @@ fn alias_help() -> String {
 
 /// The GPT type GUID for a user-given alias or GUID.
 pub fn gpt_type_for(alias: &str) -> Result<[u8; 16]> {
-    if let Some(e) = TYPES.iter().find(|e| e.0 == alias) {
+    if let Some(e) = TYPES.iter().find(|e| e.0 == alias && !e.1.is_empty()) {
         return parse_guid(e.1);
     }
     parse_guid(alias).map_err(|_| {

@@ -24,6 +24,9 @@ pub struct PartSpec {
     pub name: Option<String>,
     /// Bootable flag (MBR 0x80; GPT legacy BIOS bootable).
     pub bootable: bool,
+    /// MBR: make a logical partition inside the extended partition (automatic when all four
+    /// primary slots are used and an extended partition exists).
+    pub logical: bool,
 }
 
 fn sectors(dev: &DevRef) -> Result<u64> {
@@ -140,9 +143,11 @@ pub fn add_partition(dev: &DevRef, spec: &PartSpec) -> Result<Partition> {
     let table = read_table(dev)?
         .ok_or_else(|| Error::Invalid("the disk has no partition table: create one with --gpt or --mbr".into()))?;
     let n = dev.size() / 512;
+    let old_starts: Vec<u64> = table.partitions.iter().map(|p| p.start).collect();
     let used: Vec<(u64, u64)> = table
         .partitions
         .iter()
+        .filter(|p| p.number <= 4 || table.kind == TableKind::Gpt)
         .map(|p| (p.start / 512, (p.start + p.size) / 512))
         .collect();
     match table.kind {
@@ -182,9 +187,19 @@ pub fn add_partition(dev: &DevRef, spec: &PartSpec) -> Result<Partition> {
             }
             let mut s0 = vec![0u8; 512];
             dev.read_at(&mut s0, 0)?;
-            let slot = (0..4)
-                .find(|&i| s0[446 + 16 * i + 4] == 0)
-                .ok_or_else(|| Error::Failed("all 4 primary MBR slots are used: use a GPT disk (--gpt)".into()))?;
+            let ext = table.partitions.iter().find(|p| p.type_name == "extended");
+            let free_slot = (0..4).find(|&i| s0[446 + 16 * i + 4] == 0);
+            if let Some(e) = ext {
+                if spec.logical || free_slot.is_none() {
+                    crate::logical::add_logical(dev, e, ty, spec)?;
+                    let t = read_table(dev)?.ok_or_else(|| Error::Failed("partition table vanished".into()))?;
+                    return t.partitions.into_iter().rfind(|p| p.number >= 5).ok_or_else(|| Error::Failed("new logical partition not found".into()));
+                }
+            } else if spec.logical {
+                return Err(Error::Invalid("no extended partition: add one first with type=extended".into()));
+            }
+            let slot = free_slot
+                .ok_or_else(|| Error::Failed("all 4 primary MBR slots are used: add an extended partition or use GPT (--gpt)".into()))?;
             let (start, end) = place(spec, &used, 1, n.min(1 << 32) - 1)?;
             let e = &mut s0[446 + 16 * slot..462 + 16 * slot];
             e[0] = if spec.bootable { 0x80 } else { 0 };
@@ -199,6 +214,6 @@ pub fn add_partition(dev: &DevRef, spec: &PartSpec) -> Result<Partition> {
     let t = read_table(dev)?.ok_or_else(|| Error::Failed("partition table vanished".into()))?;
     t.partitions
         .into_iter()
-        .find(|p| !used.iter().any(|&(a, _)| a * 512 == p.start))
+        .find(|p| !old_starts.contains(&p.start))
         .ok_or_else(|| Error::Failed("new partition not found after writing".into()))
 }

@@ -110,6 +110,21 @@ fn tables_we_write_pass_sgdisk_verify_and_match_sfdisk() {
     add_partition(&d, &PartSpec { type_alias: "linux".into(), ..Default::default() }).unwrap();
     assert_same_as_sfdisk(&p);
     assert!(add_partition(&d, &PartSpec { type_alias: "bios-boot".into(), ..Default::default() }).is_err());
+
+    // Extended + logical partitions: the fifth partition goes into the extended one by itself.
+    let p = disk(t.path(), "logical.img", 128 << 20);
+    let d = dev(&p, true);
+    create_table(&d, TableKind::Mbr).unwrap();
+    for _ in 0..2 {
+        add_partition(&d, &PartSpec { size: Some(8 << 20), type_alias: "linux".into(), ..Default::default() }).unwrap();
+    }
+    add_partition(&d, &PartSpec { size: Some(64 << 20), type_alias: "extended".into(), ..Default::default() }).unwrap();
+    add_partition(&d, &PartSpec { size: Some(8 << 20), type_alias: "swap".into(), ..Default::default() }).unwrap();
+    let l5 = add_partition(&d, &PartSpec { size: Some(16 << 20), type_alias: "linux".into(), logical: true, ..Default::default() }).unwrap();
+    let l6 = add_partition(&d, &PartSpec { type_alias: "lvm".into(), ..Default::default() }).unwrap();
+    assert_eq!((l5.number, l6.number), (5, 6));
+    assert_eq!(l6.type_name, "lvm");
+    assert_same_as_sfdisk(&p);
 }
 
 #[test]

@@ -89,6 +89,7 @@ pub fn parse_part_spec(s: &str) -> Result<PartSpec> {
         type_alias: "linux".into(),
         name: None,
         bootable: false,
+        logical: false,
     };
     for kv in s.split(',').filter(|kv| !kv.is_empty()) {
         let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
@@ -99,9 +100,10 @@ pub fn parse_part_spec(s: &str) -> Result<PartSpec> {
             "type" => spec.type_alias = v.to_string(),
             "name" => spec.name = Some(v.to_string()),
             "bootable" => spec.bootable = true,
+            "logical" => spec.logical = true,
             _ => {
                 return Err(Error::Invalid(format!(
-                    "unknown partition field {k:?}: use size=, start=, type=, name=, bootable"
+                    "unknown partition field {k:?}: use size=, start=, type=, name=, bootable, logical"
                 )))
             }
         }
