@@ -17,5 +17,6 @@ fn main() {
         .generate()
         .expect("bindgen over <ext2fs/ext2fs.h> failed: install libext2fs-dev and libclang-dev (scripts/deps.sh)");
     let out = std::path::PathBuf::from(std::env::var("OUT_DIR").expect("OUT_DIR"));
-    b.write_to_file(out.join("bindings.rs")).expect("write bindings");
+    b.write_to_file(out.join("bindings.rs"))
+        .expect("write bindings");
 }

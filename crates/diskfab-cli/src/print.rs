@@ -15,7 +15,8 @@ use std::path::PathBuf;
 pub static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn emit_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
-    let s = serde_json::to_string_pretty(v).map_err(|e| Error::Failed(format!("JSON output: {e}")))?;
+    let s =
+        serde_json::to_string_pretty(v).map_err(|e| Error::Failed(format!("JSON output: {e}")))?;
     println!("{s}");
     PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
     Ok(())
@@ -55,7 +56,11 @@ pub fn info(json: bool, r: &InfoReport) -> Result<()> {
     let i = &r.image;
     println!("image:          {}", i.path.display());
     println!("format:         {}", i.format);
-    println!("virtual size:   {} ({} bytes)", human(i.virtual_size), i.virtual_size);
+    println!(
+        "virtual size:   {} ({} bytes)",
+        human(i.virtual_size),
+        i.virtual_size
+    );
     println!("disk size:      {}", human(i.actual_size));
     if let Some(c) = i.cluster_size {
         println!("cluster size:   {c}");
@@ -64,19 +69,47 @@ pub fn info(json: bool, r: &InfoReport) -> Result<()> {
         println!("backing file:   {b}");
     }
     for (n, l) in i.chain.iter().enumerate() {
-        println!("backing[{}]:     {} ({}, {})", n + 1, l.path.display(), l.format, human(l.virtual_size));
+        println!(
+            "backing[{}]:     {} ({}, {})",
+            n + 1,
+            l.path.display(),
+            l.format,
+            human(l.virtual_size)
+        );
     }
     if i.dirty || i.corrupt {
-        println!("state:          {}{}", if i.dirty { "dirty " } else { "" }, if i.corrupt { "corrupt" } else { "" });
+        println!(
+            "state:          {}{}",
+            if i.dirty { "dirty " } else { "" },
+            if i.corrupt { "corrupt" } else { "" }
+        );
     }
     match (&r.partition_table, &r.disk_id) {
-        (Some(k), id) => println!("partitions:     {} {}", serde_json::to_string(k).unwrap_or_default().trim_matches('"'), id.as_deref().unwrap_or("")),
+        (Some(k), id) => println!(
+            "partitions:     {} {}",
+            serde_json::to_string(k)
+                .unwrap_or_default()
+                .trim_matches('"'),
+            id.as_deref().unwrap_or("")
+        ),
         (None, _) => println!("partitions:     none"),
     }
     for v in &r.volumes {
         let place = match &v.partition {
-            Some(p) => format!("{:>3} {:>10} {:>10} {:<10}", p.number, human(p.start), human(p.size), p.type_name),
-            None => format!("{:>3} {:>10} {:>10} {:<10}", "-", "0", human(i.virtual_size), "whole-disk"),
+            Some(p) => format!(
+                "{:>3} {:>10} {:>10} {:<10}",
+                p.number,
+                human(p.start),
+                human(p.size),
+                p.type_name
+            ),
+            None => format!(
+                "{:>3} {:>10} {:>10} {:<10}",
+                "-",
+                "0",
+                human(i.virtual_size),
+                "whole-disk"
+            ),
         };
         let fs = match (&v.filesystem, &v.error) {
             (Some(f), _) => format!(
@@ -86,7 +119,11 @@ pub fn info(json: bool, r: &InfoReport) -> Result<()> {
                 f.uuid.as_deref().unwrap_or("-"),
                 human(f.used_bytes),
                 human(f.total_bytes),
-                if f.needs_recovery { " NEEDS-RECOVERY" } else { "" }
+                if f.needs_recovery {
+                    " NEEDS-RECOVERY"
+                } else {
+                    ""
+                }
             ),
             (None, Some(e)) => format!("unreadable: {e}"),
             (None, None) => "-".into(),
@@ -104,16 +141,25 @@ pub fn ls(json: bool, long: bool, recursive: bool, entries: &[Entry]) -> Result<
     let out = std::io::stdout();
     let mut w = std::io::BufWriter::new(out.lock());
     for e in entries {
-        let name = if recursive { e.path.as_str() } else { e.path.rsplit('/').next().unwrap_or(&e.path) };
+        let name = if recursive {
+            e.path.as_str()
+        } else {
+            e.path.rsplit('/').next().unwrap_or(&e.path)
+        };
         let r = if long {
             let m = &e.meta;
             let size = match m.file_type {
-                diskfab_core::fs::FileType::CharDevice | diskfab_core::fs::FileType::BlockDevice => {
+                diskfab_core::fs::FileType::CharDevice
+                | diskfab_core::fs::FileType::BlockDevice => {
                     format!("{}, {}", m.rdev.0, m.rdev.1)
                 }
                 _ => m.size.to_string(),
             };
-            let target = e.target.as_deref().map(|t| format!(" -> {t}")).unwrap_or_default();
+            let target = e
+                .target
+                .as_deref()
+                .map(|t| format!(" -> {t}"))
+                .unwrap_or_default();
             writeln!(
                 w,
                 "{}{} {:>3} {:>5} {:>5} {:>10} {} {}{}",
@@ -137,7 +183,10 @@ pub fn ls(json: bool, long: bool, recursive: bool, entries: &[Entry]) -> Result<
 
 fn perm_string(p: u32) -> String {
     let mut s = String::with_capacity(9);
-    for (i, c) in ['r', 'w', 'x', 'r', 'w', 'x', 'r', 'w', 'x'].iter().enumerate() {
+    for (i, c) in ['r', 'w', 'x', 'r', 'w', 'x', 'r', 'w', 'x']
+        .iter()
+        .enumerate()
+    {
         let bit = 1 << (8 - i);
         let special = match i {
             2 if p & 0o4000 != 0 => Some(if p & bit != 0 { 's' } else { 'S' }),
@@ -176,7 +225,10 @@ pub fn parts(json: bool, p: &[Partition]) -> Result<()> {
         return emit_json(p);
     }
     for p in p {
-        println!("partition {}: start {} size {} type {}", p.number, p.start, p.size, p.type_name);
+        println!(
+            "partition {}: start {} size {} type {}",
+            p.number, p.start, p.size, p.type_name
+        );
     }
     Ok(())
 }
@@ -187,7 +239,12 @@ pub fn clones(json: bool, paths: &[PathBuf]) -> Result<()> {
         return emit_json(paths);
     }
     match (paths.first(), paths.last()) {
-        (Some(a), Some(b)) => println!("created {} clones: {} .. {}", paths.len(), a.display(), b.display()),
+        (Some(a), Some(b)) => println!(
+            "created {} clones: {} .. {}",
+            paths.len(),
+            a.display(),
+            b.display()
+        ),
         _ => println!("created no clones"),
     }
     Ok(())

@@ -12,8 +12,9 @@ pub fn bytes_bar(total: Option<u64>, json: bool) -> ProgressBar {
         Some(t) => ProgressBar::new(t),
         None => ProgressBar::new_spinner(),
     };
-    let style = ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+    let style =
+        ProgressStyle::with_template("{spinner} {bytes}/{total_bytes} {bytes_per_sec} {wide_bar}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
     pb.set_style(style);
     pb
 }

@@ -54,7 +54,13 @@ fn cluster(s: &Option<String>) -> Result<Option<u32>> {
 pub fn run(cli: Cli) -> Result<()> {
     let json = cli.json;
     match &cli.cmd {
-        Cmd::Create { image, size, format, backing, cluster_size } => {
+        Cmd::Create {
+            image,
+            size,
+            format,
+            backing,
+            cluster_size,
+        } => {
             let size = size.as_deref().map(parse_size).transpose()?;
             let opts = CreateOptions {
                 format: fmt(*format),
@@ -64,11 +70,26 @@ pub fn run(cli: Cli) -> Result<()> {
                 cluster_size: cluster(cluster_size)?,
             };
             image::create(image, &opts)?;
-            print::done(json, &format!("created {}", image.display()), serde_json::json!({"created": image}))
+            print::done(
+                json,
+                &format!("created {}", image.display()),
+                serde_json::json!({"created": image}),
+            )
         }
-        Cmd::Clone { base, count, out, cluster_size } => clone(base, *count, out, cluster(cluster_size)?, json),
+        Cmd::Clone {
+            base,
+            count,
+            out,
+            cluster_size,
+        } => clone(base, *count, out, cluster(cluster_size)?, json),
         Cmd::Info { image } => {
-            let disk = Disk::open(image, &DiskOptions { writable: false, gate: gate(&cli) })?;
+            let disk = Disk::open(
+                image,
+                &DiskOptions {
+                    writable: false,
+                    gate: gate(&cli),
+                },
+            )?;
             let report = info::info(&disk)?;
             print::info(json, &report)?;
             // Everything readable was printed; an unreadable filesystem still fails the command.
@@ -77,7 +98,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 None => Ok(()),
             }
         }
-        Cmd::Ls { sel, path, long, recursive } => {
+        Cmd::Ls {
+            sel,
+            path,
+            long,
+            recursive,
+        } => {
             let mut s = open_fs(&cli, sel, false)?;
             let entries = files::ls(s.fs.as_mut(), path, *recursive)?;
             print::ls(json, *long, *recursive, &entries)
@@ -111,29 +137,95 @@ pub fn run(cli: Cli) -> Result<()> {
             pb.finish_and_clear();
             print::copy(json, &r)
         }
-        Cmd::Mkdir { sel, paths, parents, mode } => {
+        Cmd::Mkdir {
+            sel,
+            paths,
+            parents,
+            mode,
+        } => {
             let attr = NewNode::root(files::parse_mode(mode)?);
-            edit(&cli, sel, paths, |fs, p| files::mkdir(fs, p, *parents, &attr))
+            edit(&cli, sel, paths, |fs, p| {
+                files::mkdir(fs, p, *parents, &attr)
+            })
         }
-        Cmd::Rm { sel, paths, recursive, force } => edit(&cli, sel, paths, |fs, p| files::rm(fs, p, *recursive, *force)),
+        Cmd::Rm {
+            sel,
+            paths,
+            recursive,
+            force,
+        } => edit(&cli, sel, paths, |fs, p| {
+            files::rm(fs, p, *recursive, *force)
+        }),
         Cmd::Chmod { sel, mode, paths } => {
             let m = files::parse_mode(mode)?;
             edit(&cli, sel, paths, |fs, p| files::chmod(fs, p, m))
         }
-        Cmd::Chown { sel, owner, paths } => edit(&cli, sel, paths, |fs, p| files::chown(fs, p, owner)),
-        Cmd::Ln { sel, symbolic, target, link } => {
-            edit(&cli, sel, std::slice::from_ref(link), |fs, l| files::ln(fs, target, l, *symbolic, &NewNode::root(0o777)))
+        Cmd::Chown { sel, owner, paths } => {
+            edit(&cli, sel, paths, |fs, p| files::chown(fs, p, owner))
         }
-        Cmd::Mv { sel, src, dst } => edit(&cli, sel, std::slice::from_ref(src), |fs, s| files::mv(fs, s, dst)),
-        Cmd::Mkfs { sel, fs_type, label } => {
-            let opts = MkfsOptions { label: label.clone(), fs_type: fs_type.clone(), uuid: None, time: None };
-            manage::mkfs(&sel.image, sel.partition, &opts, &DiskOptions { writable: true, gate: gate(&cli) })?;
-            print::done(json, &format!("created {fs_type} on {}", sel.image.display()), serde_json::json!({"mkfs": fs_type}))
+        Cmd::Ln {
+            sel,
+            symbolic,
+            target,
+            link,
+        } => edit(&cli, sel, std::slice::from_ref(link), |fs, l| {
+            files::ln(fs, target, l, *symbolic, &NewNode::root(0o777))
+        }),
+        Cmd::Mv { sel, src, dst } => edit(&cli, sel, std::slice::from_ref(src), |fs, s| {
+            files::mv(fs, s, dst)
+        }),
+        Cmd::Mkfs {
+            sel,
+            fs_type,
+            label,
+        } => {
+            let opts = MkfsOptions {
+                label: label.clone(),
+                fs_type: fs_type.clone(),
+                uuid: None,
+                time: None,
+            };
+            manage::mkfs(
+                &sel.image,
+                sel.partition,
+                &opts,
+                &DiskOptions {
+                    writable: true,
+                    gate: gate(&cli),
+                },
+            )?;
+            print::done(
+                json,
+                &format!("created {fs_type} on {}", sel.image.display()),
+                serde_json::json!({"mkfs": fs_type}),
+            )
         }
-        Cmd::Part { image, gpt, mbr, add } => {
-            let kind = if *gpt { Some(TableKind::Gpt) } else if *mbr { Some(TableKind::Mbr) } else { None };
-            let specs = add.iter().map(|s| manage::parse_part_spec(s)).collect::<Result<Vec<_>>>()?;
-            let parts = manage::part(image, kind, &specs, &DiskOptions { writable: true, gate: gate(&cli) })?;
+        Cmd::Part {
+            image,
+            gpt,
+            mbr,
+            add,
+        } => {
+            let kind = if *gpt {
+                Some(TableKind::Gpt)
+            } else if *mbr {
+                Some(TableKind::Mbr)
+            } else {
+                None
+            };
+            let specs = add
+                .iter()
+                .map(|s| manage::parse_part_spec(s))
+                .collect::<Result<Vec<_>>>()?;
+            let parts = manage::part(
+                image,
+                kind,
+                &specs,
+                &DiskOptions {
+                    writable: true,
+                    gate: gate(&cli),
+                },
+            )?;
             print::parts(json, &parts)
         }
         Cmd::Docs => {
@@ -155,19 +247,27 @@ fn edit(
         f(s.fs.as_mut(), p)?;
     }
     s.commit()?;
-    print::done(cli.json, "", serde_json::json!({"ok": true, "paths": paths}))
+    print::done(
+        cli.json,
+        "",
+        serde_json::json!({"ok": true, "paths": paths}),
+    )
 }
 
 fn split_last(paths: &[String]) -> Result<(&str, &[String])> {
     match paths.split_last() {
         Some((last, rest)) if !rest.is_empty() => Ok((last.as_str(), rest)),
-        _ => Err(Error::Invalid("need at least one source and a destination".into())),
+        _ => Err(Error::Invalid(
+            "need at least one source and a destination".into(),
+        )),
     }
 }
 
 /// Bytes of regular files under a host path (for the progress bar total).
 fn tree_size(p: &Path) -> u64 {
-    let Ok(m) = std::fs::symlink_metadata(p) else { return 0 };
+    let Ok(m) = std::fs::symlink_metadata(p) else {
+        return 0;
+    };
     if m.is_dir() {
         std::fs::read_dir(p)
             .map(|rd| rd.flatten().map(|e| tree_size(&e.path())).sum())
@@ -179,16 +279,23 @@ fn tree_size(p: &Path) -> u64 {
     }
 }
 
-fn clone(base: &Path, count: usize, out: &Path, cluster_size: Option<u32>, json: bool) -> Result<()> {
+fn clone(
+    base: &Path,
+    count: usize,
+    out: &Path,
+    cluster_size: Option<u32>,
+    json: bool,
+) -> Result<()> {
     if count == 0 {
         return Err(Error::Invalid("--count must be at least 1".into()));
     }
-    let stem = base
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .ok_or_else(|| Error::Invalid(format!("{}: base has no usable file name", base.display())))?;
+    let stem = base.file_stem().and_then(|s| s.to_str()).ok_or_else(|| {
+        Error::Invalid(format!("{}: base has no usable file name", base.display()))
+    })?;
     let width = count.to_string().len().max(4);
-    let names: Vec<String> = (1..=count).map(|i| format!("{stem}-{i:0width$}.qcow2")).collect();
+    let names: Vec<String> = (1..=count)
+        .map(|i| format!("{stem}-{i:0width$}.qcow2"))
+        .collect();
     std::fs::create_dir_all(out).map_err(|e| Error::io(format!("{}", out.display()), e))?;
     let pb = count_bar(count as u64, json);
     let paths = image::clone_many(base, out, &names, cluster_size)?;

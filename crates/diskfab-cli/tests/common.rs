@@ -91,7 +91,10 @@ impl Mount {
     pub fn ext(file: &Path, offset: u64, size: u64) -> Mount {
         let lo = Loop::new(file, offset, Some(size), true);
         let dir = tempfile::tempdir().unwrap();
-        tool("mount", &["-o", "ro,noload", &lo.0, dir.path().to_str().unwrap()]);
+        tool(
+            "mount",
+            &["-o", "ro,noload", &lo.0, dir.path().to_str().unwrap()],
+        );
         Mount { dir, _lo: lo }
     }
     pub fn path(&self) -> &Path {
@@ -107,13 +110,25 @@ impl Drop for Mount {
 
 /// Converts any image to raw with qemu-img (the independent reader).
 pub fn to_raw(img: &Path, raw: &Path) {
-    tool("qemu-img", &["convert", "-O", "raw", img.to_str().unwrap(), raw.to_str().unwrap()]);
+    tool(
+        "qemu-img",
+        &[
+            "convert",
+            "-O",
+            "raw",
+            img.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ],
+    );
 }
 
 /// `e2fsck -fn` on a window of a raw file must be clean.
 pub fn e2fsck_clean(raw: &Path, offset: u64, size: u64) {
     let lo = Loop::new(raw, offset, Some(size), true);
-    let o = Command::new("e2fsck").args(["-fn", &lo.0]).output().expect("e2fsck (e2fsprogs)");
+    let o = Command::new("e2fsck")
+        .args(["-fn", &lo.0])
+        .output()
+        .expect("e2fsck (e2fsprogs)");
     assert!(
         o.status.success(),
         "e2fsck -fn found problems:\n{}{}",
@@ -124,7 +139,11 @@ pub fn e2fsck_clean(raw: &Path, offset: u64, size: u64) {
 
 /// The (start, size) in bytes of partition `n` per `sfdisk --json` (independent of diskfab).
 pub fn sfdisk_part(raw: &Path, n: usize) -> (u64, u64) {
-    let j: serde_json::Value = serde_json::from_str(&tool("sfdisk", &["--json", raw.to_str().unwrap()])).unwrap();
+    let j: serde_json::Value =
+        serde_json::from_str(&tool("sfdisk", &["--json", raw.to_str().unwrap()])).unwrap();
     let p = &j["partitiontable"]["partitions"][n - 1];
-    (p["start"].as_u64().unwrap() * 512, p["size"].as_u64().unwrap() * 512)
+    (
+        p["start"].as_u64().unwrap() * 512,
+        p["size"].as_u64().unwrap() * 512,
+    )
 }

@@ -12,7 +12,15 @@ fn gpt_disk_built_by_diskfab_passes_sgdisk_fsck_vfat_mtools_and_e2fsck() {
     let disk = tmp.path().join("disk.raw");
     let d = disk.to_str().unwrap();
     ok(&["create", "-f", "raw", d, "512M"]);
-    ok(&["part", d, "--gpt", "--add", "size=64M,type=esp,name=EFI", "--add", "type=linux,name=root"]);
+    ok(&[
+        "part",
+        d,
+        "--gpt",
+        "--add",
+        "size=64M,type=esp,name=EFI",
+        "--add",
+        "type=linux,name=root",
+    ]);
     ok(&["mkfs", d, "-p", "1", "-t", "vfat", "-L", "ESP"]);
     ok(&["mkfs", d, "-p", "2", "-t", "ext4", "-L", "root"]);
     let src = tmp.path().join("loader.conf");
@@ -24,7 +32,10 @@ fn gpt_disk_built_by_diskfab_passes_sgdisk_fsck_vfat_mtools_and_e2fsck() {
     let o = diskfab(&["ls", d, "/"]);
     assert_eq!(o.status.code(), Some(2));
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("partition 1") && err.contains("partition 2") && err.contains("-p"), "{err}");
+    assert!(
+        err.contains("partition 1") && err.contains("partition 2") && err.contains("-p"),
+        "{err}"
+    );
 
     tool("sgdisk", &["-v", d]);
     let (s1, z1) = sfdisk_part(&disk, 1);
@@ -34,13 +45,23 @@ fn gpt_disk_built_by_diskfab_passes_sgdisk_fsck_vfat_mtools_and_e2fsck() {
     tool("fsck.vfat", &["-n", &lo.0]);
     drop(lo);
     let img_at = format!("{d}@@{s1}");
-    let out = Command::new("mtype").env("MTOOLS_SKIP_CHECK", "1").args(["-i", &img_at, "::/loader/loader.conf"]).output().unwrap();
+    let out = Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &img_at, "::/loader/loader.conf"])
+        .output()
+        .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "timeout 3\n");
-    let label = tool("blkid", &["-o", "value", "-s", "LABEL", "-p", "-O", &s1.to_string(), d]);
+    let label = tool(
+        "blkid",
+        &["-o", "value", "-s", "LABEL", "-p", "-O", &s1.to_string(), d],
+    );
     assert_eq!(label.trim(), "ESP");
     e2fsck_clean(&disk, s2, z2);
     let m = Mount::ext(&disk, s2, z2);
-    assert_eq!(fs::read_to_string(m.path().join("loader.conf")).unwrap(), "timeout 3\n");
+    assert_eq!(
+        fs::read_to_string(m.path().join("loader.conf")).unwrap(),
+        "timeout 3\n"
+    );
     assert!(m.path().join("lost+found").is_dir());
 }
 
@@ -50,10 +71,19 @@ fn reference_gpt_fixture_picks_the_os_root_and_reads_the_esp() {
     let img = fix.join("debian-gpt.raw");
     let i = img.to_str().unwrap();
     let root = ok(&["ls", i, "/"]);
-    assert!(root.lines().any(|l| l == "etc") && root.lines().any(|l| l == "usr"), "{root}");
+    assert!(
+        root.lines().any(|l| l == "etc") && root.lines().any(|l| l == "usr"),
+        "{root}"
+    );
     let esp = ok(&["ls", i, "-p", "1", "/"]);
-    assert!(esp.lines().any(|l| l == "EFI") && esp.lines().any(|l| l == "loader"), "{esp}");
-    assert_eq!(ok(&["cat", i, "-p", "1", "/loader/loader.conf"]), "timeout 3\n");
+    assert!(
+        esp.lines().any(|l| l == "EFI") && esp.lines().any(|l| l == "loader"),
+        "{esp}"
+    );
+    assert_eq!(
+        ok(&["cat", i, "-p", "1", "/loader/loader.conf"]),
+        "timeout 3\n"
+    );
     let v: serde_json::Value = serde_json::from_str(&ok(&["info", "--json", i])).unwrap();
     assert_eq!(v["partition_table"], "gpt");
     assert_eq!(v["disk_id"], "11111111-2222-3333-4444-555555555555");
@@ -61,5 +91,8 @@ fn reference_gpt_fixture_picks_the_os_root_and_reads_the_esp() {
     assert_eq!(v["volumes"][0]["filesystem"]["uuid"], "1234-5678");
     assert_eq!(v["volumes"][0]["partition"]["type_name"], "esp");
     assert_eq!(v["volumes"][1]["filesystem"]["fs_type"], "ext4");
-    assert_eq!(v["volumes"][1]["partition"]["part_uuid"], "aaaaaaaa-0000-4000-8000-000000000002");
+    assert_eq!(
+        v["volumes"][1]["partition"]["part_uuid"],
+        "aaaaaaaa-0000-4000-8000-000000000002"
+    );
 }

@@ -15,7 +15,10 @@ fn assert_refused(img: &std::path::Path, what: &str) {
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(3), "{what}: {args:?} → {err}");
         assert!(!err.contains("panicked"), "{what}: panic: {err}");
-        assert!(err.contains(img.file_name().unwrap().to_str().unwrap()) || err.contains("bad image"), "{what}: error names nothing: {err}");
+        assert!(
+            err.contains(img.file_name().unwrap().to_str().unwrap()) || err.contains("bad image"),
+            "{what}: error names nothing: {err}"
+        );
     }
     assert_eq!(sha(img), before, "{what}: image was modified");
 }
@@ -43,13 +46,21 @@ fn truncated_qcow2_is_refused_with_exit_3() {
 fn l1_table_pointing_past_the_end_of_file_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let p = qcow2(t.path(), "l1.qcow2", &[]);
-    tool("qemu-io", &["-c", "write -P 0xab 0 64k", p.to_str().unwrap()]);
+    tool(
+        "qemu-io",
+        &["-c", "write -P 0xab 0 64k", p.to_str().unwrap()],
+    );
     let mut b = fs::read(&p).unwrap();
     let l1 = u64::from_be_bytes(b[40..48].try_into().unwrap()) as usize;
     b[l1..l1 + 8].copy_from_slice(&(0x8000_0000_0000_0000u64 | (1u64 << 40)).to_be_bytes());
     fs::write(&p, &b).unwrap();
     let o = diskfab(&["cat", p.to_str().unwrap(), "/x"]);
-    assert_eq!(o.status.code(), Some(3), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
@@ -68,14 +79,66 @@ fn backing_chain_loop_and_missing_backing_are_refused() {
     let a = t.path().join("a.qcow2");
     let b = t.path().join("b.qcow2");
     let base = qcow2(t.path(), "base.qcow2", &[]);
-    tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", base.to_str().unwrap(), "-F", "qcow2", a.to_str().unwrap()]);
-    tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", a.to_str().unwrap(), "-F", "qcow2", b.to_str().unwrap()]);
+    tool(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            base.to_str().unwrap(),
+            "-F",
+            "qcow2",
+            a.to_str().unwrap(),
+        ],
+    );
+    tool(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            a.to_str().unwrap(),
+            "-F",
+            "qcow2",
+            b.to_str().unwrap(),
+        ],
+    );
     // Point a at b: a -> b -> a.
-    tool("qemu-img", &["rebase", "-u", "-f", "qcow2", "-b", b.to_str().unwrap(), "-F", "qcow2", a.to_str().unwrap()]);
+    tool(
+        "qemu-img",
+        &[
+            "rebase",
+            "-u",
+            "-f",
+            "qcow2",
+            "-b",
+            b.to_str().unwrap(),
+            "-F",
+            "qcow2",
+            a.to_str().unwrap(),
+        ],
+    );
     assert_refused(&b, "loop");
     let c = t.path().join("c.qcow2");
     let gone = qcow2(t.path(), "gone.qcow2", &[]);
-    tool("qemu-img", &["create", "-q", "-f", "qcow2", "-b", gone.to_str().unwrap(), "-F", "qcow2", c.to_str().unwrap()]);
+    tool(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            gone.to_str().unwrap(),
+            "-F",
+            "qcow2",
+            c.to_str().unwrap(),
+        ],
+    );
     fs::remove_file(&gone).unwrap();
     assert_refused(&c, "missing backing");
 }
@@ -85,7 +148,10 @@ fn corrupt_gpt_crc_is_refused() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("g.raw");
     fs::File::create(&p).unwrap().set_len(64 << 20).unwrap();
-    tool("sgdisk", &["-n", "1:2048:0", "-t", "1:8300", p.to_str().unwrap()]);
+    tool(
+        "sgdisk",
+        &["-n", "1:2048:0", "-t", "1:8300", p.to_str().unwrap()],
+    );
     let mut b = fs::read(&p).unwrap();
     b[512 + 16] ^= 0xff; // primary header CRC
     let last = b.len() - 512;

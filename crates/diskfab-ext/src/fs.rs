@@ -133,15 +133,39 @@ impl ExtFs {
         }
         let mut fs: sys::ext2_filsys = std::ptr::null_mut();
         // SAFETY: valid name, manager and out-pointer; superblock 0/blocksize 0 = auto.
-        let rc = unsafe { sys::ext2fs_open2(name.as_ptr(), std::ptr::null(), flags as i32, 0, 0, io::manager(), &mut fs) };
+        let rc = unsafe {
+            sys::ext2fs_open2(
+                name.as_ptr(),
+                std::ptr::null(),
+                flags as i32,
+                0,
+                0,
+                io::manager(),
+                &mut fs,
+            )
+        };
         if rc != 0 {
             io::unregister(reg_id);
-            return Err(Error::BadImage(format!("not a usable ext2/3/4 filesystem: {}", message(rc))));
+            return Err(Error::BadImage(format!(
+                "not a usable ext2/3/4 filesystem: {}",
+                message(rc)
+            )));
         }
-        let mut me = ExtFs { fs, dev, writable, reg_id, fs_type: String::new() };
+        let mut me = ExtFs {
+            fs,
+            dev,
+            writable,
+            reg_id,
+            fs_type: String::new(),
+        };
         let (compat, incompat, ro, state) = {
             let sb = me.sb();
-            (sb.s_feature_compat, sb.s_feature_incompat, sb.s_feature_ro_compat, sb.s_state)
+            (
+                sb.s_feature_compat,
+                sb.s_feature_incompat,
+                sb.s_feature_ro_compat,
+                sb.s_state,
+            )
         };
         me.fs_type = type_from_features(compat, incompat, ro).to_string();
         if writable {
@@ -158,11 +182,14 @@ impl ExtFs {
                 ));
             }
             // SAFETY: fs is open.
-            check(unsafe { sys::ext2fs_read_bitmaps(me.fs) }, "reading allocation bitmaps")
-                .map_err(|e| match e {
-                    Error::Failed(m) => Error::BadImage(m),
-                    e => e,
-                })?;
+            check(
+                unsafe { sys::ext2fs_read_bitmaps(me.fs) },
+                "reading allocation bitmaps",
+            )
+            .map_err(|e| match e {
+                Error::Failed(m) => Error::BadImage(m),
+                e => e,
+            })?;
         }
         Ok(me)
     }
@@ -201,7 +228,12 @@ impl ExtFs {
         // SAFETY: zeroed is a valid inode; the buffer is sizeof(Inode).
         let mut inode: Inode = unsafe { std::mem::zeroed() };
         let rc = unsafe {
-            sys::ext2fs_read_inode_full(self.fs, i, &mut inode as *mut Inode as *mut sys::ext2_inode, std::mem::size_of::<Inode>() as i32)
+            sys::ext2fs_read_inode_full(
+                self.fs,
+                i,
+                &mut inode as *mut Inode as *mut sys::ext2_inode,
+                std::mem::size_of::<Inode>() as i32,
+            )
         };
         check(rc, &format!("reading inode {ino}"))?;
         Ok(inode)
@@ -212,7 +244,12 @@ impl ExtFs {
         let i = self.ino32(ino)?;
         // SAFETY: inode is a valid large inode buffer.
         let rc = unsafe {
-            sys::ext2fs_write_inode_full(self.fs, i, inode as *mut Inode as *mut sys::ext2_inode, std::mem::size_of::<Inode>() as i32)
+            sys::ext2fs_write_inode_full(
+                self.fs,
+                i,
+                inode as *mut Inode as *mut sys::ext2_inode,
+                std::mem::size_of::<Inode>() as i32,
+            )
         };
         check(rc, &format!("writing inode {ino}"))
     }
@@ -237,7 +274,10 @@ impl ExtFs {
                 s += i64::from(extra & 3) << 32;
                 nsec = extra >> 2;
             }
-            Timespec { sec: s, nsec: nsec.min(999_999_999) }
+            Timespec {
+                sec: s,
+                nsec: nsec.min(999_999_999),
+            }
         };
         let rdev = if matches!(file_type, FileType::CharDevice | FileType::BlockDevice) {
             decode_dev(i.i_block[0], i.i_block[1])
@@ -245,7 +285,9 @@ impl ExtFs {
             (0, 0)
         };
         // SAFETY: fs is open and i is a valid inode buffer.
-        let blocks = unsafe { sys::ext2fs_get_stat_i_blocks(self.fs, i as *mut Inode as *mut sys::ext2_inode) };
+        let blocks = unsafe {
+            sys::ext2fs_get_stat_i_blocks(self.fs, i as *mut Inode as *mut sys::ext2_inode)
+        };
         Ok(Metadata {
             ino,
             file_type,
@@ -265,7 +307,12 @@ impl ExtFs {
     /// `info`.
     pub(crate) fn fs_info(&self) -> FsInfo {
         let sb = self.sb();
-        let label: Vec<u8> = sb.s_volume_name.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect();
+        let label: Vec<u8> = sb
+            .s_volume_name
+            .iter()
+            .map(|&c| c as u8)
+            .take_while(|&c| c != 0)
+            .collect();
         let u = sb.s_uuid;
         let uuid = format!(
             "{:02x}{:02x}{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}-{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}",
@@ -273,7 +320,12 @@ impl ExtFs {
         );
         let sbp = sb as *const sys::ext2_super_block as *mut sys::ext2_super_block;
         // SAFETY: the superblock pointer is valid; these functions only read it.
-        let (total, free) = unsafe { (sys::ext2fs_blocks_count(sbp), sys::ext2fs_free_blocks_count(sbp)) };
+        let (total, free) = unsafe {
+            (
+                sys::ext2fs_blocks_count(sbp),
+                sys::ext2fs_free_blocks_count(sbp),
+            )
+        };
         let bs = self.block_size();
         FsInfo {
             fs_type: self.fs_type.clone(),
@@ -283,7 +335,11 @@ impl ExtFs {
             total_bytes: total * bs,
             used_bytes: total.saturating_sub(free) * bs,
             needs_recovery: sb.s_feature_incompat & sys::EXT3_FEATURE_INCOMPAT_RECOVER != 0,
-            features: feature_names(sb.s_feature_compat, sb.s_feature_incompat, sb.s_feature_ro_compat),
+            features: feature_names(
+                sb.s_feature_compat,
+                sb.s_feature_incompat,
+                sb.s_feature_ro_compat,
+            ),
         }
     }
 
@@ -293,7 +349,10 @@ impl ExtFs {
             return Ok(());
         }
         // SAFETY: fs is open read-write.
-        check(unsafe { sys::ext2fs_flush2(self.fs, 0) }, "writing filesystem metadata")?;
+        check(
+            unsafe { sys::ext2fs_flush2(self.fs, 0) },
+            "writing filesystem metadata",
+        )?;
         self.dev.flush()
     }
 }
@@ -332,7 +391,11 @@ pub fn encode_dev(major: u32, minor: u32) -> (u32, u32) {
 
 fn feature_names(compat: u32, incompat: u32, ro: u32) -> Vec<String> {
     let mut v = Vec::new();
-    for (kind, word) in [(sys::E2P_FEATURE_COMPAT, compat), (sys::E2P_FEATURE_INCOMPAT, incompat), (sys::E2P_FEATURE_RO_INCOMPAT, ro)] {
+    for (kind, word) in [
+        (sys::E2P_FEATURE_COMPAT, compat),
+        (sys::E2P_FEATURE_INCOMPAT, incompat),
+        (sys::E2P_FEATURE_RO_INCOMPAT, ro),
+    ] {
         for bit in 0..32 {
             if word & (1 << bit) != 0 {
                 // SAFETY: e2p_feature2string returns a pointer to a static buffer.

@@ -72,13 +72,22 @@ pub fn manager() -> *mut sys::struct_io_manager {
     .0
 }
 
-unsafe extern "C" fn open(name: *const c_char, flags: c_int, channel: *mut sys::io_channel) -> sys::errcode_t {
+unsafe extern "C" fn open(
+    name: *const c_char,
+    flags: c_int,
+    channel: *mut sys::io_channel,
+) -> sys::errcode_t {
     if name.is_null() || channel.is_null() {
         return sys::EXT2_ET_BAD_DEVICE_NAME as sys::errcode_t;
     }
     // SAFETY: libext2fs passes the NUL-terminated name we gave it.
-    let n = unsafe { CStr::from_ptr(name) }.to_string_lossy().into_owned();
-    let Some(id) = n.strip_prefix("diskfab:").and_then(|s| s.parse::<u64>().ok()) else {
+    let n = unsafe { CStr::from_ptr(name) }
+        .to_string_lossy()
+        .into_owned();
+    let Some(id) = n
+        .strip_prefix("diskfab:")
+        .and_then(|s| s.parse::<u64>().ok())
+    else {
         return sys::EXT2_ET_BAD_DEVICE_NAME as sys::errcode_t;
     };
     let Some(dev) = registry().lock().ok().and_then(|r| r.get(&id).cloned()) else {
@@ -109,7 +118,10 @@ unsafe extern "C" fn open(name: *const c_char, flags: c_int, channel: *mut sys::
 /// The channel's state.
 unsafe fn chan<'a>(ch: sys::io_channel) -> Option<&'a Chan> {
     // SAFETY: private_data was set by `open` to a live Box<Chan>.
-    unsafe { ch.as_ref().and_then(|c| (c.private_data as *const Chan).as_ref()) }
+    unsafe {
+        ch.as_ref()
+            .and_then(|c| (c.private_data as *const Chan).as_ref())
+    }
 }
 
 unsafe extern "C" fn close(ch: sys::io_channel) -> sys::errcode_t {
@@ -143,13 +155,22 @@ unsafe extern "C" fn set_blksize(ch: sys::io_channel, size: c_int) -> sys::errco
 unsafe fn range(ch: sys::io_channel, block: u64, count: c_int) -> Option<(u64, usize)> {
     // SAFETY: ch came from `open`.
     let bs = unsafe { ch.as_ref()?.block_size } as u64;
-    let len = if count < 0 { (-(count as i64)) as u64 } else { count as u64 * bs };
+    let len = if count < 0 {
+        (-(count as i64)) as u64
+    } else {
+        count as u64 * bs
+    };
     let off = block.checked_mul(bs)?;
     off.checked_add(len)?;
     Some((off, usize::try_from(len).ok()?))
 }
 
-unsafe extern "C" fn read_blk64(ch: sys::io_channel, block: c_ulonglong, count: c_int, data: *mut c_void) -> sys::errcode_t {
+unsafe extern "C" fn read_blk64(
+    ch: sys::io_channel,
+    block: c_ulonglong,
+    count: c_int,
+    data: *mut c_void,
+) -> sys::errcode_t {
     // SAFETY: libext2fs guarantees `data` holds the requested bytes.
     unsafe {
         let (Some(c), Some((off, len))) = (chan(ch), range(ch, block, count)) else {
@@ -163,7 +184,12 @@ unsafe extern "C" fn read_blk64(ch: sys::io_channel, block: c_ulonglong, count: 
     }
 }
 
-unsafe extern "C" fn write_blk64(ch: sys::io_channel, block: c_ulonglong, count: c_int, data: *const c_void) -> sys::errcode_t {
+unsafe extern "C" fn write_blk64(
+    ch: sys::io_channel,
+    block: c_ulonglong,
+    count: c_int,
+    data: *const c_void,
+) -> sys::errcode_t {
     // SAFETY: libext2fs guarantees `data` holds the given bytes.
     unsafe {
         let (Some(c), Some((off, len))) = (chan(ch), range(ch, block, count)) else {
@@ -181,17 +207,32 @@ unsafe extern "C" fn write_blk64(ch: sys::io_channel, block: c_ulonglong, count:
     }
 }
 
-unsafe extern "C" fn read_blk(ch: sys::io_channel, block: c_ulong, count: c_int, data: *mut c_void) -> sys::errcode_t {
+unsafe extern "C" fn read_blk(
+    ch: sys::io_channel,
+    block: c_ulong,
+    count: c_int,
+    data: *mut c_void,
+) -> sys::errcode_t {
     // SAFETY: forwarded with the same contract.
     unsafe { read_blk64(ch, block as c_ulonglong, count, data) }
 }
 
-unsafe extern "C" fn write_blk(ch: sys::io_channel, block: c_ulong, count: c_int, data: *const c_void) -> sys::errcode_t {
+unsafe extern "C" fn write_blk(
+    ch: sys::io_channel,
+    block: c_ulong,
+    count: c_int,
+    data: *const c_void,
+) -> sys::errcode_t {
     // SAFETY: forwarded with the same contract.
     unsafe { write_blk64(ch, block as c_ulonglong, count, data) }
 }
 
-unsafe extern "C" fn write_byte(ch: sys::io_channel, offset: c_ulong, size: c_int, data: *const c_void) -> sys::errcode_t {
+unsafe extern "C" fn write_byte(
+    ch: sys::io_channel,
+    offset: c_ulong,
+    size: c_int,
+    data: *const c_void,
+) -> sys::errcode_t {
     if size < 0 {
         return EIO;
     }
@@ -219,11 +260,19 @@ unsafe extern "C" fn flush(ch: sys::io_channel) -> sys::errcode_t {
     }
 }
 
-unsafe extern "C" fn set_option(_: sys::io_channel, _: *const c_char, _: *const c_char) -> sys::errcode_t {
+unsafe extern "C" fn set_option(
+    _: sys::io_channel,
+    _: *const c_char,
+    _: *const c_char,
+) -> sys::errcode_t {
     sys::EXT2_ET_INVALID_ARGUMENT as sys::errcode_t
 }
 
-unsafe extern "C" fn zeroout(ch: sys::io_channel, block: c_ulonglong, count: c_ulonglong) -> sys::errcode_t {
+unsafe extern "C" fn zeroout(
+    ch: sys::io_channel,
+    block: c_ulonglong,
+    count: c_ulonglong,
+) -> sys::errcode_t {
     // SAFETY: ch came from `open`.
     unsafe {
         let Some(c) = chan(ch) else { return EIO };
@@ -241,7 +290,11 @@ unsafe extern "C" fn zeroout(ch: sys::io_channel, block: c_ulonglong, count: c_u
     }
 }
 
-unsafe extern "C" fn discard(ch: sys::io_channel, block: c_ulonglong, count: c_ulonglong) -> sys::errcode_t {
+unsafe extern "C" fn discard(
+    ch: sys::io_channel,
+    block: c_ulonglong,
+    count: c_ulonglong,
+) -> sys::errcode_t {
     // SAFETY: same contract as zeroout; discarded blocks read back as zeroes here.
     unsafe { zeroout(ch, block, count) }
 }

@@ -13,7 +13,10 @@ mod xattr;
 
 pub use fs::ExtFs;
 
-use diskfab_fs::{DirEntry, FileType, Filesystem, FsDriver, FsInfo, Ino, Metadata, MkfsDriver, MkfsOptions, NewNode, SetAttr};
+use diskfab_fs::{
+    DirEntry, FileType, Filesystem, FsDriver, FsInfo, Ino, Metadata, MkfsDriver, MkfsOptions,
+    NewNode, SetAttr,
+};
 use diskfab_storage::{DevRef, Error, Result};
 
 /// The ext2/3/4 driver.
@@ -91,10 +94,21 @@ impl Filesystem for ExtFs {
     fn symlink(&mut self, dir: Ino, name: &[u8], target: &[u8], attr: &NewNode) -> Result<Ino> {
         self.do_symlink(dir, name, target, attr)
     }
-    fn mknod(&mut self, dir: Ino, name: &[u8], file_type: FileType, rdev: (u32, u32), attr: &NewNode) -> Result<Ino> {
+    fn mknod(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        file_type: FileType,
+        rdev: (u32, u32),
+        attr: &NewNode,
+    ) -> Result<Ino> {
         match file_type {
-            FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => self.new_node(dir, name, file_type, attr, rdev),
-            _ => Err(Error::Invalid("mknod makes devices, fifos and sockets only".into())),
+            FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => {
+                self.new_node(dir, name, file_type, attr, rdev)
+            }
+            _ => Err(Error::Invalid(
+                "mknod makes devices, fifos and sockets only".into(),
+            )),
         }
     }
     fn link(&mut self, ino: Ino, dir: Ino, name: &[u8]) -> Result<()> {

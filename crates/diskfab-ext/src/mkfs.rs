@@ -19,17 +19,25 @@ struct Features {
 
 fn features(t: &str) -> Result<Features> {
     let ext2 = Features {
-        compat: sys::EXT2_FEATURE_COMPAT_EXT_ATTR | sys::EXT2_FEATURE_COMPAT_RESIZE_INODE | sys::EXT2_FEATURE_COMPAT_DIR_INDEX,
+        compat: sys::EXT2_FEATURE_COMPAT_EXT_ATTR
+            | sys::EXT2_FEATURE_COMPAT_RESIZE_INODE
+            | sys::EXT2_FEATURE_COMPAT_DIR_INDEX,
         incompat: sys::EXT2_FEATURE_INCOMPAT_FILETYPE,
         ro: sys::EXT2_FEATURE_RO_COMPAT_SPARSE_SUPER | sys::EXT2_FEATURE_RO_COMPAT_LARGE_FILE,
         journal: false,
     };
     match t {
         "ext2" => Ok(ext2),
-        "ext3" => Ok(Features { journal: true, ..ext2 }),
+        "ext3" => Ok(Features {
+            journal: true,
+            ..ext2
+        }),
         "ext4" => Ok(Features {
             compat: ext2.compat,
-            incompat: ext2.incompat | sys::EXT3_FEATURE_INCOMPAT_EXTENTS | sys::EXT4_FEATURE_INCOMPAT_64BIT | sys::EXT4_FEATURE_INCOMPAT_FLEX_BG,
+            incompat: ext2.incompat
+                | sys::EXT3_FEATURE_INCOMPAT_EXTENTS
+                | sys::EXT4_FEATURE_INCOMPAT_64BIT
+                | sys::EXT4_FEATURE_INCOMPAT_FLEX_BG,
             ro: ext2.ro
                 | sys::EXT4_FEATURE_RO_COMPAT_HUGE_FILE
                 | sys::EXT4_FEATURE_RO_COMPAT_DIR_NLINK
@@ -37,7 +45,9 @@ fn features(t: &str) -> Result<Features> {
                 | sys::EXT4_FEATURE_RO_COMPAT_METADATA_CSUM,
             journal: true,
         }),
-        other => Err(Error::Invalid(format!("unknown ext type {other:?}: use ext2, ext3 or ext4"))),
+        other => Err(Error::Invalid(format!(
+            "unknown ext type {other:?}: use ext2, ext3 or ext4"
+        ))),
     }
 }
 
@@ -66,16 +76,30 @@ impl Drop for Fs {
 
 /// Formats the whole of `dev`.
 pub fn mkfs(dev: DevRef, opts: &MkfsOptions) -> Result<()> {
-    let f = features(if opts.fs_type.is_empty() { "ext4" } else { &opts.fs_type })?;
+    let f = features(if opts.fs_type.is_empty() {
+        "ext4"
+    } else {
+        &opts.fs_type
+    })?;
     let label = opts.label.as_deref().unwrap_or("");
     if label.len() > 16 {
-        return Err(Error::Invalid(format!("ext labels are at most 16 bytes; {label:?} is {}", label.len())));
+        return Err(Error::Invalid(format!(
+            "ext labels are at most 16 bytes; {label:?} is {}",
+            label.len()
+        )));
     }
     let blocks = dev.size() / BLOCK_SIZE;
     if blocks < 64 {
-        return Err(Error::Invalid(format!("{} bytes is too small for an ext filesystem", dev.size())));
+        return Err(Error::Invalid(format!(
+            "{} bytes is too small for an ext filesystem",
+            dev.size()
+        )));
     }
-    let ratio: u64 = if dev.size() < (512 << 20) { 4096 } else { 16384 };
+    let ratio: u64 = if dev.size() < (512 << 20) {
+        4096
+    } else {
+        16384
+    };
     // SAFETY: an all-zero superblock is the documented "defaults" parameter block.
     let mut p: sys::ext2_super_block = unsafe { std::mem::zeroed() };
     // SAFETY: p is a valid superblock struct.
@@ -100,15 +124,32 @@ pub fn mkfs(dev: DevRef, opts: &MkfsOptions) -> Result<()> {
     let (id, name) = io::register(dev.clone());
     let mut raw: sys::ext2_filsys = std::ptr::null_mut();
     // SAFETY: valid name, parameter block, manager and out-pointer.
-    let rc = unsafe { sys::ext2fs_initialize(name.as_ptr(), sys::EXT2_FLAG_64BITS as c_int, &mut p, io::manager(), &mut raw) };
+    let rc = unsafe {
+        sys::ext2fs_initialize(
+            name.as_ptr(),
+            sys::EXT2_FLAG_64BITS as c_int,
+            &mut p,
+            io::manager(),
+            &mut raw,
+        )
+    };
     let mut fs = Fs(raw, id);
     if rc != 0 {
         fs.0 = std::ptr::null_mut();
-        return Err(Error::Failed(format!("initialising ext filesystem: {}", message(rc))));
+        return Err(Error::Failed(format!(
+            "initialising ext filesystem: {}",
+            message(rc)
+        )));
     }
-    let uuid = match opts.uuid { Some(u) => u, None => random16()? };
+    let uuid = match opts.uuid {
+        Some(u) => u,
+        None => random16()?,
+    };
     let now = opts.time.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0)
     });
     // SAFETY: fs.0 is a freshly initialised filesystem; we only set documented fields.
     unsafe {
@@ -120,7 +161,12 @@ pub fn mkfs(dev: DevRef, opts: &MkfsOptions) -> Result<()> {
         seed.reverse();
         seed[6] = (seed[6] & 0x0f) | 0x40;
         for (i, w) in s.s_hash_seed.iter_mut().enumerate() {
-            *w = u32::from_le_bytes([seed[4 * i], seed[4 * i + 1], seed[4 * i + 2], seed[4 * i + 3]]);
+            *w = u32::from_le_bytes([
+                seed[4 * i],
+                seed[4 * i + 1],
+                seed[4 * i + 2],
+                seed[4 * i + 3],
+            ]);
         }
         s.s_def_hash_version = sys::EXT2_HASH_HALF_MD4 as u8;
         s.s_mkfs_time = now as u32;
@@ -128,7 +174,11 @@ pub fn mkfs(dev: DevRef, opts: &MkfsOptions) -> Result<()> {
         s.s_lastcheck = now as u32;
         s.s_max_mnt_count = -1; // -1: no periodic fsck (Debian default)
         s.s_kbytes_written = 1;
-        for (d, c) in s.s_volume_name.iter_mut().zip(label.bytes().chain(std::iter::repeat(0))) {
+        for (d, c) in s
+            .s_volume_name
+            .iter_mut()
+            .zip(label.bytes().chain(std::iter::repeat(0)))
+        {
             *d = c as _;
         }
         if f.ro & sys::EXT4_FEATURE_RO_COMPAT_METADATA_CSUM != 0 {
@@ -139,14 +189,39 @@ pub fn mkfs(dev: DevRef, opts: &MkfsOptions) -> Result<()> {
         for g in 0..(*fs.0).group_desc_count {
             let loc = sys::ext2fs_inode_table_loc(fs.0, g);
             let n = (*fs.0).inode_blocks_per_group;
-            check(sys::ext2fs_zero_blocks2(fs.0, loc, n as c_int, std::ptr::null_mut(), std::ptr::null_mut()), "zeroing inode tables")?;
+            check(
+                sys::ext2fs_zero_blocks2(
+                    fs.0,
+                    loc,
+                    n as c_int,
+                    std::ptr::null_mut(),
+                    std::ptr::null_mut(),
+                ),
+                "zeroing inode tables",
+            )?;
             sys::ext2fs_bg_flags_set(fs.0, g, sys::EXT2_BG_INODE_ZEROED as u16);
             sys::ext2fs_group_desc_csum_set(fs.0, g);
         }
-        check(sys::ext2fs_mkdir(fs.0, 2, 2, std::ptr::null()), "creating the root directory")?;
-        check(sys::ext2fs_mkdir(fs.0, 2, 0, c"lost+found".as_ptr()), "creating lost+found")?;
+        check(
+            sys::ext2fs_mkdir(fs.0, 2, 2, std::ptr::null()),
+            "creating the root directory",
+        )?;
+        check(
+            sys::ext2fs_mkdir(fs.0, 2, 0, c"lost+found".as_ptr()),
+            "creating lost+found",
+        )?;
         let mut lpf: sys::ext2_ino_t = 0;
-        check(sys::ext2fs_lookup(fs.0, 2, c"lost+found".as_ptr(), 10, std::ptr::null_mut(), &mut lpf), "lost+found")?;
+        check(
+            sys::ext2fs_lookup(
+                fs.0,
+                2,
+                c"lost+found".as_ptr(),
+                10,
+                std::ptr::null_mut(),
+                &mut lpf,
+            ),
+            "lost+found",
+        )?;
         let bs = (*fs.0).blocksize as u64;
         let mut size = bs;
         while size < 16 * 1024 || size < 2 * bs {
@@ -158,23 +233,38 @@ pub fn mkfs(dev: DevRef, opts: &MkfsOptions) -> Result<()> {
         for i in 3..first {
             sys::ext2fs_inode_alloc_stats2(fs.0, i, 1, 0);
         }
-        check(sys::ext2fs_update_bb_inode(fs.0, std::ptr::null_mut()), "bad-block inode")?;
-        (*fs.0).flags |= (sys::EXT2_FLAG_IB_DIRTY | sys::EXT2_FLAG_DIRTY | sys::EXT2_FLAG_CHANGED) as c_int;
+        check(
+            sys::ext2fs_update_bb_inode(fs.0, std::ptr::null_mut()),
+            "bad-block inode",
+        )?;
+        (*fs.0).flags |=
+            (sys::EXT2_FLAG_IB_DIRTY | sys::EXT2_FLAG_DIRTY | sys::EXT2_FLAG_CHANGED) as c_int;
         if f.compat & sys::EXT2_FEATURE_COMPAT_RESIZE_INODE != 0 {
-            check(sys::ext2fs_create_resize_inode(fs.0), "creating the resize inode")?;
+            check(
+                sys::ext2fs_create_resize_inode(fs.0),
+                "creating the resize inode",
+            )?;
         }
         if f.journal {
             let mut jp: sys::ext2fs_journal_params = std::mem::zeroed();
             if sys::ext2fs_get_journal_params(&mut jp, fs.0) == 0 && jp.num_journal_blocks > 0 {
                 check(
-                    sys::ext2fs_add_journal_inode3(fs.0, &mut jp, !0u64, sys::EXT2_MKJOURNAL_NO_MNT_CHECK as c_int),
+                    sys::ext2fs_add_journal_inode3(
+                        fs.0,
+                        &mut jp,
+                        !0u64,
+                        sys::EXT2_MKJOURNAL_NO_MNT_CHECK as c_int,
+                    ),
                     "creating the journal",
                 )?;
             }
         }
         let raw = std::mem::replace(&mut fs.0, std::ptr::null_mut());
         let mut raw2 = raw;
-        check(sys::ext2fs_close_free(&mut raw2), "writing the new filesystem")?;
+        check(
+            sys::ext2fs_close_free(&mut raw2),
+            "writing the new filesystem",
+        )?;
     }
     dev.flush()
 }

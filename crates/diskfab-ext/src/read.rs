@@ -11,11 +11,23 @@ impl ExtFs {
     pub(crate) fn do_lookup(&mut self, dir: u64, name: &[u8]) -> Result<Option<u64>> {
         let d = self.ino32(dir)?;
         if name.is_empty() || name.len() > 255 || name.contains(&b'/') || name.contains(&0) {
-            return Err(Error::Invalid(format!("invalid name {:?}", String::from_utf8_lossy(name))));
+            return Err(Error::Invalid(format!(
+                "invalid name {:?}",
+                String::from_utf8_lossy(name)
+            )));
         }
         let mut ino: sys::ext2_ino_t = 0;
         // SAFETY: name points to name.len() bytes; out-pointer valid.
-        let rc = unsafe { sys::ext2fs_lookup(self.fs, d, name.as_ptr() as *const c_char, name.len() as c_int, std::ptr::null_mut(), &mut ino) };
+        let rc = unsafe {
+            sys::ext2fs_lookup(
+                self.fs,
+                d,
+                name.as_ptr() as *const c_char,
+                name.len() as c_int,
+                std::ptr::null_mut(),
+                &mut ino,
+            )
+        };
         if rc == sys::EXT2_ET_FILE_NOT_FOUND as sys::errcode_t {
             return Ok(None);
         }
@@ -65,14 +77,30 @@ impl ExtFs {
                 } else {
                     FileType::Regular
                 };
-                acc.out.push(DirEntry { name, ino: u64::from(d.inode), file_type: ft });
+                acc.out.push(DirEntry {
+                    name,
+                    ino: u64::from(d.inode),
+                    file_type: ft,
+                });
                 0
             }
         }
         let filetype = self.sb().s_feature_incompat & sys::EXT2_FEATURE_INCOMPAT_FILETYPE != 0;
-        let mut acc = Acc { out: Vec::new(), filetype };
+        let mut acc = Acc {
+            out: Vec::new(),
+            filetype,
+        };
         // SAFETY: callback only touches the Acc we pass.
-        let rc = unsafe { sys::ext2fs_dir_iterate2(self.fs, d, 0, std::ptr::null_mut(), Some(cb), &mut acc as *mut Acc as *mut c_void) };
+        let rc = unsafe {
+            sys::ext2fs_dir_iterate2(
+                self.fs,
+                d,
+                0,
+                std::ptr::null_mut(),
+                Some(cb),
+                &mut acc as *mut Acc as *mut c_void,
+            )
+        };
         check(rc, &format!("reading directory inode {dir}"))?;
         if !filetype {
             for e in &mut acc.out {
@@ -91,14 +119,17 @@ impl ExtFs {
     pub(crate) fn do_read_link(&mut self, ino: u64) -> Result<Vec<u8>> {
         let mut i = self.read_inode(ino)?;
         if ExtFs::kind(&mut i) != Some(FileType::Symlink) {
-            return Err(Error::Invalid(format!("inode {ino} is not a symbolic link")));
+            return Err(Error::Invalid(format!(
+                "inode {ino} is not a symbolic link"
+            )));
         }
         let size = u64::from(i.i_size) | (u64::from(i.i_size_high) << 32);
         if size == 0 || size > 4096 {
             return Err(Error::bad(format!("symlink inode {ino} has size {size}")));
         }
         // SAFETY: i is a valid inode buffer.
-        let fast = unsafe { sys::ext2fs_is_fast_symlink(&mut i as *mut _ as *mut sys::ext2_inode) } != 0;
+        let fast =
+            unsafe { sys::ext2fs_is_fast_symlink(&mut i as *mut _ as *mut sys::ext2_inode) } != 0;
         if fast {
             let bytes: Vec<u8> = i.i_block.iter().flat_map(|w| w.to_le_bytes()).collect();
             return Ok(bytes[..(size as usize).min(60)].to_vec());
@@ -114,16 +145,36 @@ impl ExtFs {
         let i = self.ino32(ino)?;
         let mut f: sys::ext2_file_t = std::ptr::null_mut();
         // SAFETY: valid fs and out-pointer; the file is closed below on every path.
-        check(unsafe { sys::ext2fs_file_open2(self.fs, i, std::ptr::null_mut(), 0, &mut f) }, "opening file")?;
+        check(
+            unsafe { sys::ext2fs_file_open2(self.fs, i, std::ptr::null_mut(), 0, &mut f) },
+            "opening file",
+        )?;
         let r = (|| {
             // SAFETY: f is open.
-            check(unsafe { sys::ext2fs_file_llseek(f, off, sys::EXT2_SEEK_SET as c_int, std::ptr::null_mut()) }, "seek")?;
+            check(
+                unsafe {
+                    sys::ext2fs_file_llseek(
+                        f,
+                        off,
+                        sys::EXT2_SEEK_SET as c_int,
+                        std::ptr::null_mut(),
+                    )
+                },
+                "seek",
+            )?;
             let mut done = 0usize;
             while done < buf.len() {
                 let want = (buf.len() - done).min(1 << 30) as u32;
                 let mut got = 0u32;
                 // SAFETY: buf[done..] has at least `want` bytes.
-                let rc = unsafe { sys::ext2fs_file_read(f, buf[done..].as_mut_ptr() as *mut c_void, want, &mut got) };
+                let rc = unsafe {
+                    sys::ext2fs_file_read(
+                        f,
+                        buf[done..].as_mut_ptr() as *mut c_void,
+                        want,
+                        &mut got,
+                    )
+                };
                 check(rc, "reading file")?;
                 if got == 0 {
                     break;
@@ -165,7 +216,11 @@ impl ExtFs {
             let mut next = lblk + 1;
             while pos + run < len && run < (8 << 20) {
                 let (p2, z2) = self.map(i32ino, &mut inode, next)?;
-                let contiguous = if zero { z2 } else { !z2 && p2 == phys + (next - lblk) };
+                let contiguous = if zero {
+                    z2
+                } else {
+                    !z2 && p2 == phys + (next - lblk)
+                };
                 if !contiguous {
                     break;
                 }
@@ -178,7 +233,9 @@ impl ExtFs {
             } else {
                 let end_blk = phys + (inner + run as u64).div_ceil(bs);
                 if end_blk > total_blocks {
-                    return Err(Error::bad(format!("inode {ino} maps data beyond the end of the filesystem")));
+                    return Err(Error::bad(format!(
+                        "inode {ino} maps data beyond the end of the filesystem"
+                    )));
                 }
                 self.dev.read_at(dst, phys * bs + inner)?;
             }
@@ -193,7 +250,16 @@ impl ExtFs {
         let mut phys: sys::blk64_t = 0;
         // SAFETY: valid fs, inode buffer and out-pointers.
         let rc = unsafe {
-            sys::ext2fs_bmap2(self.fs, ino, inode as *mut _ as *mut sys::ext2_inode, std::ptr::null_mut(), 0, lblk, &mut ret_flags, &mut phys)
+            sys::ext2fs_bmap2(
+                self.fs,
+                ino,
+                inode as *mut _ as *mut sys::ext2_inode,
+                std::ptr::null_mut(),
+                0,
+                lblk,
+                &mut ret_flags,
+                &mut phys,
+            )
         };
         if rc != 0 {
             return Err(err(rc, &format!("mapping block {lblk} of inode {ino}")));

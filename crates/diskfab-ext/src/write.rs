@@ -8,13 +8,22 @@ use diskfab_storage::{Error, Result};
 use std::ffi::{c_char, c_int, c_void, CString};
 
 fn now() -> Timespec {
-    let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    Timespec { sec: d.as_secs() as i64, nsec: d.subsec_nanos() }
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timespec {
+        sec: d.as_secs() as i64,
+        nsec: d.subsec_nanos(),
+    }
 }
 
 fn cname(name: &[u8]) -> Result<CString> {
-    if name.is_empty() || name.len() > 255 || name.contains(&b'/') || name == b"." || name == b".." {
-        return Err(Error::Invalid(format!("invalid file name {:?}", String::from_utf8_lossy(name))));
+    if name.is_empty() || name.len() > 255 || name.contains(&b'/') || name == b"." || name == b".."
+    {
+        return Err(Error::Invalid(format!(
+            "invalid file name {:?}",
+            String::from_utf8_lossy(name)
+        )));
     }
     CString::new(name).map_err(|_| Error::Invalid("file names cannot contain NUL".into()))
 }
@@ -40,7 +49,14 @@ fn enc_time(t: Timespec) -> (u32, u32) {
 }
 
 impl ExtFs {
-    fn set_times(&self, i: &mut Inode, a: Option<Timespec>, m: Option<Timespec>, c: Option<Timespec>, cr: Option<Timespec>) {
+    fn set_times(
+        &self,
+        i: &mut Inode,
+        a: Option<Timespec>,
+        m: Option<Timespec>,
+        c: Option<Timespec>,
+        cr: Option<Timespec>,
+    ) {
         let large = self.large_inodes();
         if large && i.i_extra_isize < 32 {
             i.i_extra_isize = 32;
@@ -48,17 +64,23 @@ impl ExtFs {
         if let Some(t) = a {
             let (s, e) = enc_time(t);
             i.i_atime = s;
-            if large { i.i_atime_extra = e; }
+            if large {
+                i.i_atime_extra = e;
+            }
         }
         if let Some(t) = m {
             let (s, e) = enc_time(t);
             i.i_mtime = s;
-            if large { i.i_mtime_extra = e; }
+            if large {
+                i.i_mtime_extra = e;
+            }
         }
         if let Some(t) = c {
             let (s, e) = enc_time(t);
             i.i_ctime = s;
-            if large { i.i_ctime_extra = e; }
+            if large {
+                i.i_ctime_extra = e;
+            }
         }
         if let Some(t) = cr {
             let (s, e) = enc_time(t);
@@ -87,7 +109,10 @@ impl ExtFs {
             let rc = unsafe { sys::ext2fs_link(self.fs, d, c.as_ptr(), i, ft_code(t) as c_int) };
             if rc == sys::EXT2_ET_DIR_NO_SPACE as sys::errcode_t {
                 // SAFETY: valid fs and directory inode.
-                check(unsafe { sys::ext2fs_expand_dir(self.fs, d) }, "expanding directory")?;
+                check(
+                    unsafe { sys::ext2fs_expand_dir(self.fs, d) },
+                    "expanding directory",
+                )?;
                 continue;
             }
             return check(rc, "adding directory entry");
@@ -96,12 +121,20 @@ impl ExtFs {
     }
 
     /// Retries an operation that links into `dir` after expanding it on EXT2_ET_DIR_NO_SPACE.
-    fn with_dir_space(&mut self, dir: u32, mut f: impl FnMut(&mut Self) -> sys::errcode_t, what: &str) -> Result<()> {
+    fn with_dir_space(
+        &mut self,
+        dir: u32,
+        mut f: impl FnMut(&mut Self) -> sys::errcode_t,
+        what: &str,
+    ) -> Result<()> {
         for _ in 0..64 {
             let rc = f(self);
             if rc == sys::EXT2_ET_DIR_NO_SPACE as sys::errcode_t {
                 // SAFETY: valid fs and directory inode.
-                check(unsafe { sys::ext2fs_expand_dir(self.fs, dir) }, "expanding directory")?;
+                check(
+                    unsafe { sys::ext2fs_expand_dir(self.fs, dir) },
+                    "expanding directory",
+                )?;
                 continue;
             }
             return check(rc, what);
@@ -117,14 +150,26 @@ impl ExtFs {
     }
 
     /// Creates a new non-directory inode of type `t` linked as `name` in `dir`.
-    pub(crate) fn new_node(&mut self, dir: u64, name: &[u8], t: FileType, attr: &NewNode, rdev: (u32, u32)) -> Result<u64> {
+    pub(crate) fn new_node(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        t: FileType,
+        attr: &NewNode,
+        rdev: (u32, u32),
+    ) -> Result<u64> {
         self.ro()?;
         self.exists(dir, name)?;
         let d = self.ino32(dir)?;
         let mode = t.mode_bits() | (attr.perm & 0o7777);
         let mut ino: sys::ext2_ino_t = 0;
         // SAFETY: valid fs and out-pointer.
-        check(unsafe { sys::ext2fs_new_inode(self.fs, d, mode as c_int, std::ptr::null_mut(), &mut ino) }, "allocating an inode")?;
+        check(
+            unsafe {
+                sys::ext2fs_new_inode(self.fs, d, mode as c_int, std::ptr::null_mut(), &mut ino)
+            },
+            "allocating an inode",
+        )?;
         self.add_link(dir, name, u64::from(ino), t)?;
         // SAFETY: ino was just allocated by ext2fs_new_inode.
         unsafe { sys::ext2fs_inode_alloc_stats2(self.fs, ino, 1, 0) };
@@ -140,7 +185,9 @@ impl ExtFs {
                 i.i_block[0] = b0;
                 i.i_block[1] = b1;
             }
-            FileType::Regular if self.sb().s_feature_incompat & sys::EXT3_FEATURE_INCOMPAT_EXTENTS != 0 => {
+            FileType::Regular
+                if self.sb().s_feature_incompat & sys::EXT3_FEATURE_INCOMPAT_EXTENTS != 0 =>
+            {
                 i.i_flags |= sys::EXT4_EXTENTS_FL;
                 // Extent header in i_block: magic, entries 0, max 4, depth 0.
                 i.i_block[0] = 0xf30a | (0 << 16);
@@ -150,7 +197,16 @@ impl ExtFs {
             _ => {}
         }
         // SAFETY: i is a valid inode; write_new_inode initialises the large part.
-        check(unsafe { sys::ext2fs_write_new_inode(self.fs, ino, &mut i as *mut Inode as *mut sys::ext2_inode) }, "writing new inode")?;
+        check(
+            unsafe {
+                sys::ext2fs_write_new_inode(
+                    self.fs,
+                    ino,
+                    &mut i as *mut Inode as *mut sys::ext2_inode,
+                )
+            },
+            "writing new inode",
+        )?;
         let mut full = self.read_inode(u64::from(ino))?;
         self.set_times(&mut full, Some(t0), Some(t0), Some(t0), Some(t0));
         self.write_inode(u64::from(ino), &mut full)?;
@@ -162,16 +218,42 @@ impl ExtFs {
         let i = self.ino32(ino)?;
         let mut f: sys::ext2_file_t = std::ptr::null_mut();
         // SAFETY: valid fs and out-pointer; closed below on every path.
-        check(unsafe { sys::ext2fs_file_open2(self.fs, i, std::ptr::null_mut(), sys::EXT2_FILE_WRITE as c_int, &mut f) }, "opening file")?;
+        check(
+            unsafe {
+                sys::ext2fs_file_open2(
+                    self.fs,
+                    i,
+                    std::ptr::null_mut(),
+                    sys::EXT2_FILE_WRITE as c_int,
+                    &mut f,
+                )
+            },
+            "opening file",
+        )?;
         let r = (|| {
             // SAFETY: f is open.
-            check(unsafe { sys::ext2fs_file_llseek(f, off, sys::EXT2_SEEK_SET as c_int, std::ptr::null_mut()) }, "seek")?;
+            check(
+                unsafe {
+                    sys::ext2fs_file_llseek(
+                        f,
+                        off,
+                        sys::EXT2_SEEK_SET as c_int,
+                        std::ptr::null_mut(),
+                    )
+                },
+                "seek",
+            )?;
             let mut done = 0usize;
             while done < data.len() {
                 let n = (data.len() - done).min(1 << 30) as u32;
                 let mut w = 0u32;
                 // SAFETY: data[done..] has n bytes.
-                check(unsafe { sys::ext2fs_file_write(f, data[done..].as_ptr() as *const c_void, n, &mut w) }, "writing file")?;
+                check(
+                    unsafe {
+                        sys::ext2fs_file_write(f, data[done..].as_ptr() as *const c_void, n, &mut w)
+                    },
+                    "writing file",
+                )?;
                 if w == 0 {
                     return Err(Error::NoSpace("file write made no progress".into()));
                 }
@@ -188,11 +270,23 @@ impl ExtFs {
     pub(crate) fn do_set_attr(&mut self, ino: u64, a: &SetAttr) -> Result<()> {
         self.ro()?;
         if let Some(size) = a.size {
-            let size = i64::try_from(size).map_err(|_| Error::Invalid("file size too large".into()))?;
+            let size =
+                i64::try_from(size).map_err(|_| Error::Invalid("file size too large".into()))?;
             let i = self.ino32(ino)?;
             let mut f: sys::ext2_file_t = std::ptr::null_mut();
             // SAFETY: as in do_write.
-            check(unsafe { sys::ext2fs_file_open2(self.fs, i, std::ptr::null_mut(), sys::EXT2_FILE_WRITE as c_int, &mut f) }, "opening file")?;
+            check(
+                unsafe {
+                    sys::ext2fs_file_open2(
+                        self.fs,
+                        i,
+                        std::ptr::null_mut(),
+                        sys::EXT2_FILE_WRITE as c_int,
+                        &mut f,
+                    )
+                },
+                "opening file",
+            )?;
             // SAFETY: f is open.
             let rc = unsafe { sys::ext2fs_file_set_size2(f, size as _) };
             let rc2 = unsafe { sys::ext2fs_file_close(f) };
@@ -217,8 +311,14 @@ impl ExtFs {
         let c = cname(name)?;
         let d = self.ino32(dir)?;
         // SAFETY: valid fs and name; ext2fs_mkdir allocates, links and accounts the directory.
-        self.with_dir_space(d, |s| unsafe { sys::ext2fs_mkdir(s.fs, d, 0, c.as_ptr()) }, "creating directory")?;
-        let ino = self.do_lookup(dir, name)?.ok_or_else(|| Error::Failed("new directory vanished".into()))?;
+        self.with_dir_space(
+            d,
+            |s| unsafe { sys::ext2fs_mkdir(s.fs, d, 0, c.as_ptr()) },
+            "creating directory",
+        )?;
+        let ino = self
+            .do_lookup(dir, name)?
+            .ok_or_else(|| Error::Failed("new directory vanished".into()))?;
         let mut i = self.read_inode(ino)?;
         i.i_mode = (FileType::Directory.mode_bits() | (attr.perm & 0o7777)) as u16;
         Self::set_owner(&mut i, attr.uid, attr.gid);
@@ -228,18 +328,32 @@ impl ExtFs {
         Ok(ino)
     }
 
-    pub(crate) fn do_symlink(&mut self, dir: u64, name: &[u8], target: &[u8], attr: &NewNode) -> Result<u64> {
+    pub(crate) fn do_symlink(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        target: &[u8],
+        attr: &NewNode,
+    ) -> Result<u64> {
         self.ro()?;
         self.exists(dir, name)?;
         if target.is_empty() || target.len() >= 4096 || target.contains(&0) {
-            return Err(Error::Invalid("symlink target must be 1..4095 bytes without NUL".into()));
+            return Err(Error::Invalid(
+                "symlink target must be 1..4095 bytes without NUL".into(),
+            ));
         }
         let c = cname(name)?;
         let t = CString::new(target).map_err(|_| Error::Invalid("NUL in target".into()))?;
         let d = self.ino32(dir)?;
         // SAFETY: valid fs, names; ext2fs_symlink allocates, links and accounts the inode.
-        self.with_dir_space(d, |s| unsafe { sys::ext2fs_symlink(s.fs, d, 0, c.as_ptr(), t.as_ptr()) }, "creating symlink")?;
-        let ino = self.do_lookup(dir, name)?.ok_or_else(|| Error::Failed("new symlink vanished".into()))?;
+        self.with_dir_space(
+            d,
+            |s| unsafe { sys::ext2fs_symlink(s.fs, d, 0, c.as_ptr(), t.as_ptr()) },
+            "creating symlink",
+        )?;
+        let ino = self
+            .do_lookup(dir, name)?
+            .ok_or_else(|| Error::Failed("new symlink vanished".into()))?;
         let mut i = self.read_inode(ino)?;
         Self::set_owner(&mut i, attr.uid, attr.gid);
         let tm = attr.time.unwrap_or_else(now);
@@ -254,7 +368,9 @@ impl ExtFs {
         let mut i = self.read_inode(ino)?;
         let t = ExtFs::kind(&mut i).ok_or_else(|| Error::bad("invalid inode mode"))?;
         if t == FileType::Directory {
-            return Err(Error::Invalid("hard links to directories are not allowed".into()));
+            return Err(Error::Invalid(
+                "hard links to directories are not allowed".into(),
+            ));
         }
         if i.i_links_count >= 65000 {
             return Err(Error::Failed("too many links".into()));
@@ -277,12 +393,40 @@ impl ExtFs {
         // SAFETY: valid fs and inode buffer.
         unsafe {
             if i.i_file_acl != 0 {
-                check(sys::ext2fs_free_ext_attr(self.fs, i32ino, &mut i), "freeing extended attributes")?;
+                check(
+                    sys::ext2fs_free_ext_attr(self.fs, i32ino, &mut i),
+                    "freeing extended attributes",
+                )?;
             }
-            let fast_link = sys::ext2fs_is_fast_symlink(&mut i as *mut Inode as *mut sys::ext2_inode) != 0;
-            let is_dev = matches!(ExtFs::kind(&mut i), Some(FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket));
-            if !fast_link && !is_dev && sys::ext2fs_inode_has_valid_blocks2(self.fs, &mut i as *mut Inode as *mut sys::ext2_inode) != 0 {
-                check(sys::ext2fs_punch(self.fs, i32ino, &mut i as *mut Inode as *mut sys::ext2_inode, std::ptr::null_mut(), 0, !0u64), "freeing blocks")?;
+            let fast_link =
+                sys::ext2fs_is_fast_symlink(&mut i as *mut Inode as *mut sys::ext2_inode) != 0;
+            let is_dev = matches!(
+                ExtFs::kind(&mut i),
+                Some(
+                    FileType::CharDevice
+                        | FileType::BlockDevice
+                        | FileType::Fifo
+                        | FileType::Socket
+                )
+            );
+            if !fast_link
+                && !is_dev
+                && sys::ext2fs_inode_has_valid_blocks2(
+                    self.fs,
+                    &mut i as *mut Inode as *mut sys::ext2_inode,
+                ) != 0
+            {
+                check(
+                    sys::ext2fs_punch(
+                        self.fs,
+                        i32ino,
+                        &mut i as *mut Inode as *mut sys::ext2_inode,
+                        std::ptr::null_mut(),
+                        0,
+                        !0u64,
+                    ),
+                    "freeing blocks",
+                )?;
             }
         }
         let mut i = self.read_inode(ino)?;
@@ -298,7 +442,10 @@ impl ExtFs {
         let c = cname(name)?;
         let d = self.ino32(dir)?;
         // SAFETY: valid fs and name.
-        check(unsafe { sys::ext2fs_unlink(self.fs, d, c.as_ptr(), 0, 0) }, "removing directory entry")?;
+        check(
+            unsafe { sys::ext2fs_unlink(self.fs, d, c.as_ptr(), 0, 0) },
+            "removing directory entry",
+        )?;
         let mut p = self.read_inode(dir)?;
         let t = now();
         self.set_times(&mut p, None, Some(t), Some(t), None);
@@ -307,7 +454,9 @@ impl ExtFs {
 
     pub(crate) fn do_unlink(&mut self, dir: u64, name: &[u8]) -> Result<()> {
         self.ro()?;
-        let ino = self.do_lookup(dir, name)?.ok_or_else(|| Error::NotFound(String::from_utf8_lossy(name).into_owned()))?;
+        let ino = self
+            .do_lookup(dir, name)?
+            .ok_or_else(|| Error::NotFound(String::from_utf8_lossy(name).into_owned()))?;
         let mut i = self.read_inode(ino)?;
         if ExtFs::kind(&mut i) == Some(FileType::Directory) {
             return Err(Error::Invalid("is a directory (use rmdir)".into()));
@@ -325,12 +474,17 @@ impl ExtFs {
 
     pub(crate) fn do_rmdir(&mut self, dir: u64, name: &[u8]) -> Result<()> {
         self.ro()?;
-        let ino = self.do_lookup(dir, name)?.ok_or_else(|| Error::NotFound(String::from_utf8_lossy(name).into_owned()))?;
+        let ino = self
+            .do_lookup(dir, name)?
+            .ok_or_else(|| Error::NotFound(String::from_utf8_lossy(name).into_owned()))?;
         if ino == 2 {
             return Err(Error::Invalid("cannot remove the root directory".into()));
         }
         if !self.do_read_dir(ino)?.is_empty() {
-            return Err(Error::Failed(format!("{}: directory not empty", String::from_utf8_lossy(name))));
+            return Err(Error::Failed(format!(
+                "{}: directory not empty",
+                String::from_utf8_lossy(name)
+            )));
         }
         self.remove_entry(dir, name)?;
         self.release(ino, true)?;
@@ -365,13 +519,30 @@ impl ExtFs {
         let mut p = self.ino32(parent)?;
         let d = self.ino32(ino)?;
         // SAFETY: callback only touches the dirent and our u32.
-        let rc = unsafe { sys::ext2fs_dir_iterate2(self.fs, d, sys::DIRENT_FLAG_INCLUDE_EMPTY as c_int, std::ptr::null_mut(), Some(cb), &mut p as *mut u32 as *mut c_void) };
+        let rc = unsafe {
+            sys::ext2fs_dir_iterate2(
+                self.fs,
+                d,
+                sys::DIRENT_FLAG_INCLUDE_EMPTY as c_int,
+                std::ptr::null_mut(),
+                Some(cb),
+                &mut p as *mut u32 as *mut c_void,
+            )
+        };
         check(rc, "updating '..'")
     }
 
-    pub(crate) fn do_rename(&mut self, dir: u64, name: &[u8], new_dir: u64, new_name: &[u8]) -> Result<()> {
+    pub(crate) fn do_rename(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        new_dir: u64,
+        new_name: &[u8],
+    ) -> Result<()> {
         self.ro()?;
-        let ino = self.do_lookup(dir, name)?.ok_or_else(|| Error::NotFound(String::from_utf8_lossy(name).into_owned()))?;
+        let ino = self
+            .do_lookup(dir, name)?
+            .ok_or_else(|| Error::NotFound(String::from_utf8_lossy(name).into_owned()))?;
         if dir == new_dir && name == new_name {
             return Ok(());
         }
@@ -383,9 +554,21 @@ impl ExtFs {
             }
             let mut e = self.read_inode(existing)?;
             match (ExtFs::kind(&mut e), t) {
-                (Some(FileType::Directory), FileType::Directory) => self.do_rmdir(new_dir, new_name)?,
-                (Some(FileType::Directory), _) => return Err(Error::Exists(format!("{} is a directory", String::from_utf8_lossy(new_name)))),
-                (_, FileType::Directory) => return Err(Error::Exists(format!("{} is not a directory", String::from_utf8_lossy(new_name)))),
+                (Some(FileType::Directory), FileType::Directory) => {
+                    self.do_rmdir(new_dir, new_name)?
+                }
+                (Some(FileType::Directory), _) => {
+                    return Err(Error::Exists(format!(
+                        "{} is a directory",
+                        String::from_utf8_lossy(new_name)
+                    )))
+                }
+                (_, FileType::Directory) => {
+                    return Err(Error::Exists(format!(
+                        "{} is not a directory",
+                        String::from_utf8_lossy(new_name)
+                    )))
+                }
                 _ => self.do_unlink(new_dir, new_name)?,
             }
         }

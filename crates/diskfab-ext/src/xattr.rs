@@ -20,7 +20,10 @@ impl ExtFs {
         let i = self.ino32(ino)?;
         let mut h: *mut sys::ext2_xattr_handle = std::ptr::null_mut();
         // SAFETY: valid fs and out-pointer.
-        check(unsafe { sys::ext2fs_xattrs_open(self.fs, i, &mut h) }, "opening xattrs")?;
+        check(
+            unsafe { sys::ext2fs_xattrs_open(self.fs, i, &mut h) },
+            "opening xattrs",
+        )?;
         let h = Handle(h);
         // SAFETY: h is open.
         check(unsafe { sys::ext2fs_xattrs_read(h.0) }, "reading xattrs")?;
@@ -32,19 +35,31 @@ impl ExtFs {
             return Ok(Vec::new());
         }
         let h = self.xattrs(ino)?;
-        unsafe extern "C" fn cb(name: *mut c_char, value: *mut c_char, len: usize, data: *mut c_void) -> c_int {
+        unsafe extern "C" fn cb(
+            name: *mut c_char,
+            value: *mut c_char,
+            len: usize,
+            data: *mut c_void,
+        ) -> c_int {
             // SAFETY: libext2fs passes a NUL-terminated name and `len` value bytes.
             unsafe {
                 let out = &mut *(data as *mut Vec<(Vec<u8>, Vec<u8>)>);
                 let n = CStr::from_ptr(name).to_bytes().to_vec();
-                let v = if len == 0 || value.is_null() { Vec::new() } else { std::slice::from_raw_parts(value as *const u8, len).to_vec() };
+                let v = if len == 0 || value.is_null() {
+                    Vec::new()
+                } else {
+                    std::slice::from_raw_parts(value as *const u8, len).to_vec()
+                };
                 out.push((n, v));
             }
             0
         }
         let mut raw: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         // SAFETY: callback only appends to `raw`.
-        check(unsafe { sys::ext2fs_xattrs_iterate(h.0, Some(cb), &mut raw as *mut _ as *mut c_void) }, "listing xattrs")?;
+        check(
+            unsafe { sys::ext2fs_xattrs_iterate(h.0, Some(cb), &mut raw as *mut _ as *mut c_void) },
+            "listing xattrs",
+        )?;
         // Iteration yields on-disk values; ext2fs_xattr_get translates POSIX ACLs from the ext4
         // disk format to the Linux xattr ABI, so fetch each value through it.
         let mut out = Vec::with_capacity(raw.len());
@@ -57,8 +72,15 @@ impl ExtFs {
             let mut p: *mut c_void = std::ptr::null_mut();
             let mut len = 0usize;
             // SAFETY: valid handle and key; on success p is a buffer of len bytes we must free.
-            check(unsafe { sys::ext2fs_xattr_get(h.0, key.as_ptr(), &mut p, &mut len) }, "reading xattr")?;
-            let v = if p.is_null() { Vec::new() } else { unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec() };
+            check(
+                unsafe { sys::ext2fs_xattr_get(h.0, key.as_ptr(), &mut p, &mut len) },
+                "reading xattr",
+            )?;
+            let v = if p.is_null() {
+                Vec::new()
+            } else {
+                unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec()
+            };
             // SAFETY: allocated by libext2fs with malloc (ext2fs_get_mem).
             unsafe { libc::free(p) };
             out.push((name, normalize_acl(v)));
@@ -72,7 +94,17 @@ impl ExtFs {
         let key = xattr_name(name)?;
         let h = self.xattrs(ino)?;
         // SAFETY: key NUL-terminated; value has value.len() bytes.
-        check(unsafe { sys::ext2fs_xattr_set(h.0, key.as_ptr(), value.as_ptr() as *const c_void, value.len()) }, "setting xattr")
+        check(
+            unsafe {
+                sys::ext2fs_xattr_set(
+                    h.0,
+                    key.as_ptr(),
+                    value.as_ptr() as *const c_void,
+                    value.len(),
+                )
+            },
+            "setting xattr",
+        )
     }
 
     pub(crate) fn do_remove_xattr(&mut self, ino: u64, name: &[u8]) -> Result<()> {
@@ -80,12 +112,17 @@ impl ExtFs {
         let key = xattr_name(name)?;
         let h = self.xattrs(ino)?;
         // SAFETY: key NUL-terminated.
-        check(unsafe { sys::ext2fs_xattr_remove(h.0, key.as_ptr()) }, "removing xattr")
+        check(
+            unsafe { sys::ext2fs_xattr_remove(h.0, key.as_ptr()) },
+            "removing xattr",
+        )
     }
 }
 
 fn xattr_name(name: &[u8]) -> Result<CString> {
-    let ok_prefix = [&b"user."[..], b"trusted.", b"security.", b"system."].iter().any(|p| name.starts_with(p));
+    let ok_prefix = [&b"user."[..], b"trusted.", b"security.", b"system."]
+        .iter()
+        .any(|p| name.starts_with(p));
     if !ok_prefix || name.len() > 255 {
         return Err(Error::Invalid(format!(
             "xattr name {:?} must start with user., trusted., security. or system.",

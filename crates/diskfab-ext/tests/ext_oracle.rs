@@ -10,8 +10,16 @@ use std::process::Command;
 use std::sync::Arc;
 
 fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e} (run scripts/deps.sh)"));
-    assert!(o.status.success(), "{cmd} {args:?}: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (run scripts/deps.sh)"));
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -29,14 +37,25 @@ fn open(p: &Path, w: bool) -> Box<dyn Filesystem> {
 
 fn e2fsck_clean(p: &Path) {
     let o = Command::new("e2fsck").args(["-fn", s(p)]).output().unwrap();
-    assert!(o.status.success(), "e2fsck -fn not clean:\n{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "e2fsck -fn not clean:\n{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// A source tree with every kind of node and metadata mke2fs -d copies.
 fn source_tree(root: &Path) {
     std::fs::create_dir_all(root.join("etc/deep/er")).unwrap();
     std::fs::write(root.join("etc/hostname"), "host\n").unwrap();
-    std::fs::write(root.join("etc/deep/er/big.bin"), (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect::<Vec<_>>()).unwrap();
+    std::fs::write(
+        root.join("etc/deep/er/big.bin"),
+        (0..3_000_000u32)
+            .map(|i| (i * 7 % 251) as u8)
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
     let f = std::fs::File::create(root.join("sparse")).unwrap();
     f.set_len(50 << 20).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, b"tail", (50 << 20) - 4).unwrap();
@@ -45,10 +64,26 @@ fn source_tree(root: &Path) {
     std::fs::hard_link(root.join("etc/hostname"), root.join("hard")).unwrap();
     run("mkfifo", &[s(&root.join("fifo"))]);
     run("mknod", &[s(&root.join("null")), "c", "1", "3"]);
-    std::fs::set_permissions(root.join("etc/hostname"), std::fs::Permissions::from_mode(0o4640)).unwrap();
+    std::fs::set_permissions(
+        root.join("etc/hostname"),
+        std::fs::Permissions::from_mode(0o4640),
+    )
+    .unwrap();
     run("chown", &["1234:5678", s(&root.join("etc/hostname"))]);
-    run("setfattr", &["-n", "user.color", "-v", "blue", s(&root.join("etc/hostname"))]);
-    run("setfacl", &["-m", "u:4242:rw-", s(&root.join("etc/hostname"))]);
+    run(
+        "setfattr",
+        &[
+            "-n",
+            "user.color",
+            "-v",
+            "blue",
+            s(&root.join("etc/hostname")),
+        ],
+    );
+    run(
+        "setfacl",
+        &["-m", "u:4242:rw-", s(&root.join("etc/hostname"))],
+    );
     for i in 0..300 {
         std::fs::write(root.join(format!("etc/deep/f{i:04}")), format!("{i}")).unwrap();
     }
@@ -76,7 +111,14 @@ fn compare_tree(fs: &mut dyn Filesystem, host: &Path, inpath: &str) {
             }
             assert!(buf == std::fs::read(e.path()).unwrap(), "{p} content");
         } else if hm.file_type().is_symlink() {
-            assert_eq!(fs.read_link(ino).unwrap(), std::fs::read_link(e.path()).unwrap().as_os_str().as_encoded_bytes(), "{p}");
+            assert_eq!(
+                fs.read_link(ino).unwrap(),
+                std::fs::read_link(e.path())
+                    .unwrap()
+                    .as_os_str()
+                    .as_encoded_bytes(),
+                "{p}"
+            );
         } else if hm.is_dir() {
             assert_eq!(m.file_type, FileType::Directory);
             compare_tree(fs, &e.path(), &p);
@@ -90,24 +132,49 @@ fn tree_made_by_mke2fs_d_reads_back_identically_with_modes_owners_links_and_xatt
     let src = t.path().join("src");
     source_tree(&src);
     let img = t.path().join("fs.img");
-    run("mke2fs", &["-q", "-F", "-t", "ext4", "-d", s(&src), s(&img), "128M"]);
+    run(
+        "mke2fs",
+        &["-q", "-F", "-t", "ext4", "-d", s(&src), s(&img), "128M"],
+    );
     let mut fs = open(&img, false);
     compare_tree(fs.as_mut(), &src, "/");
     let ino = path::resolve(fs.as_mut(), b"/etc/hostname", false).unwrap();
     let x = fs.list_xattrs(ino).unwrap();
-    assert!(x.contains(&(b"user.color".to_vec(), b"blue".to_vec())), "{x:?}");
+    assert!(
+        x.contains(&(b"user.color".to_vec(), b"blue".to_vec())),
+        "{x:?}"
+    );
     // POSIX ACLs come back in the Linux xattr encoding, byte for byte as the host kernel has them.
-    let host_acl = run("getfattr", &["-e", "hex", "-n", "system.posix_acl_access", s(&src.join("etc/hostname"))]);
-    let ours = x.iter().find(|(n, _)| n == b"system.posix_acl_access").expect("ACL xattr");
+    let host_acl = run(
+        "getfattr",
+        &[
+            "-e",
+            "hex",
+            "-n",
+            "system.posix_acl_access",
+            s(&src.join("etc/hostname")),
+        ],
+    );
+    let ours = x
+        .iter()
+        .find(|(n, _)| n == b"system.posix_acl_access")
+        .expect("ACL xattr");
     let hex: String = ours.1.iter().map(|b| format!("{b:02x}")).collect();
-    assert!(host_acl.contains(&hex), "ACL differs: host {host_acl} ours {hex}");
+    assert!(
+        host_acl.contains(&hex),
+        "ACL differs: host {host_acl} ours {hex}"
+    );
     let null = path::resolve(fs.as_mut(), b"/null", false).unwrap();
     assert_eq!(fs.getattr(null).unwrap().rdev, (1, 3));
     let fifo = path::resolve(fs.as_mut(), b"/fifo", false).unwrap();
     assert_eq!(fs.getattr(fifo).unwrap().file_type, FileType::Fifo);
     let info = fs.info().unwrap();
     assert_eq!(info.fs_type, "ext4");
-    assert!(info.features.iter().any(|f| f == "metadata_csum"), "{:?}", info.features);
+    assert!(
+        info.features.iter().any(|f| f == "metadata_csum"),
+        "{:?}",
+        info.features
+    );
 }
 
 #[test]
@@ -117,13 +184,32 @@ fn inline_data_files_and_directories_are_readable() {
     std::fs::create_dir_all(src.join("d")).unwrap();
     std::fs::write(src.join("d/small"), "tiny file\n").unwrap();
     let img = t.path().join("fs.img");
-    run("mke2fs", &["-q", "-F", "-t", "ext4", "-O", "inline_data", "-d", s(&src), s(&img), "32M"]);
+    run(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            "inline_data",
+            "-d",
+            s(&src),
+            s(&img),
+            "32M",
+        ],
+    );
     let mut fs = open(&img, false);
     compare_tree(fs.as_mut(), &src, "/");
 }
 
 fn nn(perm: u32) -> NewNode {
-    NewNode { perm, uid: 1000, gid: 100, time: None }
+    NewNode {
+        perm,
+        uid: 1000,
+        gid: 100,
+        time: None,
+    }
 }
 
 #[test]
@@ -145,16 +231,41 @@ fn every_write_scenario_leaves_e2fsck_clean_and_the_kernel_sees_the_result() {
         fs.write(sp, (1 << 30) - 3, b"end").unwrap();
         let tr = fs.create(r, b"trunc", &nn(0o644)).unwrap();
         fs.write(tr, 0, &vec![1; 70_000]).unwrap();
-        fs.set_attr(tr, &SetAttr { size: Some(10), ..Default::default() }).unwrap();
-        fs.set_attr(f, &SetAttr { perm: Some(0o4755), uid: Some(70_000), gid: Some(5), ..Default::default() }).unwrap();
+        fs.set_attr(
+            tr,
+            &SetAttr {
+                size: Some(10),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        fs.set_attr(
+            f,
+            &SetAttr {
+                perm: Some(0o4755),
+                uid: Some(70_000),
+                gid: Some(5),
+                ..Default::default()
+            },
+        )
+        .unwrap();
         fs.symlink(r, b"s-short", b"dir/file", &nn(0o777)).unwrap();
-        fs.symlink(r, b"s-long", "y".repeat(300).as_bytes(), &nn(0o777)).unwrap();
+        fs.symlink(r, b"s-long", "y".repeat(300).as_bytes(), &nn(0o777))
+            .unwrap();
         fs.link(f, r, b"hard").unwrap();
-        fs.mknod(r, b"null", FileType::CharDevice, (1, 3), &nn(0o666)).unwrap();
-        fs.mknod(r, b"pipe", FileType::Fifo, (0, 0), &nn(0o644)).unwrap();
+        fs.mknod(r, b"null", FileType::CharDevice, (1, 3), &nn(0o666))
+            .unwrap();
+        fs.mknod(r, b"pipe", FileType::Fifo, (0, 0), &nn(0o644))
+            .unwrap();
         let many = fs.mkdir(r, b"many", &nn(0o755)).unwrap();
         for i in 0..5000 {
-            let x = fs.create(many, format!("file-with-a-longish-name-{i:05}").as_bytes(), &nn(0o644)).unwrap();
+            let x = fs
+                .create(
+                    many,
+                    format!("file-with-a-longish-name-{i:05}").as_bytes(),
+                    &nn(0o644),
+                )
+                .unwrap();
             fs.write(x, 0, i.to_string().as_bytes()).unwrap();
         }
         let e = fs.mkdir(r, b"empty", &nn(0o755)).unwrap();
@@ -164,7 +275,8 @@ fn every_write_scenario_leaves_e2fsck_clean_and_the_kernel_sees_the_result() {
         fs.create(m, b"inner", &nn(0o644)).unwrap();
         fs.rename(r, b"moveme", d, b"moved").unwrap();
         fs.set_xattr(f, b"user.k", b"v").unwrap();
-        fs.set_xattr(f, b"security.selinux", b"system_u:object_r:etc_t:s0\0").unwrap();
+        fs.set_xattr(f, b"security.selinux", b"system_u:object_r:etc_t:s0\0")
+            .unwrap();
         fs.sync().unwrap();
     }
     e2fsck_clean(&img);
@@ -175,22 +287,57 @@ fn every_write_scenario_leaves_e2fsck_clean_and_the_kernel_sees_the_result() {
         let c = std::fs::read(mnt.join("dir/file")).map_err(|e| e.to_string())?;
         let mut want = vec![0xab; 100_000];
         want[50_000..50_009].copy_from_slice(b"overwrite");
-        if c != want { return Err("dir/file content".into()); }
+        if c != want {
+            return Err("dir/file content".into());
+        }
         let m = std::fs::metadata(mnt.join("dir/file")).unwrap();
-        if (m.mode() & 0o7777, m.uid(), m.gid(), m.nlink()) != (0o4755, 70_000, 5, 2) { return Err(format!("dir/file meta {:o} {} {} {}", m.mode(), m.uid(), m.gid(), m.nlink())); }
-        if mnt.join("gone").exists() { return Err("gone exists".into()); }
+        if (m.mode() & 0o7777, m.uid(), m.gid(), m.nlink()) != (0o4755, 70_000, 5, 2) {
+            return Err(format!(
+                "dir/file meta {:o} {} {} {}",
+                m.mode(),
+                m.uid(),
+                m.gid(),
+                m.nlink()
+            ));
+        }
+        if mnt.join("gone").exists() {
+            return Err("gone exists".into());
+        }
         let sp = std::fs::metadata(mnt.join("sparse")).unwrap();
-        if sp.len() != 1 << 30 || sp.blocks() > 64 { return Err(format!("sparse {} {}", sp.len(), sp.blocks())); }
-        if std::fs::read(mnt.join("trunc")).unwrap() != vec![1; 10] { return Err("trunc".into()); }
-        if std::fs::read_link(mnt.join("s-long")).unwrap().as_os_str().len() != 300 { return Err("s-long".into()); }
-        if std::fs::read(mnt.join("s-short")).unwrap() != want { return Err("s-short".into()); }
-        if std::fs::read_dir(mnt.join("many")).unwrap().count() != 5000 { return Err("many".into()); }
-        if std::fs::read(mnt.join("many/file-with-a-longish-name-04321")).unwrap() != b"4321" { return Err("many content".into()); }
-        if !mnt.join("dir/moved/inner").exists() || mnt.join("moveme").exists() { return Err("rename".into()); }
+        if sp.len() != 1 << 30 || sp.blocks() > 64 {
+            return Err(format!("sparse {} {}", sp.len(), sp.blocks()));
+        }
+        if std::fs::read(mnt.join("trunc")).unwrap() != vec![1; 10] {
+            return Err("trunc".into());
+        }
+        if std::fs::read_link(mnt.join("s-long"))
+            .unwrap()
+            .as_os_str()
+            .len()
+            != 300
+        {
+            return Err("s-long".into());
+        }
+        if std::fs::read(mnt.join("s-short")).unwrap() != want {
+            return Err("s-short".into());
+        }
+        if std::fs::read_dir(mnt.join("many")).unwrap().count() != 5000 {
+            return Err("many".into());
+        }
+        if std::fs::read(mnt.join("many/file-with-a-longish-name-04321")).unwrap() != b"4321" {
+            return Err("many content".into());
+        }
+        if !mnt.join("dir/moved/inner").exists() || mnt.join("moveme").exists() {
+            return Err("rename".into());
+        }
         let x = run("getfattr", &["-d", "-m", "-", s(&mnt.join("dir/file"))]);
-        if !x.contains("user.k=\"v\"") || !x.contains("security.selinux") { return Err(format!("xattrs {x}")); }
+        if !x.contains("user.k=\"v\"") || !x.contains("security.selinux") {
+            return Err(format!("xattrs {x}"));
+        }
         let nul = std::fs::metadata(mnt.join("null")).unwrap();
-        if nul.rdev() != libc_makedev(1, 3) { return Err("null rdev".into()); }
+        if nul.rdev() != libc_makedev(1, 3) {
+            return Err("null rdev".into());
+        }
         Ok(())
     };
     let r = check();
@@ -219,7 +366,12 @@ fn a_kernel_made_htree_directory_grows_through_leaf_splits_and_stays_clean() {
         let mut fs = open(&img, true);
         let h = path::resolve(fs.as_mut(), b"/h", true).unwrap();
         for i in 0..4000 {
-            fs.create(h, format!("diskfab-made-entry-{i:05}").as_bytes(), &nn(0o644)).unwrap();
+            fs.create(
+                h,
+                format!("diskfab-made-entry-{i:05}").as_bytes(),
+                &nn(0o644),
+            )
+            .unwrap();
         }
         for i in (0..1000).step_by(3) {
             fs.unlink(h, format!("kernel-{i:05}").as_bytes()).unwrap();
@@ -239,13 +391,39 @@ fn a_kernel_made_htree_directory_grows_through_leaf_splits_and_stays_clean() {
 fn mkfs_makes_an_ext4_that_e2fsck_and_the_kernel_accept_with_debian_features() {
     let t = tempfile::tempdir().unwrap();
     let img = t.path().join("m.img");
-    std::fs::File::create(&img).unwrap().set_len(1 << 30).unwrap();
-    let opts = MkfsOptions { label: Some("rootfs".into()), fs_type: "ext4".into(), uuid: Some(*b"0123456789abcdef"), time: Some(1_700_000_000) };
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(1 << 30)
+        .unwrap();
+    let opts = MkfsOptions {
+        label: Some("rootfs".into()),
+        fs_type: "ext4".into(),
+        uuid: Some(*b"0123456789abcdef"),
+        time: Some(1_700_000_000),
+    };
     ExtDriver.mkfs(dev(&img, true), &opts).unwrap();
     e2fsck_clean(&img);
     let d = run("dumpe2fs", &["-h", s(&img)]);
-    for f in ["has_journal", "ext_attr", "resize_inode", "dir_index", "filetype", "extent", "64bit", "flex_bg", "sparse_super", "large_file", "huge_file", "dir_nlink", "extra_isize", "metadata_csum"] {
-        assert!(d.split_whitespace().any(|w| w == f), "feature {f} missing:\n{d}");
+    for f in [
+        "has_journal",
+        "ext_attr",
+        "resize_inode",
+        "dir_index",
+        "filetype",
+        "extent",
+        "64bit",
+        "flex_bg",
+        "sparse_super",
+        "large_file",
+        "huge_file",
+        "dir_nlink",
+        "extra_isize",
+        "metadata_csum",
+    ] {
+        assert!(
+            d.split_whitespace().any(|w| w == f),
+            "feature {f} missing:\n{d}"
+        );
     }
     assert!(d.contains("rootfs"));
     let mnt = t.path().join("mnt");
@@ -258,10 +436,24 @@ fn mkfs_makes_an_ext4_that_e2fsck_and_the_kernel_accept_with_debian_features() {
     e2fsck_clean(&img);
     for ty in ["ext2", "ext3"] {
         let p = t.path().join(format!("{ty}.img"));
-        std::fs::File::create(&p).unwrap().set_len(64 << 20).unwrap();
-        ExtDriver.mkfs(dev(&p, true), &MkfsOptions { fs_type: ty.into(), ..Default::default() }).unwrap();
+        std::fs::File::create(&p)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        ExtDriver
+            .mkfs(
+                dev(&p, true),
+                &MkfsOptions {
+                    fs_type: ty.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
         e2fsck_clean(&p);
-        assert_eq!(ExtDriver.probe(&dev(&p, false)).unwrap().as_deref(), Some(ty));
+        assert_eq!(
+            ExtDriver.probe(&dev(&p, false)).unwrap().as_deref(),
+            Some(ty)
+        );
     }
 }
 
@@ -275,12 +467,18 @@ fn garbage_superblocks_are_bad_images_and_dirty_journals_refuse_writes() {
         let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
         f.write_all_at(&[0xff; 200], 1024 + 60).unwrap();
     }
-    let e = ExtDriver.open(dev(&img, false), false).err().expect("garbage accepted");
+    let e = ExtDriver
+        .open(dev(&img, false), false)
+        .err()
+        .expect("garbage accepted");
     assert!(matches!(e, Error::BadImage(_)), "{e}");
     let img = t.path().join("r.img");
     run("mke2fs", &["-q", "-F", "-t", "ext4", s(&img), "32M"]);
     run("debugfs", &["-w", "-R", "feature needs_recovery", s(&img)]);
-    let e = ExtDriver.open(dev(&img, true), true).err().expect("dirty journal opened for writing");
+    let e = ExtDriver
+        .open(dev(&img, true), true)
+        .err()
+        .expect("dirty journal opened for writing");
     assert!(e.to_string().contains("recovery"), "{e}");
     let mut fs = open(&img, false);
     assert!(fs.info().unwrap().needs_recovery);

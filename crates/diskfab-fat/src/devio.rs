@@ -13,7 +13,11 @@ pub struct DevIo {
 impl DevIo {
     /// Wraps `dev`; writes fail unless `writable`.
     pub fn new(dev: DevRef, writable: bool) -> Self {
-        DevIo { dev, pos: 0, writable }
+        DevIo {
+            dev,
+            pos: 0,
+            writable,
+        }
     }
 }
 
@@ -37,11 +41,17 @@ impl Read for DevIo {
 impl Write for DevIo {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         if !self.writable {
-            return Err(io::Error::new(io::ErrorKind::PermissionDenied, "FAT filesystem opened read-only"));
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "FAT filesystem opened read-only",
+            ));
         }
         let size = self.dev.size();
         if self.pos >= size && !buf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::WriteZero, "write past the end of the device"));
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the device",
+            ));
         }
         let n = (size - self.pos).min(buf.len() as u64) as usize;
         self.dev.write_at(&buf[..n], self.pos).map_err(ioerr)?;
@@ -64,7 +74,8 @@ impl Seek for DevIo {
             SeekFrom::End(d) => self.dev.size().checked_add_signed(d),
             SeekFrom::Current(d) => self.pos.checked_add_signed(d),
         };
-        self.pos = new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek out of range"))?;
+        self.pos =
+            new.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "seek out of range"))?;
         Ok(self.pos)
     }
 }

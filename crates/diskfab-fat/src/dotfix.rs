@@ -31,7 +31,11 @@ fn geometry(dev: &DevRef, bits: u32) -> Result<Geo> {
     let reserved = le16(&s, 14);
     let fats = u64::from(s[16]);
     let root_entries = le16(&s, 17);
-    let fat_size = if le16(&s, 22) != 0 { le16(&s, 22) } else { le32(&s, 36) };
+    let fat_size = if le16(&s, 22) != 0 {
+        le16(&s, 22)
+    } else {
+        le32(&s, 36)
+    };
     if bps == 0 || spc == 0 {
         return Err(Error::bad("FAT boot sector has a zero geometry field"));
     }
@@ -83,7 +87,9 @@ impl Geo {
         let mut c = Some(first);
         while let Some(cl) = c {
             if v.len() > 64 << 20 {
-                return Err(Error::bad("FAT directory cluster chain is too long (loop?)"));
+                return Err(Error::bad(
+                    "FAT directory cluster chain is too long (loop?)",
+                ));
             }
             let mut b = vec![0u8; self.cluster_len() as usize];
             dev.read_at(&mut b, self.cluster_off(cl))?;

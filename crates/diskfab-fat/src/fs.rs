@@ -2,7 +2,9 @@
 
 use crate::devio::DevIo;
 use crate::time::{from_unix, to_unix};
-use diskfab_fs::{DirEntry, FileType, Filesystem, FsInfo, Ino, Metadata, NewNode, SetAttr, Timespec};
+use diskfab_fs::{
+    DirEntry, FileType, Filesystem, FsInfo, Ino, Metadata, NewNode, SetAttr, Timespec,
+};
 use diskfab_storage::{DevRef, Error, Result};
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -45,18 +47,32 @@ pub(crate) fn io_err(e: std::io::Error, what: &str) -> Error {
 pub(crate) fn guard<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(_) => Err(Error::bad("the FAT filesystem is corrupt (the FAT driver hit an inconsistency)")),
+        Err(_) => Err(Error::bad(
+            "the FAT filesystem is corrupt (the FAT driver hit an inconsistency)",
+        )),
     }
 }
 
 fn join(dir: &str, name: &str) -> String {
-    if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") }
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
 }
 
 fn check_name(name: &[u8]) -> Result<&str> {
-    let s = std::str::from_utf8(name).map_err(|_| Error::Invalid("FAT names must be valid UTF-8".into()))?;
-    if s.is_empty() || s == "." || s == ".." || s.encode_utf16().count() > 255 || s.chars().any(|c| c < ' ' || "\"*/:<>?\\|".contains(c)) {
-        return Err(Error::Invalid(format!("{s:?} is not a valid FAT file name")));
+    let s = std::str::from_utf8(name)
+        .map_err(|_| Error::Invalid("FAT names must be valid UTF-8".into()))?;
+    if s.is_empty()
+        || s == "."
+        || s == ".."
+        || s.encode_utf16().count() > 255
+        || s.chars().any(|c| c < ' ' || "\"*/:<>?\\|".contains(c))
+    {
+        return Err(Error::Invalid(format!(
+            "{s:?} is not a valid FAT file name"
+        )));
     }
     Ok(s)
 }
@@ -65,16 +81,28 @@ impl FatFs {
     /// Opens the FAT filesystem on `dev`.
     pub fn open(dev: DevRef, writable: bool) -> Result<FatFs> {
         let fs = guard(|| {
-            fatfs::FileSystem::new(DevIo::new(dev.clone(), writable), fatfs::FsOptions::new().update_accessed_date(false))
-                .map_err(|e| Error::bad(format!("not a usable FAT filesystem: {e}")))
+            fatfs::FileSystem::new(
+                DevIo::new(dev.clone(), writable),
+                fatfs::FsOptions::new().update_accessed_date(false),
+            )
+            .map_err(|e| Error::bad(format!("not a usable FAT filesystem: {e}")))
         })?;
-        let mut me = FatFs { fs: Some(SendFat(fs)), dev, writable, paths: vec![String::new()], by_path: HashMap::new() };
+        let mut me = FatFs {
+            fs: Some(SendFat(fs)),
+            dev,
+            writable,
+            paths: vec![String::new()],
+            by_path: HashMap::new(),
+        };
         me.by_path.insert(String::new(), 1);
         Ok(me)
     }
 
     fn fat(&self) -> Result<&Fat> {
-        self.fs.as_ref().map(|f| &f.0).ok_or_else(|| Error::Failed("FAT filesystem is closed".into()))
+        self.fs
+            .as_ref()
+            .map(|f| &f.0)
+            .ok_or_else(|| Error::Failed("FAT filesystem is closed".into()))
     }
 
     fn path(&self, ino: Ino) -> Result<String> {
@@ -97,14 +125,28 @@ impl FatFs {
     }
 
     fn ro(&self) -> Result<()> {
-        if self.writable { Ok(()) } else { Err(Error::ReadOnly("the FAT filesystem is open read-only".into())) }
+        if self.writable {
+            Ok(())
+        } else {
+            Err(Error::ReadOnly(
+                "the FAT filesystem is open read-only".into(),
+            ))
+        }
     }
 
     /// The entry named `name` in directory path `dir` (case-insensitive), as (canonical name, meta).
-    fn find(&self, dir: &str, name: &str) -> Result<Option<(String, bool, u64, fatfs::DateTime, fatfs::DateTime, bool)>> {
+    fn find(
+        &self,
+        dir: &str,
+        name: &str,
+    ) -> Result<Option<(String, bool, u64, fatfs::DateTime, fatfs::DateTime, bool)>> {
         let fs = self.fat()?;
         let root = fs.root_dir();
-        let d = if dir.is_empty() { root } else { root.open_dir(dir).map_err(|e| io_err(e, dir))? };
+        let d = if dir.is_empty() {
+            root
+        } else {
+            root.open_dir(dir).map_err(|e| io_err(e, dir))?
+        };
         for e in d.iter() {
             let e = e.map_err(|e| io_err(e, dir))?;
             let n = e.file_name();
@@ -113,7 +155,14 @@ impl FatFs {
             }
             if n.eq_ignore_ascii_case(name) || n.to_lowercase() == name.to_lowercase() {
                 let ro = e.attributes().contains(fatfs::FileAttributes::READ_ONLY);
-                return Ok(Some((n, e.is_dir(), e.len(), e.modified(), e.created(), ro)));
+                return Ok(Some((
+                    n,
+                    e.is_dir(),
+                    e.len(),
+                    e.modified(),
+                    e.created(),
+                    ro,
+                )));
             }
         }
         Ok(None)
@@ -124,10 +173,25 @@ impl FatFs {
         let cs = u64::from(self.fat()?.cluster_size());
         if p.is_empty() {
             let t = Timespec { sec: 0, nsec: 0 };
-            return Ok(Metadata { ino, file_type: FileType::Directory, perm: 0o755, uid: 0, gid: 0, size: 0, nlink: 2, atime: t, mtime: t, ctime: t, rdev: (0, 0), allocated: 0 });
+            return Ok(Metadata {
+                ino,
+                file_type: FileType::Directory,
+                perm: 0o755,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                nlink: 2,
+                atime: t,
+                mtime: t,
+                ctime: t,
+                rdev: (0, 0),
+                allocated: 0,
+            });
         }
         let (dir, name) = p.rsplit_once('/').unwrap_or(("", p.as_str()));
-        let (_, is_dir, len, modified, created, ro) = self.find(dir, name)?.ok_or_else(|| Error::NotFound(p.clone()))?;
+        let (_, is_dir, len, modified, created, ro) = self
+            .find(dir, name)?
+            .ok_or_else(|| Error::NotFound(p.clone()))?;
         let mtime = to_unix(modified);
         let perm = match (is_dir, ro) {
             (true, _) => 0o755,
@@ -137,7 +201,11 @@ impl FatFs {
         let _ = created;
         Ok(Metadata {
             ino,
-            file_type: if is_dir { FileType::Directory } else { FileType::Regular },
+            file_type: if is_dir {
+                FileType::Directory
+            } else {
+                FileType::Regular
+            },
             perm,
             uid: 0,
             gid: 0,
@@ -180,13 +248,17 @@ impl FatFs {
     }
 
     fn open_file(&self, p: &str) -> Result<fatfs::File<'_, DevIo>> {
-        self.fat()?.root_dir().open_file(p).map_err(|e| io_err(e, p))
+        self.fat()?
+            .root_dir()
+            .open_file(p)
+            .map_err(|e| io_err(e, p))
     }
 
     /// Removes `old` (a path) and all paths under it from the inode table's lookup map.
     fn forget(&mut self, old: &str) {
         let prefix = format!("{old}/");
-        self.by_path.retain(|k, _| k != old && !k.starts_with(&prefix));
+        self.by_path
+            .retain(|k, _| k != old && !k.starts_with(&prefix));
     }
 
     fn rename_paths(&mut self, old: &str, new: &str) {
@@ -230,7 +302,9 @@ impl Filesystem for FatFs {
                 uuid: Some(format!("{:04X}-{:04X}", id >> 16, id & 0xffff)),
                 block_size: cs as u32,
                 total_bytes: u64::from(st.total_clusters()) * cs,
-                used_bytes: u64::from(st.total_clusters() - st.free_clusters().min(st.total_clusters())) * cs,
+                used_bytes: u64::from(
+                    st.total_clusters() - st.free_clusters().min(st.total_clusters()),
+                ) * cs,
                 needs_recovery: false,
                 features: vec![ty.to_string()],
             })
@@ -244,7 +318,9 @@ impl Filesystem for FatFs {
     fn lookup(&mut self, dir: Ino, name: &[u8]) -> Result<Option<Ino>> {
         guard(|| {
             let d = self.path(dir)?;
-            let Ok(n) = check_name(name) else { return Ok(None) };
+            let Ok(n) = check_name(name) else {
+                return Ok(None);
+            };
             match self.find(&d, n)? {
                 Some((canon, ..)) => Ok(Some(self.ino_for(join(&d, &canon)))),
                 None => Ok(None),
@@ -263,7 +339,11 @@ impl Filesystem for FatFs {
             {
                 let fs = self.fat()?;
                 let root = fs.root_dir();
-                let h = if d.is_empty() { root } else { root.open_dir(&d).map_err(|e| io_err(e, &d))? };
+                let h = if d.is_empty() {
+                    root
+                } else {
+                    root.open_dir(&d).map_err(|e| io_err(e, &d))?
+                };
                 for e in h.iter() {
                     let e = e.map_err(|e| io_err(e, &d))?;
                     let n = e.file_name();
@@ -276,7 +356,15 @@ impl Filesystem for FatFs {
                 .into_iter()
                 .map(|(n, is_dir)| {
                     let ino = self.ino_for(join(&d, &n));
-                    DirEntry { name: n.into_bytes(), ino, file_type: if is_dir { FileType::Directory } else { FileType::Regular } }
+                    DirEntry {
+                        name: n.into_bytes(),
+                        ino,
+                        file_type: if is_dir {
+                            FileType::Directory
+                        } else {
+                            FileType::Regular
+                        },
+                    }
                 })
                 .collect())
         })
@@ -313,7 +401,11 @@ impl Filesystem for FatFs {
             }
             let p = join(&d, n);
             {
-                let mut f = self.fat()?.root_dir().create_file(&p).map_err(|e| io_err(e, &p))?;
+                let mut f = self
+                    .fat()?
+                    .root_dir()
+                    .create_file(&p)
+                    .map_err(|e| io_err(e, &p))?;
                 if let Some(t) = attr.time {
                     f.set_modified(from_unix(t));
                     f.set_created(from_unix(t));
@@ -328,7 +420,10 @@ impl Filesystem for FatFs {
         self.ro()?;
         guard(|| {
             let p = self.path(ino)?;
-            if offset.checked_add(data.len() as u64).is_none_or(|e| e > u64::from(u32::MAX)) {
+            if offset
+                .checked_add(data.len() as u64)
+                .is_none_or(|e| e > u64::from(u32::MAX))
+            {
                 return Err(Error::Invalid("FAT files are limited to 4 GiB - 1".into()));
             }
             let mut f = self.open_file(&p)?;
@@ -390,7 +485,10 @@ impl Filesystem for FatFs {
                 return Err(Error::Exists(join(&d, n)));
             }
             let p = join(&d, n);
-            self.fat()?.root_dir().create_dir(&p).map_err(|e| io_err(e, &p))?;
+            self.fat()?
+                .root_dir()
+                .create_dir(&p)
+                .map_err(|e| io_err(e, &p))?;
             self.fix_dots(&p)?;
             Ok(self.ino_for(p))
         })
@@ -401,12 +499,17 @@ impl Filesystem for FatFs {
         guard(|| {
             let d = self.path(dir)?;
             let n = check_name(name)?;
-            let (canon, is_dir, ..) = self.find(&d, n)?.ok_or_else(|| Error::NotFound(join(&d, n)))?;
+            let (canon, is_dir, ..) = self
+                .find(&d, n)?
+                .ok_or_else(|| Error::NotFound(join(&d, n)))?;
             if is_dir {
                 return Err(Error::Invalid("is a directory (use rmdir)".into()));
             }
             let p = join(&d, &canon);
-            self.fat()?.root_dir().remove(&p).map_err(|e| io_err(e, &p))?;
+            self.fat()?
+                .root_dir()
+                .remove(&p)
+                .map_err(|e| io_err(e, &p))?;
             self.forget(&p);
             Ok(())
         })
@@ -417,19 +520,31 @@ impl Filesystem for FatFs {
         guard(|| {
             let d = self.path(dir)?;
             let n = check_name(name)?;
-            let (canon, is_dir, ..) = self.find(&d, n)?.ok_or_else(|| Error::NotFound(join(&d, n)))?;
+            let (canon, is_dir, ..) = self
+                .find(&d, n)?
+                .ok_or_else(|| Error::NotFound(join(&d, n)))?;
             if !is_dir {
                 return Err(Error::Invalid("not a directory".into()));
             }
             let p = join(&d, &canon);
-            let empty = self.fat()?.root_dir().open_dir(&p).map_err(|e| io_err(e, &p))?.iter().filter_map(|e| e.ok()).all(|e| {
-                let n = e.file_name();
-                n == "." || n == ".."
-            });
+            let empty = self
+                .fat()?
+                .root_dir()
+                .open_dir(&p)
+                .map_err(|e| io_err(e, &p))?
+                .iter()
+                .filter_map(|e| e.ok())
+                .all(|e| {
+                    let n = e.file_name();
+                    n == "." || n == ".."
+                });
             if !empty {
                 return Err(Error::Failed(format!("{p}: directory not empty")));
             }
-            self.fat()?.root_dir().remove(&p).map_err(|e| io_err(e, &p))?;
+            self.fat()?
+                .root_dir()
+                .remove(&p)
+                .map_err(|e| io_err(e, &p))?;
             self.forget(&p);
             Ok(())
         })
@@ -442,7 +557,9 @@ impl Filesystem for FatFs {
             let nd = self.path(new_dir)?;
             let n = check_name(name)?;
             let nn = check_name(new_name)?;
-            let (canon, is_dir, ..) = self.find(&d, n)?.ok_or_else(|| Error::NotFound(join(&d, n)))?;
+            let (canon, is_dir, ..) = self
+                .find(&d, n)?
+                .ok_or_else(|| Error::NotFound(join(&d, n)))?;
             let old = join(&d, &canon);
             let new = join(&nd, nn);
             if let Some((existing, ex_dir, ..)) = self.find(&nd, nn)? {
@@ -454,14 +571,18 @@ impl Filesystem for FatFs {
                 } else if ex_dir || is_dir {
                     return Err(Error::Exists(ep));
                 } else {
-                    self.fat()?.root_dir().remove(&ep).map_err(|e| io_err(e, &ep))?;
+                    self.fat()?
+                        .root_dir()
+                        .remove(&ep)
+                        .map_err(|e| io_err(e, &ep))?;
                     self.forget(&ep);
                 }
             }
             {
                 let fs = self.fat()?;
                 let root = fs.root_dir();
-                root.rename(&old, &root, &new).map_err(|e| io_err(e, &old))?;
+                root.rename(&old, &root, &new)
+                    .map_err(|e| io_err(e, &old))?;
             }
             self.rename_paths(&old, &new);
             Ok(())
@@ -474,11 +595,15 @@ impl Filesystem for FatFs {
         }
         guard(|| {
             if let Some(fs) = self.fs.take() {
-                fs.0.unmount().map_err(|e| io_err(e, "writing FAT metadata"))?;
+                fs.0.unmount()
+                    .map_err(|e| io_err(e, "writing FAT metadata"))?;
             }
             self.dev.flush()?;
-            let fs = fatfs::FileSystem::new(DevIo::new(self.dev.clone(), true), fatfs::FsOptions::new().update_accessed_date(false))
-                .map_err(|e| io_err(e, "reopening FAT"))?;
+            let fs = fatfs::FileSystem::new(
+                DevIo::new(self.dev.clone(), true),
+                fatfs::FsOptions::new().update_accessed_date(false),
+            )
+            .map_err(|e| io_err(e, "reopening FAT"))?;
             self.fs = Some(SendFat(fs));
             Ok(())
         })

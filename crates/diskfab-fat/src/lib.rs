@@ -30,8 +30,15 @@ pub fn probe_bytes(s: &[u8]) -> bool {
     let spc = s[13];
     let reserved = u16::from_le_bytes([s[14], s[15]]);
     let fats = s[16];
-    let bpb_ok = bps.is_power_of_two() && (512..=4096).contains(&bps) && spc.is_power_of_two() && reserved >= 1 && (1..=2).contains(&fats);
-    let label = &s[54..62] == b"FAT12   " || &s[54..62] == b"FAT16   " || &s[82..90] == b"FAT32   " || &s[54..59] == b"FAT  ";
+    let bpb_ok = bps.is_power_of_two()
+        && (512..=4096).contains(&bps)
+        && spc.is_power_of_two()
+        && reserved >= 1
+        && (1..=2).contains(&fats);
+    let label = &s[54..62] == b"FAT12   "
+        || &s[54..62] == b"FAT16   "
+        || &s[82..90] == b"FAT32   "
+        || &s[54..59] == b"FAT  ";
     bpb_ok && (label || s[21] >= 0xf0 || s[21] == 0xf8)
 }
 
@@ -61,7 +68,11 @@ impl MkfsDriver for FatDriver {
             "fat16" => Some(fatfs::FatType::Fat16),
             "fat32" => Some(fatfs::FatType::Fat32),
             "vfat" | "fat" | "" => None,
-            other => return Err(Error::Invalid(format!("unknown FAT type {other:?}: use vfat, fat12, fat16 or fat32"))),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "unknown FAT type {other:?}: use vfat, fat12, fat16 or fat32"
+                )))
+            }
         };
         let mut o = fatfs::FormatVolumeOptions::new();
         if let Some(t) = ty {
@@ -70,7 +81,9 @@ impl MkfsDriver for FatDriver {
         if let Some(l) = &opts.label {
             let up = l.to_uppercase();
             if up.len() > 11 || !up.is_ascii() {
-                return Err(Error::Invalid(format!("FAT labels are at most 11 ASCII characters; {l:?} is not")));
+                return Err(Error::Invalid(format!(
+                    "FAT labels are at most 11 ASCII characters; {l:?} is not"
+                )));
             }
             let mut b = [b' '; 11];
             b[..up.len()].copy_from_slice(up.as_bytes());
@@ -79,12 +92,15 @@ impl MkfsDriver for FatDriver {
         let id = match opts.uuid {
             Some(u) => u32::from_le_bytes([u[0], u[1], u[2], u[3]]),
             None => {
-                let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let t = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
                 (t.as_nanos() as u32) ^ std::process::id().rotate_left(16)
             }
         };
         o = o.volume_id(id);
-        let sectors = u32::try_from(dev.size() / 512).map_err(|_| Error::Invalid("FAT volumes are limited to 2 TiB".into()))?;
+        let sectors = u32::try_from(dev.size() / 512)
+            .map_err(|_| Error::Invalid("FAT volumes are limited to 2 TiB".into()))?;
         o = o.total_sectors(sectors);
         fs::guard(|| {
             let io = devio::DevIo::new(dev.clone(), true);

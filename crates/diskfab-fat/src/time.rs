@@ -27,9 +27,16 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
 pub fn to_unix(dt: fatfs::DateTime) -> Timespec {
     let d = dt.date;
     let t = dt.time;
-    let days = days_from_civil(i64::from(d.year), i64::from(d.month.clamp(1, 12)), i64::from(d.day.clamp(1, 31)));
+    let days = days_from_civil(
+        i64::from(d.year),
+        i64::from(d.month.clamp(1, 12)),
+        i64::from(d.day.clamp(1, 31)),
+    );
     let sec = days * 86400 + i64::from(t.hour) * 3600 + i64::from(t.min) * 60 + i64::from(t.sec);
-    Timespec { sec, nsec: u32::from(t.millis.min(999)) * 1_000_000 }
+    Timespec {
+        sec,
+        nsec: u32::from(t.millis.min(999)) * 1_000_000,
+    }
 }
 
 /// Unix time → FAT date-time, clamped to the FAT range 1980..=2107.
@@ -40,8 +47,17 @@ pub fn from_unix(t: Timespec) -> fatfs::DateTime {
     let (y, m, d) = civil_from_days(s.div_euclid(86400));
     let r = s.rem_euclid(86400);
     fatfs::DateTime {
-        date: fatfs::Date { year: y as u16, month: m as u16, day: d as u16 },
-        time: fatfs::Time { hour: (r / 3600) as u16, min: (r / 60 % 60) as u16, sec: (r % 60) as u16, millis: (t.nsec / 1_000_000).min(999) as u16 },
+        date: fatfs::Date {
+            year: y as u16,
+            month: m as u16,
+            day: d as u16,
+        },
+        time: fatfs::Time {
+            hour: (r / 3600) as u16,
+            min: (r / 60 % 60) as u16,
+            sec: (r % 60) as u16,
+            millis: (t.nsec / 1_000_000).min(999) as u16,
+        },
     }
 }
 
@@ -51,9 +67,20 @@ mod tests {
 
     #[test]
     fn unix_and_fat_times_round_trip_and_clamp_to_the_fat_range() {
-        let t = Timespec { sec: 1_700_000_000, nsec: 0 };
+        let t = Timespec {
+            sec: 1_700_000_000,
+            nsec: 0,
+        };
         assert_eq!(to_unix(from_unix(t)).sec, 1_700_000_000);
         assert_eq!(from_unix(Timespec { sec: 0, nsec: 0 }).date.year, 1980);
-        assert_eq!(from_unix(Timespec { sec: i64::MAX / 2, nsec: 0 }).date.year, 2107);
+        assert_eq!(
+            from_unix(Timespec {
+                sec: i64::MAX / 2,
+                nsec: 0
+            })
+            .date
+            .year,
+            2107
+        );
     }
 }

@@ -5,6 +5,7 @@ use crate::image::{Image, OpenOptions};
 use crate::Format;
 use diskfab_storage::{Error, Result};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -68,19 +69,30 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
     let bits = cluster_bits(opts.cluster_size)?;
     let (backing, size) = match &opts.backing {
         None => {
-            let size = opts
-                .size
-                .ok_or_else(|| Error::Invalid("a size is required (e.g. 4G) without --backing".into()))?;
+            let size = opts.size.ok_or_else(|| {
+                Error::Invalid("a size is required (e.g. 4G) without --backing".into())
+            })?;
             (None, size)
         }
         Some(b) => {
             if opts.format == Format::Raw {
-                return Err(Error::Invalid("raw images cannot have a backing file: use -f qcow2".into()));
+                return Err(Error::Invalid(
+                    "raw images cannot have a backing file: use -f qcow2".into(),
+                ));
             }
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            let resolved = if b.is_absolute() { b.clone() } else { dir.join(b) };
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let resolved = if b.is_absolute() {
+                b.clone()
+            } else {
+                dir.join(b)
+            };
             let (fmt, bsize) = open_base(&resolved, opts.backing_format)?;
-            let name = b.to_str().ok_or_else(|| Error::Invalid("backing path is not UTF-8".into()))?;
+            let name = b
+                .to_str()
+                .ok_or_else(|| Error::Invalid("backing path is not UTF-8".into()))?;
             (Some((name.to_string(), fmt)), opts.size.unwrap_or(bsize))
         }
     };
@@ -90,7 +102,9 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
     let size = size.div_ceil(512) * 512;
     let file = new_file(path)?;
     let r = match opts.format {
-        Format::Raw => file.set_len(size).map_err(|e| Error::io(format!("{}", path.display()), e)),
+        Format::Raw => file
+            .set_len(size)
+            .map_err(|e| Error::io(format!("{}", path.display()), e)),
         Format::Qcow2 => {
             let fmt_name = backing.as_ref().map(|(_, f)| f.to_string());
             let bytes = build_image(&NewHeader {
@@ -111,6 +125,22 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
     r
 }
 
+/// (offset, length) of the 512-byte blocks of `b` that are not all zero, merged into runs.
+fn nonzero_runs(b: &[u8]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (i, blk) in b.chunks(512).enumerate() {
+        if blk.iter().all(|&x| x == 0) {
+            continue;
+        }
+        let off = i * 512;
+        match runs.last_mut() {
+            Some((o, l)) if *o + *l == off => *l += blk.len(),
+            _ => runs.push((off, blk.len())),
+        }
+    }
+    runs
+}
+
 /// The path of `to` relative to directory `from` (both absolute and canonical).
 fn relative(from: &Path, to: &Path) -> PathBuf {
     let f: Vec<Component> = from.components().collect();
@@ -129,18 +159,29 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 /// Creates one thin qcow2 overlay of `base` per name in `out_dir`. The base is opened and
 /// verified once; the overlay bytes are built once (backing stored relative to `out_dir`) and
 /// written to each new file (`O_EXCL`: existing files are never overwritten).
-pub fn clone_many(base: &Path, out_dir: &Path, names: &[String], cluster_size: Option<u32>) -> Result<Vec<PathBuf>> {
+pub fn clone_many(
+    base: &Path,
+    out_dir: &Path,
+    names: &[String],
+    cluster_size: Option<u32>,
+) -> Result<Vec<PathBuf>> {
     let bits = cluster_bits(cluster_size.or(Some(65536)))?;
     for n in names {
         if n.is_empty() || n.contains('/') || n == "." || n == ".." || n.contains('\0') {
-            return Err(Error::Invalid(format!("clone name {n:?} must be a plain file name")));
+            return Err(Error::Invalid(format!(
+                "clone name {n:?} must be a plain file name"
+            )));
         }
     }
     let (fmt, size) = open_base(base, None)?;
-    let base_abs = std::fs::canonicalize(base).map_err(|e| Error::io(format!("{}", base.display()), e))?;
-    let out_abs = std::fs::canonicalize(out_dir).map_err(|e| Error::io(format!("{}", out_dir.display()), e))?;
+    let base_abs =
+        std::fs::canonicalize(base).map_err(|e| Error::io(format!("{}", base.display()), e))?;
+    let out_abs = std::fs::canonicalize(out_dir)
+        .map_err(|e| Error::io(format!("{}", out_dir.display()), e))?;
     let rel = relative(&out_abs, &base_abs);
-    let rel = rel.to_str().ok_or_else(|| Error::Invalid("base path is not UTF-8".into()))?;
+    let rel = rel
+        .to_str()
+        .ok_or_else(|| Error::Invalid("base path is not UTF-8".into()))?;
     let fmt_name = fmt.to_string();
     let bytes = build_image(&NewHeader {
         cluster_bits: bits,
@@ -148,11 +189,18 @@ pub fn clone_many(base: &Path, out_dir: &Path, names: &[String], cluster_size: O
         backing: Some(rel),
         backing_format: Some(&fmt_name),
     })?;
+    // The overlay is mostly zeroes: write only the non-zero 512-byte runs and let the file
+    // length supply the rest (the zero tail reads back as zeroes, and takes no disk space).
+    let segments = nonzero_runs(&bytes);
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         let p = out_dir.join(n);
-        let mut f = new_file(&p)?;
-        if let Err(e) = f.write_all(&bytes) {
+        let f = new_file(&p)?;
+        let r = segments
+            .iter()
+            .try_for_each(|&(off, len)| f.write_all_at(&bytes[off..off + len], off as u64))
+            .and_then(|_| f.set_len(bytes.len() as u64));
+        if let Err(e) = r {
             let _ = std::fs::remove_file(&p);
             return Err(Error::io(format!("writing {}", p.display()), e));
         }
@@ -170,7 +218,13 @@ mod tests {
 
     #[test]
     fn relative_paths_climb_out_of_the_clone_directory() {
-        assert_eq!(relative(Path::new("/a/b/clones"), Path::new("/a/b/base.qcow2")), PathBuf::from("../base.qcow2"));
-        assert_eq!(relative(Path::new("/a"), Path::new("/a/x/y.img")), PathBuf::from("x/y.img"));
+        assert_eq!(
+            relative(Path::new("/a/b/clones"), Path::new("/a/b/base.qcow2")),
+            PathBuf::from("../base.qcow2")
+        );
+        assert_eq!(
+            relative(Path::new("/a"), Path::new("/a/x/y.img")),
+            PathBuf::from("x/y.img")
+        );
     }
 }

@@ -21,7 +21,11 @@ pub struct BackingGate {
 
 impl Default for BackingGate {
     fn default() -> Self {
-        BackingGate { allow_dirs: Vec::new(), allow_any: false, max_depth: 16 }
+        BackingGate {
+            allow_dirs: Vec::new(),
+            allow_any: false,
+            max_depth: 16,
+        }
     }
 }
 
@@ -38,7 +42,11 @@ impl BackingGate {
             )));
         }
         let dir = image.parent().unwrap_or(Path::new("."));
-        let candidate = if Path::new(name).is_absolute() { PathBuf::from(name) } else { dir.join(name) };
+        let candidate = if Path::new(name).is_absolute() {
+            PathBuf::from(name)
+        } else {
+            dir.join(name)
+        };
         let canon = std::fs::canonicalize(&candidate).map_err(|e| {
             Error::bad(format!(
                 "{}: backing file {name:?} ({}) cannot be opened: {e}",
@@ -46,8 +54,8 @@ impl BackingGate {
                 candidate.display()
             ))
         })?;
-        let meta = std::fs::metadata(&canon)
-            .map_err(|e| Error::io(format!("{}", canon.display()), e))?;
+        let meta =
+            std::fs::metadata(&canon).map_err(|e| Error::io(format!("{}", canon.display()), e))?;
         if !meta.is_file() {
             return Err(Error::bad(format!(
                 "{}: backing file {} is not a regular file; refusing to open it",
@@ -77,7 +85,11 @@ impl BackingGate {
                 }
             }
         }
-        v.extend(self.allow_dirs.iter().filter_map(|d| std::fs::canonicalize(d).ok()));
+        v.extend(
+            self.allow_dirs
+                .iter()
+                .filter_map(|d| std::fs::canonicalize(d).ok()),
+        );
         v
     }
 }

@@ -101,7 +101,9 @@ fn be64(b: &[u8], o: usize) -> Result<u64> {
 /// cluster, or the whole file if shorter). Never panics.
 pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
     if b.len() < 72 || b[..4] != MAGIC {
-        return Err(Error::bad("not a qcow2 image (bad magic or shorter than a header)"));
+        return Err(Error::bad(
+            "not a qcow2 image (bad magic or shorter than a header)",
+        ));
     }
     let version = be32(b, 4)?;
     if version != 2 && version != 3 {
@@ -134,17 +136,26 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
         if b.len() < 104 {
             return Err(Error::bad("qcow2 v3 header is truncated"));
         }
-        (be64(b, 72)?, be64(b, 80)?, be64(b, 88)?, be32(b, 96)?, be32(b, 100)?)
+        (
+            be64(b, 72)?,
+            be64(b, 80)?,
+            be64(b, 88)?,
+            be32(b, 96)?,
+            be32(b, 100)?,
+        )
     } else {
         (0, 0, 0, 4, 72)
     };
     check_features(incompatible, b, header_length)?;
     if refcount_order > 6 {
-        return Err(Error::bad(format!("qcow2 refcount_order {refcount_order} > 6")));
+        return Err(Error::bad(format!(
+            "qcow2 refcount_order {refcount_order} > 6"
+        )));
     }
-    if (version == 3 && header_length < 104) || u64::from(header_length) > cs.min(b.len() as u64)
-    {
-        return Err(Error::bad(format!("qcow2 header length {header_length} is invalid")));
+    if (version == 3 && header_length < 104) || u64::from(header_length) > cs.min(b.len() as u64) {
+        return Err(Error::bad(format!(
+            "qcow2 header length {header_length} is invalid"
+        )));
     }
     let l2_entries = cs / 8;
     let needed_l1 = size.div_ceil(cs * l2_entries);
@@ -155,8 +166,7 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
     }
     check_table_offset("L1 table", l1_table_offset, cs, l1_size != 0)?;
     check_table_offset("refcount table", refcount_table_offset, cs, true)?;
-    if refcount_table_clusters == 0
-        || u64::from(refcount_table_clusters) * cs > MAX_REFTABLE_BYTES
+    if refcount_table_clusters == 0 || u64::from(refcount_table_clusters) * cs > MAX_REFTABLE_BYTES
     {
         return Err(Error::bad(format!(
             "qcow2 refcount table of {refcount_table_clusters} clusters is invalid"
@@ -185,7 +195,11 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
 }
 
 fn check_features(incompat: u64, b: &[u8], header_length: u32) -> Result<()> {
-    let known = INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_DATA_FILE | INCOMPAT_COMPRESSION | INCOMPAT_EXTL2;
+    let known = INCOMPAT_DIRTY
+        | INCOMPAT_CORRUPT
+        | INCOMPAT_DATA_FILE
+        | INCOMPAT_COMPRESSION
+        | INCOMPAT_EXTL2;
     if incompat & !known != 0 {
         return Err(Error::Unsupported(format!(
             "qcow2 incompatible feature bits {:#x}",
@@ -193,13 +207,22 @@ fn check_features(incompat: u64, b: &[u8], header_length: u32) -> Result<()> {
         )));
     }
     if incompat & INCOMPAT_DATA_FILE != 0 {
-        return Err(Error::Unsupported("qcow2 with an external data file".into()));
+        return Err(Error::Unsupported(
+            "qcow2 with an external data file".into(),
+        ));
     }
     if incompat & INCOMPAT_EXTL2 != 0 {
-        return Err(Error::Unsupported("qcow2 extended L2 entries (subclusters)".into()));
+        return Err(Error::Unsupported(
+            "qcow2 extended L2 entries (subclusters)".into(),
+        ));
     }
-    if incompat & INCOMPAT_COMPRESSION != 0 && header_length > 104 && b.get(104).copied().unwrap_or(0) != 0 {
-        return Err(Error::Unsupported("qcow2 compression types other than zlib".into()));
+    if incompat & INCOMPAT_COMPRESSION != 0
+        && header_length > 104
+        && b.get(104).copied().unwrap_or(0) != 0
+    {
+        return Err(Error::Unsupported(
+            "qcow2 compression types other than zlib".into(),
+        ));
     }
     Ok(())
 }
@@ -226,8 +249,8 @@ fn parse_backing_name(b: &[u8], off: u64, len: u32, cs: u64) -> Result<Option<St
         )));
     }
     let raw = &b[off as usize..off as usize + len as usize];
-    let s = std::str::from_utf8(raw)
-        .map_err(|_| Error::bad("qcow2 backing file name is not UTF-8"))?;
+    let s =
+        std::str::from_utf8(raw).map_err(|_| Error::bad("qcow2 backing file name is not UTF-8"))?;
     if s.contains('\0') {
         return Err(Error::bad("qcow2 backing file name contains NUL"));
     }
@@ -285,7 +308,9 @@ pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
     let cs = 1u64 << h.cluster_bits;
     let l1_size = h.size.div_ceil(cs * (cs / 8));
     if l1_size > MAX_L1_ENTRIES {
-        return Err(Error::Invalid("image too large for this cluster size".into()));
+        return Err(Error::Invalid(
+            "image too large for this cluster size".into(),
+        ));
     }
     let l1_clusters = (l1_size * 8).div_ceil(cs);
     let per_block = cs * 8 / 16;
@@ -334,7 +359,9 @@ pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
     push_ext(&mut hdr, EXT_END, &[]);
     if let Some(name) = h.backing {
         if name.is_empty() || name.len() > 1023 {
-            return Err(Error::Invalid("backing file name must be 1..1023 bytes".into()));
+            return Err(Error::Invalid(
+                "backing file name must be 1..1023 bytes".into(),
+            ));
         }
         let off = hdr.len() as u64;
         hdr[8..16].copy_from_slice(&off.to_be_bytes());
@@ -396,7 +423,10 @@ mod tests {
     fn small_clusters_get_enough_refcount_blocks() {
         let img = built(9, 4 << 30, None);
         let h = parse_qcow2_header(&img).unwrap();
-        assert!(img.len() as u64 / 512 <= h.refblock_entries() * u64::from(h.refcount_table_clusters) * 64);
+        assert!(
+            img.len() as u64 / 512
+                <= h.refblock_entries() * u64::from(h.refcount_table_clusters) * 64
+        );
     }
 
     #[test]
@@ -421,6 +451,9 @@ mod tests {
         assert!(matches!(parse_qcow2_header(&img), Err(Error::BadImage(_))));
         let mut img = built(16, 1 << 20, None);
         img[72..80].copy_from_slice(&(1u64 << 40).to_be_bytes());
-        assert!(matches!(parse_qcow2_header(&img), Err(Error::Unsupported(_))));
+        assert!(matches!(
+            parse_qcow2_header(&img),
+            Err(Error::Unsupported(_))
+        ));
     }
 }

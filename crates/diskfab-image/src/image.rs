@@ -107,21 +107,33 @@ fn open_layer(
         .write(writable)
         .open(path)
         .map_err(|e| open_error(path, e))?;
-    let meta = file.metadata().map_err(|e| Error::io(format!("{}", path.display()), e))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::io(format!("{}", path.display()), e))?;
     if meta.is_dir() {
-        return Err(Error::Invalid(format!("{} is a directory, not an image", path.display())));
+        return Err(Error::Invalid(format!(
+            "{} is a directory, not an image",
+            path.display()
+        )));
     }
     let head = read_head(&file, path, 4096)?;
     let format = forced.unwrap_or_else(|| detect_format(&head));
     match format {
         Format::Raw => {
             let dev = FileDev::from_file(file, path.to_path_buf(), writable)?;
-            Ok(Opened { format, dev: Arc::new(dev), qcow: None, chain: Vec::new() })
+            Ok(Opened {
+                format,
+                dev: Arc::new(dev),
+                qcow: None,
+                chain: Vec::new(),
+            })
         }
         Format::Qcow2 => {
             let first = parse_qcow2_header(&head).or_else(|e| {
                 // Headers with a large cluster may keep the backing name beyond 4 KiB.
-                let cs = head.get(20..24).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                let cs = head
+                    .get(20..24)
+                    .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
                 match cs {
                     Some(bits @ 13..=21) => parse_qcow2_header(&read_head(&file, path, 1 << bits)?),
                     _ => Err(e),
@@ -143,17 +155,28 @@ fn open_layer(
                     seen.push(canon.clone());
                     let bfmt = match hdr.backing_format.as_deref() {
                         None | Some("") => None,
-                        Some(f) => Some(f.parse::<Format>().map_err(|e| e.context(path.display()))?),
+                        Some(f) => {
+                            Some(f.parse::<Format>().map_err(|e| e.context(path.display()))?)
+                        }
                     };
                     let b = open_layer(&canon, bfmt, false, gate, top, seen)?;
-                    chain.push(LayerInfo { path: canon, format: b.format, virtual_size: b.dev.size() });
+                    chain.push(LayerInfo {
+                        path: canon,
+                        format: b.format,
+                        virtual_size: b.dev.size(),
+                    });
                     chain.extend(b.chain);
                     Some(b.dev)
                 }
             };
             let host = Host::new(file, path.to_path_buf());
             let q = Arc::new(Qcow2Dev::open(host, hdr, backing, writable)?);
-            Ok(Opened { format, dev: q.clone(), qcow: Some(q), chain })
+            Ok(Opened {
+                format,
+                dev: q.clone(),
+                qcow: Some(q),
+                chain,
+            })
         }
     }
 }
@@ -166,7 +189,13 @@ impl Image {
             seen.push(c);
         }
         let o = open_layer(path, None, opts.writable, &opts.gate, path, &mut seen)?;
-        Ok(Image { path: path.to_path_buf(), format: o.format, dev: o.dev, qcow: o.qcow, chain: o.chain })
+        Ok(Image {
+            path: path.to_path_buf(),
+            format: o.format,
+            dev: o.dev,
+            qcow: o.qcow,
+            chain: o.chain,
+        })
     }
 
     /// The guest-visible device.

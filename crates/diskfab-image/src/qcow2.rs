@@ -59,7 +59,12 @@ fn be64s(b: &[u8]) -> Vec<u64> {
 
 impl Qcow2Dev {
     /// Opens a parsed image. Validates the L1 and refcount tables against the file size.
-    pub fn open(host: Host, hdr: Qcow2Header, backing: Option<DevRef>, writable: bool) -> Result<Self> {
+    pub fn open(
+        host: Host,
+        hdr: Qcow2Header,
+        backing: Option<DevRef>,
+        writable: bool,
+    ) -> Result<Self> {
         let name = host.path.display().to_string();
         if writable {
             if hdr.incompatible & INCOMPAT_CORRUPT != 0 {
@@ -93,7 +98,9 @@ impl Qcow2Dev {
         }
         let l1_bytes = u64::from(hdr.l1_size) * 8;
         if hdr.l1_table_offset.saturating_add(l1_bytes) > file_len && l1_bytes > 0 {
-            return Err(Error::bad(format!("{name}: L1 table lies past the end of the file")));
+            return Err(Error::bad(format!(
+                "{name}: L1 table lies past the end of the file"
+            )));
         }
         let mut raw = vec![0u8; l1_bytes as usize];
         host.read(&mut raw, hdr.l1_table_offset)?;
@@ -113,7 +120,12 @@ impl Qcow2Dev {
             hdr,
             backing,
             writable,
-            st: Mutex::new(State { l1, l2: HashMap::new(), rc, file_len }),
+            st: Mutex::new(State {
+                l1,
+                l2: HashMap::new(),
+                rc,
+                file_len,
+            }),
         })
     }
 
@@ -161,13 +173,20 @@ impl Qcow2Dev {
             let host = e & ((1u64 << x) - 1);
             let sectors = ((e >> x) & ((1u64 << (self.hdr.cluster_bits - 8)) - 1)) + 1;
             if host >= file_len {
-                return Err(self.bad(format!("compressed cluster at {host:#x} is past the end of the file")));
+                return Err(self.bad(format!(
+                    "compressed cluster at {host:#x} is past the end of the file"
+                )));
             }
-            return Ok(Map::Compressed { host, len: sectors * 512 - (host & 511) });
+            return Ok(Map::Compressed {
+                host,
+                len: sectors * 512 - (host & 511),
+            });
         }
         let host = e & OFFSET_MASK;
         if host != 0 && (host % cs != 0 || host >= file_len || host >= MAX_HOST_OFFSET) {
-            return Err(self.bad(format!("L2 entry points to {host:#x}, past the end of the file or unaligned")));
+            return Err(self.bad(format!(
+                "L2 entry points to {host:#x}, past the end of the file or unaligned"
+            )));
         }
         if e & ZERO != 0 && self.hdr.version >= 3 {
             return Ok(Map::Zero((host != 0).then_some(host)));
@@ -175,7 +194,10 @@ impl Qcow2Dev {
         if host == 0 {
             return Ok(Map::Unalloc);
         }
-        Ok(Map::Data { host, copied: e & COPIED != 0 })
+        Ok(Map::Data {
+            host,
+            copied: e & COPIED != 0,
+        })
     }
 
     fn read_backing(&self, buf: &mut [u8], off: u64) -> Result<()> {
@@ -199,7 +221,9 @@ impl Qcow2Dev {
         let mut d = flate2::Decompress::new(false);
         match d.decompress(&comp, out, flate2::FlushDecompress::Finish) {
             Ok(_) if d.total_out() as usize == out.len() => Ok(()),
-            _ => Err(self.bad(format!("compressed cluster at {host:#x} does not inflate to a full cluster"))),
+            _ => Err(self.bad(format!(
+                "compressed cluster at {host:#x} does not inflate to a full cluster"
+            ))),
         }
     }
 
@@ -261,8 +285,10 @@ impl Qcow2Dev {
     }
 
     fn write_l1(&self, st: &mut State, idx: usize, val: u64) -> Result<()> {
-        self.host
-            .write(&val.to_be_bytes(), self.hdr.l1_table_offset + idx as u64 * 8)?;
+        self.host.write(
+            &val.to_be_bytes(),
+            self.hdr.l1_table_offset + idx as u64 * 8,
+        )?;
         st.l1[idx] = val;
         Ok(())
     }
@@ -270,7 +296,11 @@ impl Qcow2Dev {
     /// Returns the L2 table offset for `vcluster`, allocating the table if needed.
     fn l2_for_write(&self, st: &mut State, vcluster: u64) -> Result<u64> {
         let idx = (vcluster / self.hdr.l2_entries()) as usize;
-        let cur = st.l1.get(idx).copied().ok_or_else(|| self.bad("L1 index out of range".into()))?;
+        let cur = st
+            .l1
+            .get(idx)
+            .copied()
+            .ok_or_else(|| self.bad("L1 index out of range".into()))?;
         if cur & OFFSET_MASK != 0 {
             if cur & COPIED == 0 {
                 return Err(Error::Unsupported("shared L2 tables (snapshots)".into()));
@@ -278,8 +308,10 @@ impl Qcow2Dev {
             return Ok(cur & OFFSET_MASK);
         }
         let off = self.alloc(st, 1)?;
-        self.host.write(&vec![0u8; self.hdr.cluster_size() as usize], off)?;
-        st.l2.insert(off, vec![0u64; self.hdr.l2_entries() as usize]);
+        self.host
+            .write(&vec![0u8; self.hdr.cluster_size() as usize], off)?;
+        st.l2
+            .insert(off, vec![0u64; self.hdr.l2_entries() as usize]);
         self.write_l1(st, idx, off | COPIED)?;
         Ok(off)
     }
@@ -298,7 +330,8 @@ impl Qcow2Dev {
         let off = st.file_len;
         st.file_len += n * cs;
         for i in 0..n {
-            st.rc.set(&self.host, &self.hdr, &mut st.file_len, off + i * cs, 1)?;
+            st.rc
+                .set(&self.host, &self.hdr, &mut st.file_len, off + i * cs, 1)?;
         }
         Ok(off)
     }
@@ -313,7 +346,8 @@ impl Qcow2Dev {
         };
         let mut c = start;
         while c < end {
-            st.rc.decrement(&self.host, &self.hdr, &mut st.file_len, c)?;
+            st.rc
+                .decrement(&self.host, &self.hdr, &mut st.file_len, c)?;
             c += cs;
         }
         if matches!(m, Map::Data { .. } | Map::Zero(Some(_))) {
@@ -379,7 +413,10 @@ impl BlockDev for Qcow2Dev {
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
         if !self.writable {
-            return Err(Error::ReadOnly(format!("{} is open read-only", self.host.path.display())));
+            return Err(Error::ReadOnly(format!(
+                "{} is open read-only",
+                self.host.path.display()
+            )));
         }
         check_range(self.hdr.size, offset, buf.len() as u64)?;
         let mut st = self.lock()?;
@@ -389,7 +426,12 @@ impl BlockDev for Qcow2Dev {
             let pos = offset + done as u64;
             let inner = pos & (cs - 1);
             let n = ((cs - inner) as usize).min(buf.len() - done);
-            self.write_cluster(&mut st, pos >> self.hdr.cluster_bits, inner, &buf[done..done + n])?;
+            self.write_cluster(
+                &mut st,
+                pos >> self.hdr.cluster_bits,
+                inner,
+                &buf[done..done + n],
+            )?;
             done += n;
         }
         Ok(())
@@ -397,7 +439,10 @@ impl BlockDev for Qcow2Dev {
 
     fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
         if !self.writable {
-            return Err(Error::ReadOnly(format!("{} is open read-only", self.host.path.display())));
+            return Err(Error::ReadOnly(format!(
+                "{} is open read-only",
+                self.host.path.display()
+            )));
         }
         check_range(self.hdr.size, offset, len)?;
         let cs = self.hdr.cluster_size();

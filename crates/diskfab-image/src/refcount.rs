@@ -42,7 +42,11 @@ impl Refcounts {
                 )));
             }
         }
-        Ok(Refcounts { table, table_off: hdr.refcount_table_offset, blocks: HashMap::new() })
+        Ok(Refcounts {
+            table,
+            table_off: hdr.refcount_table_offset,
+            blocks: HashMap::new(),
+        })
     }
 
     fn block(&mut self, host: &Host, hdr: &Qcow2Header, off: u64) -> Result<&mut Vec<u8>> {
@@ -54,7 +58,9 @@ impl Refcounts {
             host.read(&mut b, off)?;
             self.blocks.insert(off, b);
         }
-        self.blocks.get_mut(&off).ok_or_else(|| Error::Failed("refcount cache".into()))
+        self.blocks
+            .get_mut(&off)
+            .ok_or_else(|| Error::Failed("refcount cache".into()))
     }
 
     /// The refcount of the host cluster at `off` (16-bit refcounts only).
@@ -75,7 +81,14 @@ impl Refcounts {
 
     /// Sets the refcount of the host cluster at `off`, allocating refcount blocks (and growing
     /// the table) at `*file_len` as needed.
-    pub fn set(&mut self, host: &Host, hdr: &Qcow2Header, file_len: &mut u64, off: u64, val: u64) -> Result<()> {
+    pub fn set(
+        &mut self,
+        host: &Host,
+        hdr: &Qcow2Header,
+        file_len: &mut u64,
+        off: u64,
+        val: u64,
+    ) -> Result<()> {
         let cs = hdr.cluster_size();
         let per = hdr.refblock_entries();
         let idx = off / cs;
@@ -102,7 +115,13 @@ impl Refcounts {
     }
 
     /// Decrements the refcount of the cluster at `off`; a zero refcount is corruption.
-    pub fn decrement(&mut self, host: &Host, hdr: &Qcow2Header, file_len: &mut u64, off: u64) -> Result<()> {
+    pub fn decrement(
+        &mut self,
+        host: &Host,
+        hdr: &Qcow2Header,
+        file_len: &mut u64,
+        off: u64,
+    ) -> Result<()> {
         let cur = self.get(host, hdr, off)?;
         if cur == 0 {
             return Err(Error::bad(format!(
@@ -114,7 +133,13 @@ impl Refcounts {
     }
 
     /// Moves the refcount table to a larger one at the end of the file.
-    fn grow(&mut self, host: &Host, hdr: &Qcow2Header, file_len: &mut u64, min_entries: usize) -> Result<()> {
+    fn grow(
+        &mut self,
+        host: &Host,
+        hdr: &Qcow2Header,
+        file_len: &mut u64,
+        min_entries: usize,
+    ) -> Result<()> {
         let cs = hdr.cluster_size();
         let per = hdr.refblock_entries();
         let mut entries = min_entries.max(self.table.len() * 2);
@@ -129,7 +154,9 @@ impl Refcounts {
             entries = needed;
         };
         if clusters * cs > crate::header::MAX_REFTABLE_BYTES * 8 {
-            return Err(Error::NoSpace("qcow2 refcount table would exceed 64 MiB".into()));
+            return Err(Error::NoSpace(
+                "qcow2 refcount table would exceed 64 MiB".into(),
+            ));
         }
         *file_len += clusters * cs;
         let mut table = self.table.clone();

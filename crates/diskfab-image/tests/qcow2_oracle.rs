@@ -7,8 +7,15 @@ use std::path::Path;
 use std::process::Command;
 
 fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd).args(args).output().unwrap_or_else(|e| panic!("{cmd}: {e} (run scripts/deps.sh)"));
-    assert!(o.status.success(), "{cmd} {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(cmd)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e} (run scripts/deps.sh)"));
+    assert!(
+        o.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -47,7 +54,14 @@ fn read_all(img: &Image) -> Vec<u8> {
 }
 
 fn open(p: &Path, writable: bool) -> Image {
-    Image::open(p, &OpenOptions { writable, gate: BackingGate::default() }).unwrap()
+    Image::open(
+        p,
+        &OpenOptions {
+            writable,
+            gate: BackingGate::default(),
+        },
+    )
+    .unwrap()
 }
 
 #[test]
@@ -56,16 +70,48 @@ fn qemu_made_images_read_identically_for_cluster_sizes_512_to_2m_and_compressed(
     let (raw, data) = pattern(t.path());
     for cs in ["512", "4096", "65536", "2M"] {
         let q = t.path().join(format!("c{cs}.qcow2"));
-        run("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", "-o", &format!("cluster_size={cs}"), s(&raw), s(&q)]);
+        run(
+            "qemu-img",
+            &[
+                "convert",
+                "-f",
+                "raw",
+                "-O",
+                "qcow2",
+                "-o",
+                &format!("cluster_size={cs}"),
+                s(&raw),
+                s(&q),
+            ],
+        );
         let img = open(&q, false);
         assert_eq!(img.format(), Format::Qcow2);
         assert!(read_all(&img) == data, "cluster size {cs} differs");
     }
     let c = t.path().join("comp.qcow2");
-    run("qemu-img", &["convert", "-c", "-f", "raw", "-O", "qcow2", s(&raw), s(&c)]);
-    assert!(read_all(&open(&c, false)) == data, "compressed image differs");
+    run(
+        "qemu-img",
+        &["convert", "-c", "-f", "raw", "-O", "qcow2", s(&raw), s(&c)],
+    );
+    assert!(
+        read_all(&open(&c, false)) == data,
+        "compressed image differs"
+    );
     let v2 = t.path().join("v2.qcow2");
-    run("qemu-img", &["convert", "-f", "raw", "-O", "qcow2", "-o", "compat=0.10", s(&raw), s(&v2)]);
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            "-o",
+            "compat=0.10",
+            s(&raw),
+            s(&v2),
+        ],
+    );
     assert!(read_all(&open(&v2, false)) == data, "v2 image differs");
 }
 
@@ -75,15 +121,55 @@ fn chain_of_raw_and_qcow2_layers_reads_like_qemu_and_writes_leave_lower_layers_u
     let (raw, _) = pattern(t.path());
     let mid = t.path().join("mid.qcow2");
     let top = t.path().join("top.qcow2");
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-b", "pattern.raw", "-F", "raw", "-o", "cluster_size=4096", s(&mid)]);
-    run("qemu-io", &["-c", "write -P 0xaa 100k 300k", "-c", "write -z 1M 64k", s(&mid)]);
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-b", "mid.qcow2", "-F", "qcow2", s(&top)]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "pattern.raw",
+            "-F",
+            "raw",
+            "-o",
+            "cluster_size=4096",
+            s(&mid),
+        ],
+    );
+    run(
+        "qemu-io",
+        &[
+            "-c",
+            "write -P 0xaa 100k 300k",
+            "-c",
+            "write -z 1M 64k",
+            s(&mid),
+        ],
+    );
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "mid.qcow2",
+            "-F",
+            "qcow2",
+            s(&top),
+        ],
+    );
     run("qemu-io", &["-c", "write -P 0x55 250k 10k", s(&top)]);
     let expect = t.path().join("expect.raw");
     run("qemu-img", &["convert", "-O", "raw", s(&top), s(&expect)]);
     let img = open(&top, false);
     assert_eq!(img.info().unwrap().chain.len(), 2);
-    assert!(read_all(&img) == std::fs::read(&expect).unwrap(), "depth-3 chain differs from qemu");
+    assert!(
+        read_all(&img) == std::fs::read(&expect).unwrap(),
+        "depth-3 chain differs from qemu"
+    );
 
     let before = (std::fs::read(&raw).unwrap(), std::fs::read(&mid).unwrap());
     let img = open(&top, true);
@@ -93,17 +179,43 @@ fn chain_of_raw_and_qcow2_layers_reads_like_qemu_and_writes_leave_lower_layers_u
     d.write_zeroes(128 << 10, 256 << 10).unwrap();
     img.flush().unwrap();
     drop(img);
-    run("qemu-io", &["-c", "write -P 0x77 4000 5000", "-c", "write -P 0x11 2M 1M", "-c", "write -z 128k 256k", s(&expect)]);
+    run(
+        "qemu-io",
+        &[
+            "-c",
+            "write -P 0x77 4000 5000",
+            "-c",
+            "write -P 0x11 2M 1M",
+            "-c",
+            "write -z 128k 256k",
+            s(&expect),
+        ],
+    );
     run("qemu-img", &["check", "-q", s(&top)]);
     run("qemu-img", &["compare", "-q", s(&top), s(&expect)]);
-    assert!(before == (std::fs::read(&raw).unwrap(), std::fs::read(&mid).unwrap()), "a lower layer changed");
+    assert!(
+        before == (std::fs::read(&raw).unwrap(), std::fs::read(&mid).unwrap()),
+        "a lower layer changed"
+    );
 }
 
 #[test]
 fn writes_that_grow_the_refcount_table_pass_qemu_img_check() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("small.qcow2");
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", "cluster_size=512", s(&p), "64M"]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "cluster_size=512",
+            s(&p),
+            "64M",
+        ],
+    );
     let img = open(&p, true);
     let buf: Vec<u8> = (0..(20u32 << 20)).map(|i| (i % 251) as u8).collect();
     img.dev().write_at(&buf, 7).unwrap();
@@ -120,27 +232,71 @@ fn writes_that_grow_the_refcount_table_pass_qemu_img_check() {
 fn created_images_and_overlays_satisfy_qemu_img() {
     let t = tempfile::tempdir().unwrap();
     let base = t.path().join("base.qcow2");
-    create(&base, &CreateOptions { size: Some(1 << 30), ..Default::default() }).unwrap();
+    create(
+        &base,
+        &CreateOptions {
+            size: Some(1 << 30),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let ovl = t.path().join("ovl.qcow2");
-    create(&ovl, &CreateOptions { backing: Some("base.qcow2".into()), cluster_size: Some(4096), ..Default::default() }).unwrap();
+    create(
+        &ovl,
+        &CreateOptions {
+            backing: Some("base.qcow2".into()),
+            cluster_size: Some(4096),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     run("qemu-img", &["check", "-q", s(&base)]);
     run("qemu-img", &["check", "-q", s(&ovl)]);
-    let info: serde_json::Value = serde_json::from_str(&run("qemu-img", &["info", "--output=json", s(&ovl)])).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(&run("qemu-img", &["info", "--output=json", s(&ovl)])).unwrap();
     assert_eq!(info["backing-filename"], "base.qcow2");
     assert_eq!(info["backing-filename-format"], "qcow2");
     assert_eq!(info["cluster-size"], 4096);
     assert_eq!(info["virtual-size"], 1u64 << 30);
-    assert!(matches!(create(&ovl, &CreateOptions { size: Some(1 << 20), ..Default::default() }), Err(Error::Exists(_))));
+    assert!(matches!(
+        create(
+            &ovl,
+            &CreateOptions {
+                size: Some(1 << 20),
+                ..Default::default()
+            }
+        ),
+        Err(Error::Exists(_))
+    ));
     let raw = t.path().join("r.img");
-    create(&raw, &CreateOptions { format: Format::Raw, size: Some(1000), ..Default::default() }).unwrap();
-    assert_eq!(std::fs::metadata(&raw).unwrap().len(), 1024, "sizes round up to 512 like qemu-img");
+    create(
+        &raw,
+        &CreateOptions {
+            format: Format::Raw,
+            size: Some(1000),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::metadata(&raw).unwrap().len(),
+        1024,
+        "sizes round up to 512 like qemu-img"
+    );
 }
 
 #[test]
 fn a_thousand_clones_are_valid_overlays_and_existing_files_are_never_overwritten() {
     let t = tempfile::tempdir().unwrap();
     let base = t.path().join("base.qcow2");
-    create(&base, &CreateOptions { size: Some(1 << 30), ..Default::default() }).unwrap();
+    create(
+        &base,
+        &CreateOptions {
+            size: Some(1 << 30),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let out = t.path().join("clones");
     std::fs::create_dir(&out).unwrap();
     let names: Vec<String> = (1..=1000).map(|i| format!("c-{i:04}.qcow2")).collect();
@@ -148,7 +304,8 @@ fn a_thousand_clones_are_valid_overlays_and_existing_files_are_never_overwritten
     assert_eq!(paths.len(), 1000);
     for p in [&paths[0], &paths[999]] {
         run("qemu-img", &["check", "-q", s(p)]);
-        let info: serde_json::Value = serde_json::from_str(&run("qemu-img", &["info", "--output=json", s(p)])).unwrap();
+        let info: serde_json::Value =
+            serde_json::from_str(&run("qemu-img", &["info", "--output=json", s(p)])).unwrap();
         assert_eq!(info["backing-filename"], "../base.qcow2");
     }
     let img = open(&paths[5], true);
@@ -156,8 +313,14 @@ fn a_thousand_clones_are_valid_overlays_and_existing_files_are_never_overwritten
     img.flush().unwrap();
     drop(img);
     run("qemu-img", &["check", "-q", s(&paths[5])]);
-    assert!(std::fs::metadata(&paths[5]).unwrap().len() < 64 << 10, "a tiny change keeps the clone tiny");
-    assert!(matches!(clone_many(&base, &out, &names[..1], None), Err(Error::Exists(_))));
+    assert!(
+        std::fs::metadata(&paths[5]).unwrap().len() < 64 << 10,
+        "a tiny change keeps the clone tiny"
+    );
+    assert!(matches!(
+        clone_many(&base, &out, &names[..1], None),
+        Err(Error::Exists(_))
+    ));
     assert!(clone_many(&base, &out, &["../evil.qcow2".to_string()], None).is_err());
 }
 
@@ -170,20 +333,34 @@ fn qemu_image(dir: &Path, name: &str) -> std::path::PathBuf {
 
 fn patch(p: &Path, off: u64, bytes: &[u8]) {
     use std::os::unix::fs::FileExt;
-    std::fs::OpenOptions::new().write(true).open(p).unwrap().write_all_at(bytes, off).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(p)
+        .unwrap()
+        .write_all_at(bytes, off)
+        .unwrap();
 }
 
 fn refused(p: &Path, writable: bool) -> Error {
     let before = std::fs::read(p).unwrap();
-    let e = Image::open(p, &OpenOptions { writable, gate: BackingGate::default() })
-        .and_then(|img| {
-            let mut b = vec![0u8; 1 << 20];
-            img.dev().read_at(&mut b, 0)?;
-            Ok(img)
-        })
-        .expect_err("hostile image was accepted");
+    let e = Image::open(
+        p,
+        &OpenOptions {
+            writable,
+            gate: BackingGate::default(),
+        },
+    )
+    .and_then(|img| {
+        let mut b = vec![0u8; 1 << 20];
+        img.dev().read_at(&mut b, 0)?;
+        Ok(img)
+    })
+    .expect_err("hostile image was accepted");
     assert_eq!(e.exit_code(), 3, "{e}");
-    assert!(before == std::fs::read(p).unwrap(), "a refused image was modified");
+    assert!(
+        before == std::fs::read(p).unwrap(),
+        "a refused image was modified"
+    );
     e
 }
 
@@ -209,7 +386,8 @@ fn hostile_qcow2_images_are_refused_with_exit_code_3_and_left_untouched() {
     let p = qemu_image(d, "l2e.qcow2");
     let bytes = std::fs::read(&p).unwrap();
     let l1 = u64::from_be_bytes(bytes[40..48].try_into().unwrap());
-    let l2 = u64::from_be_bytes(bytes[l1 as usize..l1 as usize + 8].try_into().unwrap()) & 0x00ff_ffff_ffff_fe00;
+    let l2 = u64::from_be_bytes(bytes[l1 as usize..l1 as usize + 8].try_into().unwrap())
+        & 0x00ff_ffff_ffff_fe00;
     patch(&p, l2, &((1u64 << 63) | (1 << 45)).to_be_bytes());
     refused(&p, false);
     // Refcount table entry garbage.
@@ -225,27 +403,101 @@ fn hostile_qcow2_images_are_refused_with_exit_code_3_and_left_untouched() {
     let a = d.join("a.qcow2");
     let b = d.join("b.qcow2");
     run("qemu-img", &["create", "-q", "-f", "qcow2", s(&a), "1M"]);
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-b", "a.qcow2", "-F", "qcow2", s(&b)]);
-    run("qemu-img", &["rebase", "-u", "-b", "b.qcow2", "-F", "qcow2", s(&a)]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "a.qcow2",
+            "-F",
+            "qcow2",
+            s(&b),
+        ],
+    );
+    run(
+        "qemu-img",
+        &["rebase", "-u", "-b", "b.qcow2", "-F", "qcow2", s(&a)],
+    );
     assert!(refused(&b, false).to_string().contains("loop"));
     // Missing backing file.
     let m = d.join("m.qcow2");
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-u", "-b", "gone.raw", "-F", "raw", s(&m), "1M"]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-b",
+            "gone.raw",
+            "-F",
+            "raw",
+            s(&m),
+            "1M",
+        ],
+    );
     refused(&m, false);
     // Backing file outside the gate, and a device as backing.
     for target in ["/etc/passwd", "/dev/zero"] {
         let e = d.join("escape.qcow2");
         let _ = std::fs::remove_file(&e);
-        run("qemu-img", &["create", "-q", "-f", "qcow2", "-u", "-b", target, "-F", "raw", s(&e), "1M"]);
+        run(
+            "qemu-img",
+            &[
+                "create",
+                "-q",
+                "-f",
+                "qcow2",
+                "-u",
+                "-b",
+                target,
+                "-F",
+                "raw",
+                s(&e),
+                "1M",
+            ],
+        );
         let err = refused(&e, false);
-        assert!(err.to_string().contains("--backing-dir") || err.to_string().contains("regular file"), "{err}");
+        assert!(
+            err.to_string().contains("--backing-dir") || err.to_string().contains("regular file"),
+            "{err}"
+        );
     }
     // ...but an explicit allow opens it.
     let e = d.join("escape.qcow2");
     let _ = std::fs::remove_file(&e);
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-u", "-b", "/etc/passwd", "-F", "raw", s(&e), "1M"]);
-    let g = BackingGate { allow_dirs: vec!["/etc".into()], ..Default::default() };
-    assert!(Image::open(&e, &OpenOptions { writable: false, gate: g }).is_ok());
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-u",
+            "-b",
+            "/etc/passwd",
+            "-F",
+            "raw",
+            s(&e),
+            "1M",
+        ],
+    );
+    let g = BackingGate {
+        allow_dirs: vec!["/etc".into()],
+        ..Default::default()
+    };
+    assert!(Image::open(
+        &e,
+        &OpenOptions {
+            writable: false,
+            gate: g
+        }
+    )
+    .is_ok());
 }
 
 #[test]
@@ -253,7 +505,22 @@ fn qcow2_v2_images_are_written_with_explicit_zeroes_and_stay_valid() {
     let t = tempfile::tempdir().unwrap();
     let (raw, _) = pattern(t.path());
     let v2 = t.path().join("v2.qcow2");
-    run("qemu-img", &["create", "-q", "-f", "qcow2", "-o", "compat=0.10", "-b", "pattern.raw", "-F", "raw", s(&v2)]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "compat=0.10",
+            "-b",
+            "pattern.raw",
+            "-F",
+            "raw",
+            s(&v2),
+        ],
+    );
     let expect = t.path().join("e.raw");
     std::fs::copy(&raw, &expect).unwrap();
     let img = open(&v2, true);
@@ -261,7 +528,18 @@ fn qcow2_v2_images_are_written_with_explicit_zeroes_and_stay_valid() {
     img.dev().write_zeroes(1 << 20, 1 << 20).unwrap();
     img.flush().unwrap();
     drop(img);
-    run("qemu-io", &["-f", "raw", "-c", "write -P 9 1000 70000", "-c", "write -z 1M 1M", s(&expect)]);
+    run(
+        "qemu-io",
+        &[
+            "-f",
+            "raw",
+            "-c",
+            "write -P 9 1000 70000",
+            "-c",
+            "write -z 1M 1M",
+            s(&expect),
+        ],
+    );
     run("qemu-img", &["check", "-q", s(&v2)]);
     run("qemu-img", &["compare", "-q", s(&v2), s(&expect)]);
 }
@@ -271,5 +549,8 @@ fn read_only_images_refuse_writes() {
     let t = tempfile::tempdir().unwrap();
     let p = qemu_image(t.path(), "ro.qcow2");
     let img = open(&p, false);
-    assert!(matches!(img.dev().write_at(b"x", 0), Err(Error::ReadOnly(_))));
+    assert!(matches!(
+        img.dev().write_at(b"x", 0),
+        Err(Error::ReadOnly(_))
+    ));
 }

@@ -73,9 +73,13 @@ pub fn parse_gpt_header(s: &[u8], lba: u64) -> Result<GptHeader> {
         entries_crc: le32(s, 88),
     };
     if g.my_lba != lba {
-        return Err(Error::bad(format!("GPT header at LBA {lba} claims to be at LBA {}", g.my_lba)));
+        return Err(Error::bad(format!(
+            "GPT header at LBA {lba} claims to be at LBA {}",
+            g.my_lba
+        )));
     }
-    if g.entry_size < 128 || !g.entry_size.is_power_of_two() || g.entries_bytes() > MAX_ENTRY_BYTES {
+    if g.entry_size < 128 || !g.entry_size.is_power_of_two() || g.entries_bytes() > MAX_ENTRY_BYTES
+    {
         return Err(Error::bad(format!(
             "GPT entry array ({} × {} bytes) is invalid",
             g.num_entries, g.entry_size
@@ -137,17 +141,23 @@ pub fn parse_gpt_entries(h: &GptHeader, bytes: &[u8]) -> Result<Vec<Partition>> 
 fn try_header(dev: &DevRef, lba: u64) -> Result<(GptHeader, Vec<Partition>)> {
     let sectors = dev.size() / 512;
     if lba >= sectors {
-        return Err(Error::bad(format!("GPT header LBA {lba} is beyond the disk")));
+        return Err(Error::bad(format!(
+            "GPT header LBA {lba} is beyond the disk"
+        )));
     }
     let mut s = vec![0u8; 512];
     dev.read_at(&mut s, lba * 512)?;
     let h = parse_gpt_header(&s, lba)?;
     if h.last_usable >= sectors {
-        return Err(Error::bad("GPT usable area extends beyond the end of the disk"));
+        return Err(Error::bad(
+            "GPT usable area extends beyond the end of the disk",
+        ));
     }
     let n = h.entries_bytes();
     if h.entries_lba.saturating_mul(512).saturating_add(n) > dev.size() {
-        return Err(Error::bad("GPT entry array lies beyond the end of the disk"));
+        return Err(Error::bad(
+            "GPT entry array lies beyond the end of the disk",
+        ));
     }
     let mut e = vec![0u8; n as usize];
     dev.read_at(&mut e, h.entries_lba * 512)?;
@@ -162,7 +172,9 @@ pub fn read_gpt(dev: &DevRef) -> Result<(GptHeader, Vec<Partition>)> {
         Err(primary) => {
             let last = (dev.size() / 512).saturating_sub(1);
             try_header(dev, last).map_err(|backup| {
-                Error::bad(format!("GPT is corrupt: primary: {primary}; backup: {backup}"))
+                Error::bad(format!(
+                    "GPT is corrupt: primary: {primary}; backup: {backup}"
+                ))
             })
         }
     }

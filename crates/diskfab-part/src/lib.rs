@@ -85,7 +85,9 @@ pub fn read_table(dev: &DevRef) -> Result<Option<PartitionTable>> {
             sector_size: 512,
         }));
     }
-    if !mbr::entries_plausible(&m) || (mbr::is_fs_boot_sector(&s0) && !m.entries.iter().any(|e| e.used())) {
+    if !mbr::entries_plausible(&m)
+        || (mbr::is_fs_boot_sector(&s0) && !m.entries.iter().any(|e| e.used()))
+    {
         return Ok(None);
     }
     let parts = mbr::read_mbr(dev, &m)?;
@@ -105,7 +107,10 @@ fn check_overlaps(parts: &[Partition]) -> Result<()> {
         .filter(|p| p.type_name != "extended" && p.number <= 4)
         .chain(ext)
         .collect();
-    let logical: Vec<&Partition> = parts.iter().filter(|p| p.number > 4 && p.type_id.starts_with("0x")).collect();
+    let logical: Vec<&Partition> = parts
+        .iter()
+        .filter(|p| p.number > 4 && p.type_id.starts_with("0x"))
+        .collect();
     for chunk in [&mut v, &mut logical.clone()] {
         chunk.sort_by_key(|p| p.start);
         for w in chunk.windows(2) {

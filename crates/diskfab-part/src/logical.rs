@@ -9,7 +9,9 @@ const ALIGN: u64 = 2048;
 
 fn entry(e: &mut [u8], ty: u8, rel_start: u64, len: u64) -> Result<()> {
     let (Ok(s), Ok(l)) = (u32::try_from(rel_start), u32::try_from(len)) else {
-        return Err(Error::Invalid("logical partition is beyond the 2 TiB MBR limit".into()));
+        return Err(Error::Invalid(
+            "logical partition is beyond the 2 TiB MBR limit".into(),
+        ));
     };
     e[1..4].copy_from_slice(&[0xfe, 0xff, 0xff]);
     e[4] = ty;
@@ -46,12 +48,18 @@ pub fn add_logical(dev: &DevRef, ext: &Partition, ty: u8, spec: &PartSpec) -> Re
     };
     let data = new_ebr + ALIGN;
     let data_end = match spec.size {
-        Some(b) if b % 512 != 0 => return Err(Error::Invalid("partition size must be a multiple of 512 bytes".into())),
+        Some(b) if b % 512 != 0 => {
+            return Err(Error::Invalid(
+                "partition size must be a multiple of 512 bytes".into(),
+            ))
+        }
         Some(b) => data + b / 512,
         None => end,
     };
     if data >= end || data_end > end {
-        return Err(Error::NoSpace("no room left in the extended partition".into()));
+        return Err(Error::NoSpace(
+            "no room left in the extended partition".into(),
+        ));
     }
     let mut e = vec![0u8; 512];
     e[510] = 0x55;
@@ -63,7 +71,12 @@ pub fn add_logical(dev: &DevRef, ext: &Partition, ty: u8, spec: &PartSpec) -> Re
     dev.write_at(&e, new_ebr * 512)?;
     if let Some((prev, _)) = last {
         dev.read_at(&mut sector, prev * 512)?;
-        entry(&mut sector[462..478], 0x05, new_ebr - es, data_end - new_ebr)?;
+        entry(
+            &mut sector[462..478],
+            0x05,
+            new_ebr - es,
+            data_end - new_ebr,
+        )?;
         dev.write_at(&sector, prev * 512)?;
     }
     Ok(())

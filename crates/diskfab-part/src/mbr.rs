@@ -49,16 +49,24 @@ pub fn parse_mbr(s: &[u8]) -> Result<MbrInfo> {
     let mut entries = [MbrEntry::default(); 4];
     for (i, e) in entries.iter_mut().enumerate() {
         let o = 446 + 16 * i;
-        *e = MbrEntry { boot: s[o], ty: s[o + 4], lba_start: le32(s, o + 8), lba_len: le32(s, o + 12) };
+        *e = MbrEntry {
+            boot: s[o],
+            ty: s[o + 4],
+            lba_start: le32(s, o + 8),
+            lba_len: le32(s, o + 12),
+        };
     }
-    Ok(MbrInfo { signature: le32(s, 440), entries })
+    Ok(MbrInfo {
+        signature: le32(s, 440),
+        entries,
+    })
 }
 
 /// Whether the entries look like a partition table (boot flags valid, used entries non-empty).
 pub fn entries_plausible(m: &MbrInfo) -> bool {
-    m.entries.iter().all(|e| {
-        (e.boot == 0 || e.boot == 0x80) && (!e.used() || e.lba_start != 0)
-    })
+    m.entries
+        .iter()
+        .all(|e| (e.boot == 0 || e.boot == 0x80) && (!e.used() || e.lba_start != 0))
 }
 
 /// Whether sector 0 is a FAT or NTFS boot sector (a filesystem on the whole disk).
@@ -69,7 +77,9 @@ pub fn is_fs_boot_sector(s: &[u8]) -> bool {
     let jump = s[0] == 0xeb && s[2] == 0x90 || s[0] == 0xe9;
     let bps = u16::from_le_bytes([s[11], s[12]]);
     let bps_ok = bps.is_power_of_two() && (512..=4096).contains(&bps);
-    let fat = &s[54..59] == b"FAT12" || &s[54..59] == b"FAT16" || &s[82..87] == b"FAT32"
+    let fat = &s[54..59] == b"FAT12"
+        || &s[54..59] == b"FAT16"
+        || &s[82..87] == b"FAT32"
         || &s[54..57] == b"FAT";
     let ntfs = &s[3..11] == b"NTFS    " || &s[3..11] == b"EXFAT   ";
     jump && bps_ok && (fat || ntfs || (s[13].is_power_of_two() && s[16] >= 1 && s[16] <= 2))
@@ -121,7 +131,13 @@ pub fn read_mbr(dev: &DevRef, m: &MbrInfo) -> Result<Vec<Partition>> {
     Ok(out)
 }
 
-fn read_logical(dev: &DevRef, sig: u32, ext_start: u64, ext_len: u64, out: &mut Vec<Partition>) -> Result<()> {
+fn read_logical(
+    dev: &DevRef,
+    sig: u32,
+    ext_start: u64,
+    ext_len: u64,
+    out: &mut Vec<Partition>,
+) -> Result<()> {
     let ext_end = ext_start + ext_len;
     let mut ebr = ext_start;
     let mut seen = Vec::new();
@@ -132,7 +148,9 @@ fn read_logical(dev: &DevRef, sig: u32, ext_start: u64, ext_len: u64, out: &mut 
             return Err(Error::bad("MBR extended partition chain loops"));
         }
         if seen.len() >= MAX_LOGICAL {
-            return Err(Error::bad(format!("more than {MAX_LOGICAL} logical partitions")));
+            return Err(Error::bad(format!(
+                "more than {MAX_LOGICAL} logical partitions"
+            )));
         }
         if ebr < ext_start || ebr >= ext_end {
             return Err(Error::bad("EBR lies outside the extended partition"));
@@ -141,13 +159,19 @@ fn read_logical(dev: &DevRef, sig: u32, ext_start: u64, ext_len: u64, out: &mut 
         dev.read_at(&mut sector, ebr * 512)?;
         let Ok(m) = parse_mbr(&sector) else {
             // An empty extended partition has no valid EBR.
-            return if seen.len() == 1 { Ok(()) } else { Err(Error::bad("EBR without boot signature")) };
+            return if seen.len() == 1 {
+                Ok(())
+            } else {
+                Err(Error::bad("EBR without boot signature"))
+            };
         };
         let l = m.entries[0];
         if l.used() {
             let start = ebr + u64::from(l.lba_start);
             if start + u64::from(l.lba_len) > ext_end || l.lba_start == 0 {
-                return Err(Error::bad(format!("logical partition {number} lies outside the extended partition")));
+                return Err(Error::bad(format!(
+                    "logical partition {number} lies outside the extended partition"
+                )));
             }
             out.push(part(number, sig, &l, start));
             number += 1;

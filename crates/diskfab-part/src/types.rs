@@ -12,10 +12,18 @@ const TYPES: &[(&str, &str, Option<u8>)] = &[
     ("raid", "a19d880f-05fc-4d3b-a006-743f0f84911e", Some(0xfd)),
     ("extended", "", Some(0x05)),
     ("bios-boot", "21686148-6449-6e6f-744e-656564454649", None),
-    ("linux-root-x86-64", "4f68bce3-e8cd-4db1-96e7-fbcaf984b709", None),
+    (
+        "linux-root-x86-64",
+        "4f68bce3-e8cd-4db1-96e7-fbcaf984b709",
+        None,
+    ),
     ("linux-home", "933ac7e1-2eb4-4f13-b844-0e14e2aef915", None),
     ("msr", "e3c9e316-0b5c-4db8-817d-f92df00215ae", None),
-    ("windows-recovery", "de94bba4-06d1-4d40-a16a-bfd50179d6ac", None),
+    (
+        "windows-recovery",
+        "de94bba4-06d1-4d40-a16a-bfd50179d6ac",
+        None,
+    ),
 ];
 
 /// Read names of MBR type bytes not in the alias table.
@@ -44,7 +52,11 @@ pub fn mbr_type_name(t: u8) -> &'static str {
 
 /// The read name of a GPT type GUID (lowercase text).
 pub fn gpt_type_name(g: &str) -> &'static str {
-    TYPES.iter().find(|e| e.1 == g && !g.is_empty()).map(|e| e.0).unwrap_or("unknown")
+    TYPES
+        .iter()
+        .find(|e| e.1 == g && !g.is_empty())
+        .map(|e| e.0)
+        .unwrap_or("unknown")
 }
 
 fn alias_help() -> String {
@@ -58,7 +70,10 @@ pub fn gpt_type_for(alias: &str) -> Result<[u8; 16]> {
         return parse_guid(e.1);
     }
     parse_guid(alias).map_err(|_| {
-        Error::Invalid(format!("unknown partition type {alias:?} for GPT: use {}", alias_help()))
+        Error::Invalid(format!(
+            "unknown partition type {alias:?} for GPT: use {}",
+            alias_help()
+        ))
     })
 }
 
@@ -66,10 +81,14 @@ pub fn gpt_type_for(alias: &str) -> Result<[u8; 16]> {
 pub fn mbr_type_for(alias: &str) -> Result<u8> {
     if let Some(e) = TYPES.iter().find(|e| e.0 == alias) {
         return e.2.ok_or_else(|| {
-            Error::Invalid(format!("partition type {alias} exists only on GPT disks: use --gpt"))
+            Error::Invalid(format!(
+                "partition type {alias} exists only on GPT disks: use --gpt"
+            ))
         });
     }
-    let hex = alias.strip_prefix("0x").or_else(|| alias.strip_prefix("0X"));
+    let hex = alias
+        .strip_prefix("0x")
+        .or_else(|| alias.strip_prefix("0X"));
     match hex.map(|h| u8::from_str_radix(h, 16)) {
         Some(Ok(b)) if b != 0 => Ok(b),
         _ => Err(Error::Invalid(format!(
@@ -136,7 +155,9 @@ pub fn random_guid() -> Result<[u8; 16]> {
 pub fn parse_size(s: &str) -> Result<u64> {
     let bad = || Error::Invalid(format!("invalid size {s:?}: use e.g. 512M, 4G"));
     let t = s.trim();
-    let num_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let num_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(num_end);
     let shift = match unit.trim().to_ascii_uppercase().as_str() {
         "" | "B" => 0,
@@ -152,7 +173,11 @@ pub fn parse_size(s: &str) -> Result<u64> {
         return Err(bad());
     }
     let i: u128 = int.parse().map_err(|_| bad())?;
-    let f: u128 = if frac.is_empty() { 0 } else { frac.parse().map_err(|_| bad())? };
+    let f: u128 = if frac.is_empty() {
+        0
+    } else {
+        frac.parse().map_err(|_| bad())?
+    };
     let mult = 1u128 << shift;
     let v = i * mult + f * mult / 10u128.pow(frac.len() as u32);
     u64::try_from(v).map_err(|_| bad())

@@ -32,7 +32,10 @@ pub struct PartSpec {
 fn sectors(dev: &DevRef) -> Result<u64> {
     let n = dev.size() / 512;
     if n < 2 * ALIGN + 68 {
-        return Err(Error::Invalid(format!("disk of {} bytes is too small for a partition table", dev.size())));
+        return Err(Error::Invalid(format!(
+            "disk of {} bytes is too small for a partition table",
+            dev.size()
+        )));
     }
     Ok(n)
 }
@@ -98,7 +101,9 @@ fn write_gpt(dev: &DevRef, n: u64, guid: &[u8; 16], entries: &[u8]) -> Result<()
 fn place(spec: &PartSpec, used: &[(u64, u64)], lo: u64, hi: u64) -> Result<(u64, u64)> {
     let to_sectors = |b: u64, what: &str| -> Result<u64> {
         if b % 512 != 0 {
-            return Err(Error::Invalid(format!("partition {what} {b} is not a multiple of 512 bytes")));
+            return Err(Error::Invalid(format!(
+                "partition {what} {b} is not a multiple of 512 bytes"
+            )));
         }
         Ok(b / 512)
     };
@@ -109,7 +114,9 @@ fn place(spec: &PartSpec, used: &[(u64, u64)], lo: u64, hi: u64) -> Result<(u64,
             let mut s = lo.div_ceil(ALIGN) * ALIGN;
             loop {
                 if s > hi {
-                    return Err(Error::NoSpace("no free space left for a new partition".into()));
+                    return Err(Error::NoSpace(
+                        "no free space left for a new partition".into(),
+                    ));
                 }
                 match used.iter().find(|&&(a, b)| s >= a && s < b) {
                     Some(&(_, b)) => s = b.div_ceil(ALIGN) * ALIGN,
@@ -119,9 +126,16 @@ fn place(spec: &PartSpec, used: &[(u64, u64)], lo: u64, hi: u64) -> Result<(u64,
         }
     };
     if start < lo || start > hi || !free_at(start) {
-        return Err(Error::Invalid(format!("partition start sector {start} is not in free space")));
+        return Err(Error::Invalid(format!(
+            "partition start sector {start} is not in free space"
+        )));
     }
-    let limit = used.iter().filter(|&&(a, _)| a > start).map(|&(a, _)| a).min().unwrap_or(hi + 1);
+    let limit = used
+        .iter()
+        .filter(|&&(a, _)| a > start)
+        .map(|&(a, _)| a)
+        .min()
+        .unwrap_or(hi + 1);
     let end = match spec.size {
         Some(b) => start + to_sectors(b, "size")?,
         None => limit,
@@ -140,8 +154,9 @@ fn place(spec: &PartSpec, used: &[(u64, u64)], lo: u64, hi: u64) -> Result<(u64,
 
 /// Adds a partition to the existing table; returns it as it will read back.
 pub fn add_partition(dev: &DevRef, spec: &PartSpec) -> Result<Partition> {
-    let table = read_table(dev)?
-        .ok_or_else(|| Error::Invalid("the disk has no partition table: create one with --gpt or --mbr".into()))?;
+    let table = read_table(dev)?.ok_or_else(|| {
+        Error::Invalid("the disk has no partition table: create one with --gpt or --mbr".into())
+    })?;
     let n = dev.size() / 512;
     let old_starts: Vec<u64> = table.partitions.iter().map(|p| p.start).collect();
     let used: Vec<(u64, u64)> = table
@@ -173,7 +188,9 @@ pub fn add_partition(dev: &DevRef, spec: &PartSpec) -> Result<Partition> {
             e[48..56].copy_from_slice(&(if spec.bootable { 4u64 } else { 0 }).to_le_bytes());
             let name: Vec<u16> = spec.name.as_deref().unwrap_or("").encode_utf16().collect();
             if name.len() > 36 {
-                return Err(Error::Invalid("GPT partition names are at most 36 UTF-16 units".into()));
+                return Err(Error::Invalid(
+                    "GPT partition names are at most 36 UTF-16 units".into(),
+                ));
             }
             for (i, c) in name.iter().enumerate() {
                 e[56 + 2 * i..58 + 2 * i].copy_from_slice(&c.to_le_bytes());
@@ -183,7 +200,9 @@ pub fn add_partition(dev: &DevRef, spec: &PartSpec) -> Result<Partition> {
         TableKind::Mbr => {
             let ty = mbr_type_for(&spec.type_alias)?;
             if spec.name.is_some() {
-                return Err(Error::Invalid("MBR partitions have no names (use GPT)".into()));
+                return Err(Error::Invalid(
+                    "MBR partitions have no names (use GPT)".into(),
+                ));
             }
             let mut s0 = vec![0u8; 512];
             dev.read_at(&mut s0, 0)?;
@@ -192,11 +211,18 @@ pub fn add_partition(dev: &DevRef, spec: &PartSpec) -> Result<Partition> {
             if let Some(e) = ext {
                 if spec.logical || free_slot.is_none() {
                     crate::logical::add_logical(dev, e, ty, spec)?;
-                    let t = read_table(dev)?.ok_or_else(|| Error::Failed("partition table vanished".into()))?;
-                    return t.partitions.into_iter().rfind(|p| p.number >= 5).ok_or_else(|| Error::Failed("new logical partition not found".into()));
+                    let t = read_table(dev)?
+                        .ok_or_else(|| Error::Failed("partition table vanished".into()))?;
+                    return t
+                        .partitions
+                        .into_iter()
+                        .rfind(|p| p.number >= 5)
+                        .ok_or_else(|| Error::Failed("new logical partition not found".into()));
                 }
             } else if spec.logical {
-                return Err(Error::Invalid("no extended partition: add one first with type=extended".into()));
+                return Err(Error::Invalid(
+                    "no extended partition: add one first with type=extended".into(),
+                ));
             }
             let slot = free_slot
                 .ok_or_else(|| Error::Failed("all 4 primary MBR slots are used: add an extended partition or use GPT (--gpt)".into()))?;

@@ -128,7 +128,9 @@ pub fn mkdir(fs: &mut dyn Filesystem, p: &str, parents: bool, attr: &NewNode) ->
             Some(ino) => {
                 let ino = follow_dir(fs, ino)?;
                 if fs.getattr(ino)?.file_type != FileType::Directory {
-                    return Err(Error::Exists(format!("{p}: a component is not a directory")));
+                    return Err(Error::Exists(format!(
+                        "{p}: a component is not a directory"
+                    )));
                 }
                 ino
             }
@@ -167,7 +169,13 @@ pub fn rm(fs: &mut dyn Filesystem, p: &str, recursive: bool, force: bool) -> Res
     }
 }
 
-fn remove_tree(fs: &mut dyn Filesystem, parent: Ino, name: &[u8], ino: Ino, depth: usize) -> Result<()> {
+fn remove_tree(
+    fs: &mut dyn Filesystem,
+    parent: Ino,
+    name: &[u8],
+    ino: Ino,
+    depth: usize,
+) -> Result<()> {
     if depth > MAX_DEPTH {
         return Err(Error::BadImage("directories nested too deep".into()));
     }
@@ -231,20 +239,30 @@ pub fn chown(fs: &mut dyn Filesystem, p: &str, owner: &str) -> Result<()> {
 }
 
 /// Creates a symlink `link` → `target` (`symbolic`), or a hard link `link` to the file `target`.
-pub fn ln(fs: &mut dyn Filesystem, target: &str, link: &str, symbolic: bool, attr: &NewNode) -> Result<()> {
+pub fn ln(
+    fs: &mut dyn Filesystem,
+    target: &str,
+    link: &str,
+    symbolic: bool,
+    attr: &NewNode,
+) -> Result<()> {
     let (dir, name) = path::resolve_parent(fs, link.as_bytes())?;
     if fs.lookup(dir, &name)?.is_some() {
         return Err(Error::Exists(link.into()));
     }
     if symbolic {
         if target.is_empty() || target.len() > 4095 {
-            return Err(Error::Invalid("symlink target must be 1..4095 bytes".into()));
+            return Err(Error::Invalid(
+                "symlink target must be 1..4095 bytes".into(),
+            ));
         }
         fs.symlink(dir, &name, target.as_bytes(), attr)?;
     } else {
         let ino = path::resolve(fs, target.as_bytes(), false)?;
         if fs.getattr(ino)?.file_type == FileType::Directory {
-            return Err(Error::Failed(format!("{target}: hard links to directories are not allowed")));
+            return Err(Error::Failed(format!(
+                "{target}: hard links to directories are not allowed"
+            )));
         }
         fs.link(ino, dir, &name)?;
     }

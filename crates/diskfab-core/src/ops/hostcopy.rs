@@ -41,7 +41,12 @@ const CHUNK: usize = 1 << 20;
 const MAX_DEPTH: usize = 4096;
 
 /// Copies host paths `srcs` into the directory `dest` of the filesystem.
-pub fn copy_in(fs: &mut dyn Filesystem, srcs: &[&Path], dest: &str, progress: &dyn Fn(u64)) -> Result<CopyReport> {
+pub fn copy_in(
+    fs: &mut dyn Filesystem,
+    srcs: &[&Path],
+    dest: &str,
+    progress: &dyn Fn(u64),
+) -> Result<CopyReport> {
     let dir = path::resolve(fs, dest.as_bytes(), true)?;
     if fs.getattr(dir)?.file_type != FileType::Directory {
         return Err(Error::Failed(format!("{dest}: not a directory")));
@@ -55,7 +60,12 @@ pub fn copy_in(fs: &mut dyn Filesystem, srcs: &[&Path], dest: &str, progress: &d
         let name = src
             .file_name()
             .map(|n| n.as_bytes().to_vec())
-            .or_else(|| fs::canonicalize(src).ok()?.file_name().map(|n| n.as_bytes().to_vec()))
+            .or_else(|| {
+                fs::canonicalize(src)
+                    .ok()?
+                    .file_name()
+                    .map(|n| n.as_bytes().to_vec())
+            })
             .ok_or_else(|| Error::Invalid(format!("{}: has no file name", src.display())))?;
         cx.copy_node(fs, src, dir, &name, 0)?;
     }
@@ -76,12 +86,20 @@ fn ts(sec: i64, nsec: i64) -> Timespec {
 }
 
 impl InCtx<'_> {
-    fn copy_node(&mut self, fs: &mut dyn Filesystem, src: &Path, dir: Ino, name: &[u8], depth: usize) -> Result<()> {
+    fn copy_node(
+        &mut self,
+        fs: &mut dyn Filesystem,
+        src: &Path,
+        dir: Ino,
+        name: &[u8],
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
             return Err(Error::Failed(format!("{}: nested too deep", src.display())));
         }
         path::check_name(name)?;
-        let m = fs::symlink_metadata(src).map_err(|e| Error::io(format!("{}", src.display()), e))?;
+        let m =
+            fs::symlink_metadata(src).map_err(|e| Error::io(format!("{}", src.display()), e))?;
         let ft = m.file_type();
         let attr = NewNode {
             perm: m.mode() & 0o7777,
@@ -132,7 +150,8 @@ impl InCtx<'_> {
             self.report.files += 1;
             ino
         } else if ft.is_symlink() {
-            let target = fs::read_link(src).map_err(|e| Error::io(format!("{}", src.display()), e))?;
+            let target =
+                fs::read_link(src).map_err(|e| Error::io(format!("{}", src.display()), e))?;
             self.report.symlinks += 1;
             fs.symlink(dir, name, target.as_os_str().as_bytes(), &attr)?
         } else {
@@ -140,7 +159,13 @@ impl InCtx<'_> {
                 .ok_or_else(|| Error::Failed(format!("{}: unknown file type", src.display())))?;
             let rdev = m.rdev();
             self.report.special += 1;
-            fs.mknod(dir, name, ftype, (libc::major(rdev), libc::minor(rdev)), &attr)?
+            fs.mknod(
+                dir,
+                name,
+                ftype,
+                (libc::major(rdev), libc::minor(rdev)),
+                &attr,
+            )?
         };
         if m.nlink() > 1 {
             self.links.insert((m.dev(), m.ino()), ino);
@@ -149,12 +174,20 @@ impl InCtx<'_> {
     }
 
     /// Copies xattrs and sets times last (writing content or entries changes mtime).
-    fn finish(&mut self, fs: &mut dyn Filesystem, ino: Ino, src: &Path, m: &fs::Metadata) -> Result<()> {
+    fn finish(
+        &mut self,
+        fs: &mut dyn Filesystem,
+        ino: Ino,
+        src: &Path,
+        m: &fs::Metadata,
+    ) -> Result<()> {
         for (k, v) in xattr_host::list(src)? {
             match fs.set_xattr(ino, &k, &v) {
                 Ok(()) => {}
                 Err(Error::Unsupported(_)) => {
-                    self.report.skipped.push(format!("{}: xattr {}", src.display(), display(&k)));
+                    self.report
+                        .skipped
+                        .push(format!("{}: xattr {}", src.display(), display(&k)));
                 }
                 Err(e) => return Err(e),
             }
@@ -173,7 +206,9 @@ impl InCtx<'_> {
         .or_else(|e| match e {
             // FAT cannot store owners: keep the content, note it.
             Error::Unsupported(_) => {
-                self.report.skipped.push(format!("{}: owner/mode", src.display()));
+                self.report
+                    .skipped
+                    .push(format!("{}: owner/mode", src.display()));
                 Ok(())
             }
             e => Err(e),
@@ -185,7 +220,8 @@ impl InCtx<'_> {
         let mut buf = vec![0u8; CHUNK];
         let mut off = 0u64;
         loop {
-            let n = read_full(&mut f, &mut buf).map_err(|e| Error::io(format!("{}", src.display()), e))?;
+            let n = read_full(&mut f, &mut buf)
+                .map_err(|e| Error::io(format!("{}", src.display()), e))?;
             if n == 0 {
                 break;
             }
@@ -221,10 +257,18 @@ fn read_full(f: &mut File, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Copies filesystem paths `srcs` (not following a final symlink) into host directory `dest`.
-pub fn copy_out(fs: &mut dyn Filesystem, srcs: &[&str], dest: &Path, progress: &dyn Fn(u64)) -> Result<CopyReport> {
+pub fn copy_out(
+    fs: &mut dyn Filesystem,
+    srcs: &[&str],
+    dest: &Path,
+    progress: &dyn Fn(u64),
+) -> Result<CopyReport> {
     let dm = fs::symlink_metadata(dest).map_err(|e| Error::io(format!("{}", dest.display()), e))?;
     if !dm.is_dir() {
-        return Err(Error::Failed(format!("{}: not a directory", dest.display())));
+        return Err(Error::Failed(format!(
+            "{}: not a directory",
+            dest.display()
+        )));
     }
     let mut cx = OutCtx {
         report: CopyReport::default(),
@@ -251,9 +295,19 @@ struct OutCtx<'a> {
 }
 
 impl OutCtx<'_> {
-    fn copy_node(&mut self, fs: &mut dyn Filesystem, ino: Ino, src: &[u8], dst: &Path, depth: usize) -> Result<()> {
+    fn copy_node(
+        &mut self,
+        fs: &mut dyn Filesystem,
+        ino: Ino,
+        src: &[u8],
+        dst: &Path,
+        depth: usize,
+    ) -> Result<()> {
         if depth > MAX_DEPTH {
-            return Err(Error::BadImage(format!("{}: nested too deep", display(src))));
+            return Err(Error::BadImage(format!(
+                "{}: nested too deep",
+                display(src)
+            )));
         }
         let m = fs.getattr(ino)?;
         let io = |e| Error::io(format!("{}", dst.display()), e);
@@ -262,7 +316,10 @@ impl OutCtx<'_> {
                 match fs::symlink_metadata(dst) {
                     Ok(h) if h.is_dir() => {}
                     Ok(_) => {
-                        return Err(Error::Exists(format!("{}: exists and is not a directory", dst.display())))
+                        return Err(Error::Exists(format!(
+                            "{}: exists and is not a directory",
+                            dst.display()
+                        )))
                     }
                     Err(_) => fs::create_dir(dst).map_err(io)?,
                 }
@@ -272,11 +329,21 @@ impl OutCtx<'_> {
                 for e in entries {
                     // Names come from a hostile image: one safe component each.
                     if path::check_name(&e.name).is_err() || e.ino == ino {
-                        self.report.skipped.push(format!("{}: bad name {:?}", display(src), display(&e.name)));
+                        self.report.skipped.push(format!(
+                            "{}: bad name {:?}",
+                            display(src),
+                            display(&e.name)
+                        ));
                         continue;
                     }
                     let child_src = [src, b"/", &e.name].concat();
-                    self.copy_node(fs, e.ino, &child_src, &dst.join(OsStr::from_bytes(&e.name)), depth + 1)?;
+                    self.copy_node(
+                        fs,
+                        e.ino,
+                        &child_src,
+                        &dst.join(OsStr::from_bytes(&e.name)),
+                        depth + 1,
+                    )?;
                 }
             }
             FileType::Regular => {
@@ -301,9 +368,10 @@ impl OutCtx<'_> {
                 self.report.special += 1;
             }
             _ => {
-                self.report
-                    .skipped
-                    .push(format!("{}: device node or socket not copied out", display(src)));
+                self.report.skipped.push(format!(
+                    "{}: device node or socket not copied out",
+                    display(src)
+                ));
                 return Ok(());
             }
         }
@@ -338,12 +406,22 @@ impl OutCtx<'_> {
         f.set_len(off).map_err(io)
     }
 
-    fn apply_meta(&mut self, fs: &mut dyn Filesystem, ino: Ino, m: &diskfab_fs::Metadata, dst: &Path) -> Result<()> {
+    fn apply_meta(
+        &mut self,
+        fs: &mut dyn Filesystem,
+        ino: Ino,
+        m: &diskfab_fs::Metadata,
+        dst: &Path,
+    ) -> Result<()> {
         let io = |e| Error::io(format!("{}", dst.display()), e);
         if self.root {
             std::os::unix::fs::lchown(dst, Some(m.uid), Some(m.gid)).map_err(io)?;
         }
-        let perm = if self.root { m.perm & 0o7777 } else { m.perm & 0o1777 };
+        let perm = if self.root {
+            m.perm & 0o7777
+        } else {
+            m.perm & 0o1777
+        };
         fs::set_permissions(dst, std::os::unix::fs::PermissionsExt::from_mode(perm)).map_err(io)?;
         for (k, v) in fs.list_xattrs(ino)? {
             if k.starts_with(b"user.") {
@@ -357,7 +435,10 @@ impl OutCtx<'_> {
 /// Removes a host file or symlink standing where we are about to create one (never a directory).
 fn remove_non_dir(p: &Path) -> Result<()> {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => Err(Error::Exists(format!("{}: is a directory on the host", p.display()))),
+        Ok(m) if m.is_dir() => Err(Error::Exists(format!(
+            "{}: is a directory on the host",
+            p.display()
+        ))),
         Ok(_) => fs::remove_file(p).map_err(|e| Error::io(format!("{}", p.display()), e)),
         Err(_) => Ok(()),
     }

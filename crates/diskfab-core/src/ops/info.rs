@@ -38,7 +38,10 @@ pub fn info(disk: &Disk) -> Result<InfoReport> {
     for v in &disk.volumes {
         let (filesystem, error) = match &v.fs {
             None => (None, None),
-            Some((driver, _)) => match driver.open(v.dev.clone(), false).and_then(|mut fs| fs.info()) {
+            Some((driver, _)) => match driver
+                .open(v.dev.clone(), false)
+                .and_then(|mut fs| fs.info())
+            {
                 Ok(i) => (Some(i), None),
                 Err(e) => (None, Some(e.to_string())),
             },

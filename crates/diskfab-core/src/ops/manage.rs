@@ -4,13 +4,18 @@ use crate::drivers::mkfs_driver;
 use crate::open::{Disk, DiskOptions};
 use diskfab_fs::MkfsOptions;
 use diskfab_image::{Image, OpenOptions};
-use diskfab_part::{Partition, PartSpec, TableKind};
+use diskfab_part::{PartSpec, Partition, TableKind};
 use diskfab_storage::{DevRef, Error, Result, Slice};
 use std::path::Path;
 use std::sync::Arc;
 
 /// Formats partition `partition` (or the whole disk when `None` and there is no table).
-pub fn mkfs(image: &Path, partition: Option<u32>, opts: &MkfsOptions, dopts: &DiskOptions) -> Result<()> {
+pub fn mkfs(
+    image: &Path,
+    partition: Option<u32>,
+    opts: &MkfsOptions,
+    dopts: &DiskOptions,
+) -> Result<()> {
     let driver = mkfs_driver(&opts.fs_type)?;
     let img = Image::open(
         image,
@@ -30,11 +35,10 @@ pub fn mkfs(image: &Path, partition: Option<u32>, opts: &MkfsOptions, dopts: &Di
             )))
         }
         (Some(t), Some(n)) => {
-            let p = t
-                .partitions
-                .iter()
-                .find(|p| p.number == n)
-                .ok_or_else(|| Error::NotFound(format!("{}: no partition {n}", image.display())))?;
+            let p =
+                t.partitions.iter().find(|p| p.number == n).ok_or_else(|| {
+                    Error::NotFound(format!("{}: no partition {n}", image.display()))
+                })?;
             Arc::new(Slice::new(dev.clone(), p.start, p.size)?)
         }
         (Some(t), None) => {
@@ -56,7 +60,12 @@ pub fn mkfs(image: &Path, partition: Option<u32>, opts: &MkfsOptions, dopts: &Di
 }
 
 /// Creates a partition table (when `kind` is given) and adds partitions.
-pub fn part(image: &Path, kind: Option<TableKind>, specs: &[PartSpec], dopts: &DiskOptions) -> Result<Vec<Partition>> {
+pub fn part(
+    image: &Path,
+    kind: Option<TableKind>,
+    specs: &[PartSpec],
+    dopts: &DiskOptions,
+) -> Result<Vec<Partition>> {
     let img = Image::open(
         image,
         &OpenOptions {
@@ -103,8 +112,8 @@ pub fn parse_part_spec(s: &str) -> Result<PartSpec> {
             "logical" => spec.logical = true,
             _ => {
                 return Err(Error::Invalid(format!(
-                    "unknown partition field {k:?}: use size=, start=, type=, name=, bootable, logical"
-                )))
+                "unknown partition field {k:?}: use size=, start=, type=, name=, bootable, logical"
+            )))
             }
         }
     }

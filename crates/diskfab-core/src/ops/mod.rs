@@ -6,7 +6,7 @@ pub mod hostcopy;
 pub mod info;
 pub mod manage;
 mod names;
-mod xattr_host;
 mod timefmt;
+mod xattr_host;
 
 pub use timefmt::format_time;

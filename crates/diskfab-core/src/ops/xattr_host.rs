@@ -7,7 +7,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 fn cpath(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Invalid(format!("{}: NUL in path", p.display())))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| Error::Invalid(format!("{}: NUL in path", p.display())))
 }
 
 /// All xattrs of a host path (not following symlinks) as (name, value).
@@ -18,7 +19,11 @@ pub fn list(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
     let n = unsafe { libc::llistxattr(c.as_ptr(), std::ptr::null_mut(), 0) };
     if n < 0 {
         let e = std::io::Error::last_os_error();
-        return if e.raw_os_error() == Some(libc::ENOTSUP) { Ok(Vec::new()) } else { Err(err(e)) };
+        return if e.raw_os_error() == Some(libc::ENOTSUP) {
+            Ok(Vec::new())
+        } else {
+            Err(err(e))
+        };
     }
     let mut names = vec![0u8; n as usize];
     // SAFETY: buffer of the advertised length.
@@ -37,7 +42,8 @@ pub fn list(p: &Path) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         }
         let mut v = vec![0u8; len as usize];
         // SAFETY: buffer of the advertised length.
-        let len = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        let len =
+            unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
         if len < 0 {
             return Err(err(std::io::Error::last_os_error()));
         }
@@ -52,9 +58,20 @@ pub fn set(p: &Path, name: &[u8], value: &[u8]) -> Result<()> {
     let c = cpath(p)?;
     let cn = CString::new(name).map_err(|_| Error::Invalid("bad xattr name".into()))?;
     // SAFETY: valid C strings and a buffer of the given length.
-    let rc = unsafe { libc::lsetxattr(c.as_ptr(), cn.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    let rc = unsafe {
+        libc::lsetxattr(
+            c.as_ptr(),
+            cn.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
     if rc != 0 {
-        return Err(Error::io(format!("set xattr on {}", p.display()), std::io::Error::last_os_error()));
+        return Err(Error::io(
+            format!("set xattr on {}", p.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -63,13 +80,29 @@ pub fn set(p: &Path, name: &[u8], value: &[u8]) -> Result<()> {
 pub fn set_times(p: &Path, atime: Timespec, mtime: Timespec) -> Result<()> {
     let c = cpath(p)?;
     let t = [
-        libc::timespec { tv_sec: atime.sec as libc::time_t, tv_nsec: atime.nsec as libc::c_long },
-        libc::timespec { tv_sec: mtime.sec as libc::time_t, tv_nsec: mtime.nsec as libc::c_long },
+        libc::timespec {
+            tv_sec: atime.sec as libc::time_t,
+            tv_nsec: atime.nsec as libc::c_long,
+        },
+        libc::timespec {
+            tv_sec: mtime.sec as libc::time_t,
+            tv_nsec: mtime.nsec as libc::c_long,
+        },
     ];
     // SAFETY: valid path and a two-element timespec array.
-    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) };
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            t.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
     if rc != 0 {
-        return Err(Error::io(format!("set times on {}", p.display()), std::io::Error::last_os_error()));
+        return Err(Error::io(
+            format!("set times on {}", p.display()),
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
