@@ -12,6 +12,8 @@ else
   cargo test --workspace --no-fail-fast -- --test-threads 2
 fi
 cargo test --workspace --doc -q
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -q -- -D warnings
 if [ "${DISKFAB_SKIP_FUZZ:-0}" != 1 ]; then
   bash scripts/fuzz.sh "${DISKFAB_FUZZ_SECONDS:-20}"
 fi

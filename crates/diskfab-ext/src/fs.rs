@@ -310,7 +310,7 @@ impl ExtFs {
         let label: Vec<u8> = sb
             .s_volume_name
             .iter()
-            .map(|&c| c as u8)
+            .copied()
             .take_while(|&c| c != 0)
             .collect();
         let u = sb.s_uuid;

@@ -243,7 +243,7 @@ unsafe extern "C" fn write_byte(
             return EROFS;
         }
         let buf = std::slice::from_raw_parts(data as *const u8, size as usize);
-        match c.dev.write_at(buf, offset as u64) {
+        match c.dev.write_at(buf, offset) {
             Ok(()) => 0,
             Err(_) => sys::EXT2_ET_SHORT_WRITE as sys::errcode_t,
         }

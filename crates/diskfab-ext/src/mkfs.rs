@@ -104,7 +104,7 @@ pub fn mkfs(dev: DevRef, opts: &MkfsOptions) -> Result<()> {
     let mut p: sys::ext2_super_block = unsafe { std::mem::zeroed() };
     // SAFETY: p is a valid superblock struct.
     unsafe { sys::ext2fs_blocks_count_set(&mut p, blocks) };
-    p.s_log_block_size = (BLOCK_SIZE.trailing_zeros() - 10) as u32;
+    p.s_log_block_size = BLOCK_SIZE.trailing_zeros() - 10;
     p.s_rev_level = 1;
     p.s_inode_size = 256;
     p.s_min_extra_isize = 32;

@@ -190,7 +190,7 @@ impl ExtFs {
             {
                 i.i_flags |= sys::EXT4_EXTENTS_FL;
                 // Extent header in i_block: magic, entries 0, max 4, depth 0.
-                i.i_block[0] = 0xf30a | (0 << 16);
+                i.i_block[0] = 0xf30a;
                 i.i_block[1] = 4;
                 i.i_block[2] = 0;
             }

@@ -19,6 +19,9 @@ struct SendFat(Fat);
 // SAFETY: see above — the non-Send parts are references to stateless, immutable statics.
 unsafe impl Send for SendFat {}
 
+/// A directory entry found by name: (canonical name, is_dir, length, modified, created, read-only).
+type Found = (String, bool, u64, fatfs::DateTime, fatfs::DateTime, bool);
+
 /// An open FAT12/16/32 filesystem.
 pub struct FatFs {
     fs: Option<SendFat>,
@@ -135,11 +138,7 @@ impl FatFs {
     }
 
     /// The entry named `name` in directory path `dir` (case-insensitive), as (canonical name, meta).
-    fn find(
-        &self,
-        dir: &str,
-        name: &str,
-    ) -> Result<Option<(String, bool, u64, fatfs::DateTime, fatfs::DateTime, bool)>> {
+    fn find(&self, dir: &str, name: &str) -> Result<Option<Found>> {
         let fs = self.fat()?;
         let root = fs.root_dir();
         let d = if dir.is_empty() {

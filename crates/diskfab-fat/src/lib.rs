@@ -20,7 +20,7 @@ pub fn probe_bytes(s: &[u8]) -> bool {
     if s.len() < 512 || s[510] != 0x55 || s[511] != 0xaa {
         return false;
     }
-    if !(s[0] == 0xeb && s[2] == 0x90 || s[0] == 0xe9 || s[0] == 0xeb) {
+    if !matches!(s[0], 0xeb | 0xe9) {
         return false;
     }
     if &s[3..11] == b"NTFS    " || &s[3..11] == b"EXFAT   " {

@@ -231,7 +231,7 @@ fn check_table_offset(what: &str, off: u64, cs: u64, required: bool) -> Result<(
     if required && off == 0 {
         return Err(Error::bad(format!("qcow2 {what} offset is 0")));
     }
-    if off % cs != 0 || off >= MAX_HOST_OFFSET {
+    if !off.is_multiple_of(cs) || off >= MAX_HOST_OFFSET {
         return Err(Error::bad(format!(
             "qcow2 {what} offset {off:#x} is not cluster-aligned or out of range"
         )));
@@ -333,7 +333,8 @@ pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
     let l1_off = cs * (1 + t + blocks);
     let mut hdr = Vec::with_capacity(512);
     hdr.extend_from_slice(&MAGIC);
-    for v in [3u32] {
+    {
+        let v = 3u32;
         hdr.extend_from_slice(&v.to_be_bytes());
     }
     hdr.extend_from_slice(&0u64.to_be_bytes()); // backing offset, patched below
@@ -389,7 +390,7 @@ fn push_ext(h: &mut Vec<u8>, ty: u32, data: &[u8]) {
     h.extend_from_slice(&ty.to_be_bytes());
     h.extend_from_slice(&(data.len() as u32).to_be_bytes());
     h.extend_from_slice(data);
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(0);
     }
 }

@@ -107,7 +107,7 @@ impl Qcow2Dev {
         let l1 = be64s(&raw);
         for (i, e) in l1.iter().enumerate() {
             let off = e & OFFSET_MASK;
-            if off != 0 && (off % cs != 0 || off >= file_len) {
+            if off != 0 && (!off.is_multiple_of(cs) || off >= file_len) {
                 return Err(Error::bad(format!(
                     "{name}: L1 entry {i} points to {off:#x}, past the end of the file or unaligned"
                 )));
@@ -183,7 +183,7 @@ impl Qcow2Dev {
             });
         }
         let host = e & OFFSET_MASK;
-        if host != 0 && (host % cs != 0 || host >= file_len || host >= MAX_HOST_OFFSET) {
+        if host != 0 && (!host.is_multiple_of(cs) || host >= file_len || host >= MAX_HOST_OFFSET) {
             return Err(self.bad(format!(
                 "L2 entry points to {host:#x}, past the end of the file or unaligned"
             )));

@@ -35,7 +35,7 @@ impl Refcounts {
             .collect();
         for (i, e) in table.iter().enumerate() {
             let off = e & OFFSET_MASK;
-            if *e & !OFFSET_MASK != 0 || off % cs != 0 || off >= file_len && off != 0 {
+            if *e & !OFFSET_MASK != 0 || !off.is_multiple_of(cs) || off >= file_len && off != 0 {
                 return Err(Error::bad(format!(
                     "{}: refcount table entry {i} ({e:#x}) is corrupt (unaligned or past the end of the file)",
                     host.path.display()

@@ -2,7 +2,7 @@
 //! write pass `qemu-img check` and `qemu-img compare`, and hostile images are refused.
 
 use diskfab_image::{clone_many, create, BackingGate, CreateOptions, Format, Image, OpenOptions};
-use diskfab_storage::{BlockDev, Error};
+use diskfab_storage::Error;
 use std::path::Path;
 use std::process::Command;
 

@@ -100,7 +100,7 @@ fn write_gpt(dev: &DevRef, n: u64, guid: &[u8; 16], entries: &[u8]) -> Result<()
 /// Picks [start, end) in sectors for a new partition inside [lo, hi] avoiding `used`.
 fn place(spec: &PartSpec, used: &[(u64, u64)], lo: u64, hi: u64) -> Result<(u64, u64)> {
     let to_sectors = |b: u64, what: &str| -> Result<u64> {
-        if b % 512 != 0 {
+        if !b.is_multiple_of(512) {
             return Err(Error::Invalid(format!(
                 "partition {what} {b} is not a multiple of 512 bytes"
             )));

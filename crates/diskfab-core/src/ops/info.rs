@@ -54,7 +54,7 @@ pub fn info(disk: &Disk) -> Result<InfoReport> {
     }
     Ok(InfoReport {
         image: disk.image.info()?,
-        partition_table: disk.table.as_ref().map(|t| t.kind.clone()),
+        partition_table: disk.table.as_ref().map(|t| t.kind),
         disk_id: disk.table.as_ref().and_then(|t| t.disk_id.clone()),
         volumes,
     })
