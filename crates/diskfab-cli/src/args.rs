@@ -222,6 +222,44 @@ pub enum Cmd {
         #[arg(long = "add", value_name = "SPEC")]
         add: Vec<String>,
     },
+    /// Convert an image to another format (sparse: zero and unallocated ranges are not written).
+    Convert {
+        /// Source image (any supported format, with its backing chain).
+        src: PathBuf,
+        /// New output image (refused if it exists).
+        dst: PathBuf,
+        /// Output format.
+        #[arg(
+            short = 'O',
+            long = "output-format",
+            value_enum,
+            default_value = "qcow2"
+        )]
+        format: Fmt,
+        /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE).
+        #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
+        options: Option<String>,
+        /// Show a progress bar (only on a terminal).
+        #[arg(short = 'p', long)]
+        progress: bool,
+    },
+    /// Compare the guest-visible contents of two images (exit 0 identical, 1 different).
+    Compare {
+        /// First image.
+        a: PathBuf,
+        /// Second image.
+        b: PathBuf,
+    },
+    /// Check an image's metadata for corruptions and leaks (exit 0 clean, 2 corrupt, 3 leaks only).
+    Check {
+        /// The image file.
+        image: PathBuf,
+    },
+    /// Show which guest ranges hold data, zeroes or nothing, and which layer of the chain has them.
+    Map {
+        /// The image file.
+        image: PathBuf,
+    },
     /// Print the command reference as Markdown (used to build docs/cli.md).
     #[command(hide = true)]
     Docs,

@@ -13,7 +13,7 @@ fn main() -> ExitCode {
     let cli = args::Cli::parse();
     let json = cli.json;
     match run::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(print::EXIT.load(std::sync::atomic::Ordering::Relaxed)),
         Err(e) => {
             if json && !print::PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
                 let v = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});

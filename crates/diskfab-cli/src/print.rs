@@ -48,6 +48,96 @@ fn human(n: u64) -> String {
     }
 }
 
+/// Exit code a command asks for after a successful run (compare: 1 = different; check: 2/3).
+pub static EXIT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Sets the exit code for a command that still printed its result.
+pub fn set_exit(code: u8) {
+    EXIT.store(code, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// `convert`.
+pub fn converted(json: bool, r: &diskfab_core::ops::images::ConvertReport) -> Result<()> {
+    if json {
+        return emit_json(r);
+    }
+    println!(
+        "converted {} virtual: wrote {}, skipped {} (zero, unallocated or equal to the base); output uses {}",
+        human(r.virtual_size),
+        human(r.written),
+        human(r.skipped),
+        human(r.output_allocated)
+    );
+    Ok(())
+}
+
+/// `compare`.
+pub fn compared(json: bool, r: &diskfab_core::ops::images::CompareReport) -> Result<()> {
+    if json {
+        return emit_json(r);
+    }
+    match r.first_difference {
+        None => println!("Images are identical."),
+        Some(o) => println!("Content mismatch at offset {o}!"),
+    }
+    Ok(())
+}
+
+/// `check`.
+pub fn checked(json: bool, r: &diskfab_core::image::CheckReport) -> Result<()> {
+    if json {
+        return emit_json(r);
+    }
+    for m in &r.messages {
+        println!("{m}");
+    }
+    if r.corruptions == 0 && r.leaks == 0 {
+        println!("No errors were found on the image.");
+    } else {
+        println!(
+            "{} errors were found on the image; {} leaked clusters.",
+            r.corruptions, r.leaks
+        );
+    }
+    if r.total_clusters > 0 {
+        println!(
+            "{}/{} = {:.2}% allocated, {:.2}% compressed clusters",
+            r.allocated_clusters,
+            r.total_clusters,
+            100.0 * r.allocated_clusters as f64 / r.total_clusters as f64,
+            if r.allocated_clusters == 0 {
+                0.0
+            } else {
+                100.0 * r.compressed_clusters as f64 / r.allocated_clusters as f64
+            }
+        );
+        println!("Image end offset: {}", r.image_end_offset);
+    }
+    Ok(())
+}
+
+/// `map`.
+pub fn mapped(json: bool, extents: &[diskfab_core::image::Extent]) -> Result<()> {
+    if json {
+        return emit_json(extents);
+    }
+    println!(
+        "{:>18} {:>18} {:<12} {:>5} layer",
+        "start", "length", "kind", "depth"
+    );
+    for e in extents {
+        println!(
+            "{:>#18x} {:>#18x} {:<12} {:>5} {}",
+            e.start,
+            e.length,
+            e.kind,
+            e.depth,
+            e.layer.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
 /// `info`.
 pub fn info(json: bool, r: &InfoReport) -> Result<()> {
     if json {

@@ -6,6 +6,7 @@ use crate::progress::{bytes_bar, count_bar};
 use diskfab_core::fs::{MkfsOptions, NewNode};
 use diskfab_core::image::{self, BackingGate, CreateOptions, Format};
 use diskfab_core::open::{Disk, DiskOptions, FsSession};
+use diskfab_core::ops::images::{self, ConvertOptions};
 use diskfab_core::ops::{files, hostcopy, info, manage};
 use diskfab_core::part::{parse_size, TableKind};
 use diskfab_core::storage::{Error, Result};
@@ -227,6 +228,69 @@ pub fn run(cli: Cli) -> Result<()> {
                 },
             )?;
             print::parts(json, &parts)
+        }
+        Cmd::Convert {
+            src,
+            dst,
+            format,
+            options,
+            progress,
+        } => {
+            let mut opts = ConvertOptions {
+                format: fmt(*format),
+                gate: gate(&cli),
+                ..Default::default()
+            };
+            for kv in options
+                .as_deref()
+                .unwrap_or("")
+                .split(',')
+                .filter(|s| !s.is_empty())
+            {
+                match kv.split_once('=') {
+                    Some(("cluster_size", v)) => opts.cluster_size = cluster(&Some(v.to_string()))?,
+                    Some(("backing", v)) => opts.backing = Some(PathBuf::from(v)),
+                    _ => {
+                        return Err(Error::Invalid(format!(
+                            "unknown option {kv:?}: use cluster_size=SIZE or backing=BASE"
+                        )))
+                    }
+                }
+            }
+            let pb = if *progress {
+                bytes_bar(None, json)
+            } else {
+                indicatif::ProgressBar::hidden()
+            };
+            let r = images::convert(src, dst, &opts, &|n| pb.inc(n))?;
+            pb.finish_and_clear();
+            print::converted(json, &r)
+        }
+        Cmd::Compare { a, b } => {
+            let r = images::compare(a, b, &gate(&cli))?;
+            print::compared(json, &r)?;
+            if r.identical {
+                Ok(())
+            } else {
+                print::set_exit(1);
+                Ok(())
+            }
+        }
+        Cmd::Check { image } => {
+            let r = image::check(image)?;
+            print::checked(json, &r)?;
+            print::set_exit(r.exit_code() as u8);
+            Ok(())
+        }
+        Cmd::Map { image } => {
+            let img = image::Image::open(
+                image,
+                &image::OpenOptions {
+                    writable: false,
+                    gate: gate(&cli),
+                },
+            )?;
+            print::mapped(json, &image::map(&img)?)
         }
         Cmd::Docs => {
             print!("{}", crate::docs::markdown());

@@ -65,6 +65,7 @@ pub struct Image {
     dev: DevRef,
     qcow: Option<Arc<Qcow2Dev>>,
     chain: Vec<LayerInfo>,
+    pub(crate) layers: Vec<Layer>,
 }
 
 impl std::fmt::Debug for Image {
@@ -92,6 +93,15 @@ struct Opened {
     dev: DevRef,
     qcow: Option<Arc<Qcow2Dev>>,
     chain: Vec<LayerInfo>,
+    layers: Vec<Layer>,
+}
+
+/// One layer of an open chain (top first), for `map`.
+#[derive(Clone)]
+pub(crate) struct Layer {
+    pub(crate) path: PathBuf,
+    pub(crate) dev: DevRef,
+    pub(crate) qcow: Option<Arc<Qcow2Dev>>,
 }
 
 fn open_layer(
@@ -120,12 +130,18 @@ fn open_layer(
     let format = forced.unwrap_or_else(|| detect_format(&head));
     match format {
         Format::Raw => {
-            let dev = FileDev::from_file(file, path.to_path_buf(), writable)?;
+            let dev: DevRef = Arc::new(FileDev::from_file(file, path.to_path_buf(), writable)?);
+            let layers = vec![Layer {
+                path: path.to_path_buf(),
+                dev: dev.clone(),
+                qcow: None,
+            }];
             Ok(Opened {
                 format,
-                dev: Arc::new(dev),
+                dev,
                 qcow: None,
                 chain: Vec::new(),
+                layers,
             })
         }
         Format::Qcow2 => {
@@ -141,6 +157,7 @@ fn open_layer(
             });
             let hdr = first.map_err(|e| e.context(path.display()))?;
             let mut chain = Vec::new();
+            let mut below = Vec::new();
             let backing = match &hdr.backing_file {
                 None => None,
                 Some(name) => {
@@ -166,16 +183,24 @@ fn open_layer(
                         virtual_size: b.dev.size(),
                     });
                     chain.extend(b.chain);
+                    below = b.layers;
                     Some(b.dev)
                 }
             };
             let host = Host::new(file, path.to_path_buf());
             let q = Arc::new(Qcow2Dev::open(host, hdr, backing, writable)?);
+            let mut layers = vec![Layer {
+                path: path.to_path_buf(),
+                dev: q.clone(),
+                qcow: Some(q.clone()),
+            }];
+            layers.extend(below);
             Ok(Opened {
                 format,
                 dev: q.clone(),
                 qcow: Some(q),
                 chain,
+                layers,
             })
         }
     }
@@ -195,6 +220,7 @@ impl Image {
             dev: o.dev,
             qcow: o.qcow,
             chain: o.chain,
+            layers: o.layers,
         })
     }
 

@@ -10,18 +10,22 @@
 //! engine is small (header, L1/L2, refcounts) and checked against `qemu-img check`/`compare`.
 #![deny(missing_docs)]
 
+mod check;
 mod create;
 mod gate;
 pub mod header;
 mod host;
 mod image;
+mod map;
 mod qcow2;
 mod refcount;
 
+pub use check::{check, CheckReport};
 pub use create::{clone_many, create, CreateOptions};
 pub use gate::BackingGate;
 pub use header::{parse_qcow2_header, Qcow2Header};
 pub use image::{Image, ImageInfo, LayerInfo, OpenOptions};
+pub use map::{map, Extent};
 
 use diskfab_storage::{BlockDev, Error, Result};
 use serde::Serialize;

@@ -400,6 +400,31 @@ impl Qcow2Dev {
     }
 }
 
+/// What one guest cluster is in one layer, for `map`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterKind {
+    /// Not allocated in this layer (look below).
+    Unallocated,
+    /// Reads as zeroes in this layer.
+    Zero,
+    /// Data in this layer (plain or compressed).
+    Data,
+}
+
+impl Qcow2Dev {
+    /// The kind of the guest cluster holding `offset` in this layer.
+    pub fn kind_at(&self, offset: u64) -> Result<ClusterKind> {
+        let mut st = self.lock()?;
+        Ok(
+            match self.lookup(&mut st, offset >> self.hdr.cluster_bits)? {
+                Map::Unalloc => ClusterKind::Unallocated,
+                Map::Zero(_) => ClusterKind::Zero,
+                Map::Data { .. } | Map::Compressed { .. } => ClusterKind::Data,
+            },
+        )
+    }
+}
+
 impl BlockDev for Qcow2Dev {
     fn size(&self) -> u64 {
         self.hdr.size

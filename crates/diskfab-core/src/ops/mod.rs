@@ -3,6 +3,7 @@
 
 pub mod files;
 pub mod hostcopy;
+pub mod images;
 pub mod info;
 pub mod manage;
 mod names;

@@ -1,0 +1,235 @@
+//! convert / compare / check / map on raw and qcow2, checked against qemu-img.
+
+mod common;
+use common::*;
+use std::process::Command;
+
+fn code(args: &[&str]) -> i32 {
+    diskfab(args).status.code().unwrap_or(-1)
+}
+
+fn qemu_code(args: &[&str]) -> i32 {
+    Command::new("qemu-img")
+        .args(args)
+        .output()
+        .unwrap()
+        .status
+        .code()
+        .unwrap_or(-1)
+}
+
+#[test]
+fn convert_between_raw_and_qcow2_is_byte_exact_per_qemu_img_and_sparse() {
+    let fix = fixtures();
+    let src = fix.join("debian-mbr.qcow2");
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    ok(&["convert", src.to_str().unwrap(), &p("a.raw"), "-O", "raw"]);
+    ok(&[
+        "convert",
+        &p("a.raw"),
+        &p("b.qcow2"),
+        "-O",
+        "qcow2",
+        "-o",
+        "cluster_size=4K",
+    ]);
+    ok(&["convert", &p("b.qcow2"), &p("c.raw"), "-O", "raw"]);
+    for out in ["a.raw", "b.qcow2", "c.raw"] {
+        tool(
+            "qemu-img",
+            &["compare", "-q", src.to_str().unwrap(), &p(out)],
+        );
+    }
+    tool("qemu-img", &["check", "-q", &p("b.qcow2")]);
+    let alloc =
+        |f: &str| std::os::unix::fs::MetadataExt::blocks(&std::fs::metadata(p(f)).unwrap()) * 512;
+    assert!(
+        alloc("a.raw") < 400 << 20,
+        "raw output is sparse: {}",
+        alloc("a.raw")
+    );
+    // An existing output is never overwritten.
+    assert_eq!(code(&["convert", &p("a.raw"), &p("b.qcow2")]), 1);
+    // Overlay conversion: only what differs from the base is written.
+    tool(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "b.qcow2",
+            "-F",
+            "qcow2",
+            &p("ovl.qcow2"),
+        ],
+    );
+    tool("qemu-io", &["-c", "write -P 0x5a 3M 128k", &p("ovl.qcow2")]);
+    ok(&[
+        "convert",
+        &p("ovl.qcow2"),
+        &p("ovl2.qcow2"),
+        "-o",
+        "backing=b.qcow2",
+    ]);
+    tool(
+        "qemu-img",
+        &["compare", "-q", &p("ovl.qcow2"), &p("ovl2.qcow2")],
+    );
+    assert!(std::fs::metadata(p("ovl2.qcow2")).unwrap().len() < 4 << 20);
+}
+
+#[test]
+fn compare_agrees_with_qemu_img_compare() {
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    tool(
+        "qemu-img",
+        &["create", "-q", "-f", "qcow2", &p("a.qcow2"), "16M"],
+    );
+    tool("qemu-io", &["-c", "write -P 1 1M 64k", &p("a.qcow2")]);
+    tool(
+        "qemu-img",
+        &["convert", "-O", "raw", &p("a.qcow2"), &p("same.raw")],
+    );
+    tool(
+        "qemu-img",
+        &["convert", "-O", "raw", &p("a.qcow2"), &p("diff.raw")],
+    );
+    tool(
+        "qemu-io",
+        &["-f", "raw", "-c", "write -P 2 5M 1", &p("diff.raw")],
+    );
+    tool(
+        "qemu-img",
+        &["create", "-q", "-f", "raw", &p("bigger.raw"), "32M"],
+    );
+    tool(
+        "qemu-io",
+        &["-f", "raw", "-c", "write -P 1 1M 64k", &p("bigger.raw")],
+    );
+    for (b, want) in [("same.raw", 0), ("diff.raw", 1), ("bigger.raw", 0)] {
+        assert_eq!(
+            qemu_code(&["compare", "-q", &p("a.qcow2"), &p(b)]),
+            want,
+            "qemu-img on {b}"
+        );
+        assert_eq!(
+            code(&["compare", &p("a.qcow2"), &p(b)]),
+            want,
+            "diskfab on {b}"
+        );
+    }
+    let v: serde_json::Value = serde_json::from_str(&ok_any(&[
+        "compare",
+        "--json",
+        &p("a.qcow2"),
+        &p("diff.raw"),
+    ]))
+    .unwrap();
+    assert_eq!(v["first_difference"], 5 << 20);
+}
+
+fn ok_any(args: &[&str]) -> String {
+    String::from_utf8_lossy(&diskfab(args).stdout).into_owned()
+}
+
+#[test]
+fn check_agrees_with_qemu_img_check_on_clean_leaking_and_corrupt_images() {
+    use std::os::unix::fs::FileExt;
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    let make = |n: &str| {
+        tool("qemu-img", &["create", "-q", "-f", "qcow2", &p(n), "64M"]);
+        tool("qemu-io", &["-c", "write -P 1 0 1M", &p(n)]);
+        p(n)
+    };
+    let clean = make("clean.qcow2");
+    // Leak: raise the refcount of the header cluster (entry 0 of refcount block 0) to 2.
+    let leak = make("leak.qcow2");
+    let refblock = |f: &str| {
+        let b = std::fs::read(f).unwrap();
+        let rt = u64::from_be_bytes(b[48..56].try_into().unwrap()) as usize;
+        u64::from_be_bytes(b[rt..rt + 8].try_into().unwrap())
+    };
+    let f = std::fs::OpenOptions::new().write(true).open(&leak).unwrap();
+    f.write_all_at(&2u16.to_be_bytes(), refblock(&leak))
+        .unwrap();
+    // Corruption: drop the refcount of the header cluster to 0.
+    let bad = make("bad.qcow2");
+    let f = std::fs::OpenOptions::new().write(true).open(&bad).unwrap();
+    f.write_all_at(&0u16.to_be_bytes(), refblock(&bad)).unwrap();
+    for img in [&clean, &leak, &bad] {
+        let q = qemu_code(&["check", "-q", img]);
+        let d = code(&["check", img]);
+        assert_eq!(d, q, "{img}: qemu-img check {q}, diskfab check {d}");
+    }
+    assert_eq!(code(&["check", &clean]), 0);
+    let v: serde_json::Value = serde_json::from_str(&ok_any(&["check", "--json", &leak])).unwrap();
+    assert_eq!(v["leaks"], 1);
+}
+
+#[test]
+fn map_names_the_layer_holding_each_range() {
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    tool(
+        "qemu-img",
+        &["create", "-q", "-f", "raw", &p("base.raw"), "4M"],
+    );
+    tool(
+        "qemu-io",
+        &["-f", "raw", "-c", "write -P 1 0 1M", &p("base.raw")],
+    );
+    tool(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-b",
+            "base.raw",
+            "-F",
+            "raw",
+            &p("top.qcow2"),
+        ],
+    );
+    tool(
+        "qemu-io",
+        &[
+            "-c",
+            "write -P 2 2M 64k",
+            "-c",
+            "write -z 0 64k",
+            &p("top.qcow2"),
+        ],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["map", "--json", &p("top.qcow2")])).unwrap();
+    let ext: Vec<(u64, u64, String, u64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["start"].as_u64().unwrap(),
+                e["length"].as_u64().unwrap(),
+                e["kind"].as_str().unwrap().to_string(),
+                e["depth"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(ext[0], (0, 64 << 10, "zero".into(), 0), "{ext:?}");
+    assert!(
+        ext.contains(&(2 << 20, 64 << 10, "data".into(), 0)),
+        "{ext:?}"
+    );
+    assert!(
+        ext.iter()
+            .any(|e| e.2 == "data" && e.3 == 1 && e.0 == 64 << 10),
+        "{ext:?}"
+    );
+}

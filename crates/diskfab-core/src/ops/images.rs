@@ -1,0 +1,261 @@
+//! Whole-image operations: convert (sparse-aware, reading and writing on two threads) and compare.
+
+use diskfab_image::{create, BackingGate, CreateOptions, Format, Image, OpenOptions};
+use diskfab_storage::{DevRef, Error, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+const CHUNK: u64 = 1 << 20;
+
+/// Options of [`convert`].
+#[derive(Debug, Clone, Default)]
+pub struct ConvertOptions {
+    /// Output format.
+    pub format: Format,
+    /// qcow2 cluster size.
+    pub cluster_size: Option<u32>,
+    /// Make the output an overlay of this base (stored as given); only ranges that differ from
+    /// the base are written.
+    pub backing: Option<PathBuf>,
+    /// Policy for backing files of the source (and of the new output's base).
+    pub gate: BackingGate,
+}
+
+/// What [`convert`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConvertReport {
+    /// Guest size.
+    pub virtual_size: u64,
+    /// Bytes written to the output.
+    pub written: u64,
+    /// Bytes skipped as zero, unallocated or equal to the base.
+    pub skipped: u64,
+    /// Output file size on the host.
+    pub output_allocated: u64,
+}
+
+fn all_zero(b: &[u8]) -> bool {
+    b.chunks(16).all(|c| c.iter().fold(0u8, |a, &x| a | x) == 0)
+}
+
+/// Converts `src` into a new image `dst` (never overwritten). Unallocated and zero ranges are not
+/// written; with a backing base, ranges equal to the base are not written either. A failed
+/// conversion removes the partial output.
+pub fn convert(
+    src: &Path,
+    dst: &Path,
+    opts: &ConvertOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ConvertReport> {
+    let s = Image::open(
+        src,
+        &OpenOptions {
+            writable: false,
+            gate: opts.gate.clone(),
+        },
+    )?;
+    let sdev = s.dev();
+    let size = sdev.size();
+    if opts.format == Format::Raw && opts.backing.is_some() {
+        return Err(Error::Invalid(
+            "raw images cannot have a backing file".into(),
+        ));
+    }
+    create(
+        dst,
+        &CreateOptions {
+            format: opts.format,
+            size: Some(size),
+            backing: opts.backing.clone(),
+            backing_format: None,
+            cluster_size: opts.cluster_size,
+        },
+    )?;
+    let r = convert_into(&sdev, dst, opts, progress);
+    if r.is_err() {
+        let _ = std::fs::remove_file(dst);
+    }
+    r
+}
+
+fn convert_into(
+    sdev: &DevRef,
+    dst: &Path,
+    opts: &ConvertOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<ConvertReport> {
+    let d = Image::open(
+        dst,
+        &OpenOptions {
+            writable: true,
+            gate: opts.gate.clone(),
+        },
+    )?;
+    let ddev = d.dev();
+    let size = sdev.size();
+    let has_base = opts.backing.is_some();
+    let mut rep = ConvertReport {
+        virtual_size: size,
+        ..Default::default()
+    };
+    std::thread::scope(|sc| -> Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<(u64, Option<Vec<u8>>)>>(8);
+        let src = sdev.clone();
+        sc.spawn(move || {
+            let mut off = 0u64;
+            while off < size {
+                let len = CHUNK.min(size - off);
+                let item = (|| -> Result<(u64, Option<Vec<u8>>)> {
+                    if !has_base && src.is_zero_hint(off, len)? {
+                        return Ok((off, None));
+                    }
+                    let mut b = vec![0u8; len as usize];
+                    src.read_at(&mut b, off)?;
+                    Ok((off, Some(b)))
+                })();
+                let stop = item.is_err();
+                if tx.send(item).is_err() || stop {
+                    return;
+                }
+                off += len;
+            }
+        });
+        let mut below = if has_base {
+            vec![0u8; CHUNK as usize]
+        } else {
+            Vec::new()
+        };
+        for item in rx {
+            let (off, data) = item?;
+            let len = CHUNK.min(size - off);
+            match data {
+                None => rep.skipped += len,
+                Some(b) if has_base => {
+                    // The new overlay reads its base where unwritten: write only what differs.
+                    ddev.read_at(&mut below[..b.len()], off)?;
+                    if below[..b.len()] == b[..] {
+                        rep.skipped += len;
+                    } else if b.iter().all(|&x| x == 0) {
+                        ddev.write_zeroes(off, len)?;
+                        rep.written += len;
+                    } else {
+                        ddev.write_at(&b, off)?;
+                        rep.written += len;
+                    }
+                }
+                Some(b) => {
+                    if all_zero(&b) {
+                        rep.skipped += len;
+                    } else {
+                        write_nonzero(&ddev, &b, off, &mut rep)?;
+                    }
+                }
+            }
+            progress(len);
+        }
+        Ok(())
+    })?;
+    d.flush()?;
+    rep.output_allocated = std::fs::metadata(dst)
+        .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
+        .unwrap_or(0);
+    Ok(rep)
+}
+
+/// Writes the non-zero 64 KiB pieces of a chunk (zero pieces stay unallocated).
+fn write_nonzero(d: &DevRef, b: &[u8], off: u64, rep: &mut ConvertReport) -> Result<()> {
+    const PIECE: usize = 64 << 10;
+    let mut i = 0;
+    while i < b.len() {
+        let j = (i + PIECE).min(b.len());
+        if b[i..j].iter().all(|&x| x == 0) {
+            rep.skipped += (j - i) as u64;
+            i = j;
+            continue;
+        }
+        // Extend over following non-zero pieces for one larger write.
+        let mut k = j;
+        while k < b.len() {
+            let e = (k + PIECE).min(b.len());
+            if b[k..e].iter().all(|&x| x == 0) {
+                break;
+            }
+            k = e;
+        }
+        d.write_at(&b[i..k], off + i as u64)?;
+        rep.written += (k - i) as u64;
+        i = k;
+    }
+    Ok(())
+}
+
+/// Result of [`compare`].
+#[derive(Debug, Clone, Serialize)]
+pub struct CompareReport {
+    /// Whether the guest-visible contents are identical.
+    pub identical: bool,
+    /// First guest offset where they differ.
+    pub first_difference: Option<u64>,
+    /// Virtual sizes.
+    pub size_a: u64,
+    /// Virtual sizes.
+    pub size_b: u64,
+}
+
+/// Compares guest-visible contents like `qemu-img compare`: when sizes differ, the extra part
+/// of the larger image must read as zeroes for the images to be identical.
+pub fn compare(a: &Path, b: &Path, gate: &BackingGate) -> Result<CompareReport> {
+    let ia = Image::open(
+        a,
+        &OpenOptions {
+            writable: false,
+            gate: gate.clone(),
+        },
+    )?;
+    let ib = Image::open(
+        b,
+        &OpenOptions {
+            writable: false,
+            gate: gate.clone(),
+        },
+    )?;
+    let (da, db) = (ia.dev(), ib.dev());
+    let (sa, sb) = (da.size(), db.size());
+    let mut rep = CompareReport {
+        identical: true,
+        first_difference: None,
+        size_a: sa,
+        size_b: sb,
+    };
+    let (mut ba, mut bb) = (vec![0u8; CHUNK as usize], vec![0u8; CHUNK as usize]);
+    let common = sa.min(sb);
+    let mut off = 0;
+    while off < sa.max(sb) {
+        let len =
+            CHUNK
+                .min(sa.max(sb) - off)
+                .min(if off < common { common - off } else { u64::MAX });
+        let n = len as usize;
+        let za = off >= sa || da.is_zero_hint(off, len.min(sa.saturating_sub(off)))?;
+        let zb = off >= sb || db.is_zero_hint(off, len.min(sb.saturating_sub(off)))?;
+        if !(za && zb) {
+            if off < sa {
+                da.read_at(&mut ba[..n], off)?;
+            } else {
+                ba[..n].fill(0);
+            }
+            if off < sb {
+                db.read_at(&mut bb[..n], off)?;
+            } else {
+                bb[..n].fill(0);
+            }
+            if let Some(i) = (0..n).find(|&i| ba[i] != bb[i]) {
+                rep.identical = false;
+                rep.first_difference = Some(off + i as u64);
+                return Ok(rep);
+            }
+        }
+        off += len;
+    }
+    Ok(rep)
+}

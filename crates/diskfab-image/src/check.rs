@@ -1,0 +1,271 @@
+//! `check`: a structural consistency check of a qcow2 image, like `qemu-img check`: every
+//! reference from the header, L1/L2 tables and refcount structures is counted and compared with
+//! the stored refcounts. Corruptions (refcount below the references, entries outside the file,
+//! COPIED flags that lie) and leaks (refcount above the references) are reported separately.
+
+use crate::header::{parse_qcow2_header, Qcow2Header};
+use crate::host::Host;
+use diskfab_storage::{open_error, Error, Result};
+use serde::Serialize;
+use std::path::Path;
+
+const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
+const COPIED: u64 = 1 << 63;
+const COMPRESSED: u64 = 1 << 62;
+
+/// Result of [`check`].
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// The image path.
+    pub path: String,
+    /// The format checked.
+    pub format: String,
+    /// Clusters whose refcount is lower than their references, or references that are invalid.
+    pub corruptions: u64,
+    /// Clusters whose refcount is higher than their references.
+    pub leaks: u64,
+    /// Guest clusters allocated in this layer.
+    pub allocated_clusters: u64,
+    /// Guest clusters of the virtual disk.
+    pub total_clusters: u64,
+    /// Compressed guest clusters.
+    pub compressed_clusters: u64,
+    /// End of the last used cluster in the file.
+    pub image_end_offset: u64,
+    /// One line per problem (at most 1000).
+    pub messages: Vec<String>,
+}
+
+impl CheckReport {
+    /// Exit code as `qemu-img check`: 0 clean, 2 corruptions, 3 only leaks.
+    pub fn exit_code(&self) -> i32 {
+        if self.corruptions > 0 {
+            2
+        } else if self.leaks > 0 {
+            3
+        } else {
+            0
+        }
+    }
+    fn problem(&mut self, corrupt: bool, msg: String) {
+        if corrupt {
+            self.corruptions += 1;
+        } else {
+            self.leaks += 1;
+        }
+        if self.messages.len() < 1000 {
+            self.messages.push(msg);
+        }
+    }
+}
+
+fn be64s(b: &[u8]) -> Vec<u64> {
+    b.chunks_exact(8)
+        .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+        .collect()
+}
+
+/// Reads refcount entry `i` of a refcount block of width `bits`.
+fn rc_entry(block: &[u8], i: usize, bits: u32) -> u64 {
+    match bits {
+        64 => u64::from_be_bytes(block[i * 8..i * 8 + 8].try_into().unwrap_or([0; 8])),
+        32 => u64::from(u32::from_be_bytes(
+            block[i * 4..i * 4 + 4].try_into().unwrap_or([0; 4]),
+        )),
+        16 => u64::from(u16::from_be_bytes([block[i * 2], block[i * 2 + 1]])),
+        8 => u64::from(block[i]),
+        b => {
+            let per_byte = 8 / b as usize;
+            let byte = block[i / per_byte];
+            let shift = (i % per_byte) * b as usize;
+            u64::from((byte >> shift) & ((1u16 << b) - 1) as u8)
+        }
+    }
+}
+
+struct Refs {
+    counts: Vec<u32>,
+    cs: u64,
+    file_len: u64,
+}
+
+impl Refs {
+    /// Counts a reference to `[off, off+len)`; false when it lies outside the file.
+    fn add(&mut self, off: u64, len: u64) -> bool {
+        if off.saturating_add(len) > self.file_len.div_ceil(self.cs) * self.cs || len == 0 {
+            return false;
+        }
+        let mut c = off / self.cs;
+        while c * self.cs < off + len {
+            if let Some(x) = self.counts.get_mut(c as usize) {
+                *x = x.saturating_add(1);
+            }
+            c += 1;
+        }
+        true
+    }
+}
+
+/// Checks the image at `path` (qcow2; raw images have no metadata and are always clean).
+pub fn check(path: &Path) -> Result<CheckReport> {
+    let file = std::fs::File::open(path).map_err(|e| open_error(path, e))?;
+    let host = Host::new(file, path.to_path_buf());
+    let file_len = host.len()?;
+    let mut head = vec![0u8; 4096.min(file_len as usize)];
+    host.read(&mut head, 0)?;
+    let mut r = CheckReport {
+        path: path.display().to_string(),
+        ..Default::default()
+    };
+    if !head.starts_with(&crate::header::MAGIC) {
+        r.format = "raw".into();
+        return Ok(r);
+    }
+    r.format = "qcow2".into();
+    let bits = u32::from_be_bytes(
+        head.get(20..24)
+            .and_then(|b| b.try_into().ok())
+            .unwrap_or([0; 4]),
+    );
+    if (13..=21).contains(&bits) {
+        head = vec![0u8; (1usize << bits).min(file_len as usize)];
+        host.read(&mut head, 0)?;
+    }
+    let h = parse_qcow2_header(&head).map_err(|e| e.context(path.display()))?;
+    if h.nb_snapshots > 0 || h.has_bitmaps {
+        return Err(Error::Unsupported(
+            "checking images with internal snapshots or bitmaps (use qemu-img check)".into(),
+        ));
+    }
+    check_qcow2(&host, &h, file_len, &mut r)?;
+    Ok(r)
+}
+
+fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport) -> Result<()> {
+    let cs = h.cluster_size();
+    let nclusters = file_len.div_ceil(cs) as usize;
+    let mut refs = Refs {
+        counts: vec![0; nclusters],
+        cs,
+        file_len,
+    };
+    refs.add(0, cs);
+    let l1_bytes = u64::from(h.l1_size) * 8;
+    if !refs.add(h.l1_table_offset, l1_bytes.div_ceil(cs) * cs) && l1_bytes > 0 {
+        return Err(Error::bad("L1 table lies outside the file"));
+    }
+    let rt_bytes = u64::from(h.refcount_table_clusters) * cs;
+    if !refs.add(h.refcount_table_offset, rt_bytes) {
+        return Err(Error::bad("refcount table lies outside the file"));
+    }
+    let mut raw = vec![0u8; l1_bytes as usize];
+    host.read(&mut raw, h.l1_table_offset)?;
+    let l1 = be64s(&raw);
+    let mut rt_raw = vec![0u8; rt_bytes as usize];
+    host.read(&mut rt_raw, h.refcount_table_offset)?;
+    let rt = be64s(&rt_raw);
+    // Refcount blocks, loaded once: (table index → block bytes).
+    let mut blocks: Vec<Option<Vec<u8>>> = Vec::with_capacity(rt.len());
+    for (i, e) in rt.iter().enumerate() {
+        let off = e & OFFSET_MASK;
+        if off == 0 {
+            blocks.push(None);
+            continue;
+        }
+        if !off.is_multiple_of(cs) || !refs.add(off, cs) {
+            r.problem(
+                true,
+                format!("ERROR refcount block {i} at {off:#x} is outside the file or unaligned"),
+            );
+            blocks.push(None);
+            continue;
+        }
+        let mut b = vec![0u8; cs as usize];
+        host.read(&mut b, off)?;
+        blocks.push(Some(b));
+    }
+    let per_block = h.refblock_entries() as usize;
+    let refcount = |c: usize| -> u64 {
+        match blocks.get(c / per_block) {
+            Some(Some(b)) => rc_entry(b, c % per_block, h.refcount_bits()),
+            _ => 0,
+        }
+    };
+    let x = 62 - (h.cluster_bits - 8);
+    let mut copied_checks: Vec<(u64, bool, String)> = Vec::new();
+    r.total_clusters = h.size.div_ceil(cs);
+    let mut l2 = vec![0u8; cs as usize];
+    for (i, e) in l1.iter().enumerate() {
+        let off = e & OFFSET_MASK;
+        if off == 0 {
+            continue;
+        }
+        if !off.is_multiple_of(cs) || !refs.add(off, cs) {
+            r.problem(
+                true,
+                format!("ERROR L1 entry {i} points to {off:#x}, outside the file or unaligned"),
+            );
+            continue;
+        }
+        copied_checks.push((off, e & COPIED != 0, format!("L2 table at {off:#x}")));
+        host.read(&mut l2, off)?;
+        for (j, &ent) in be64s(&l2).iter().enumerate() {
+            if ent == 0 {
+                continue;
+            }
+            let guest = (i as u64 * h.l2_entries() + j as u64) * cs;
+            if ent & COMPRESSED != 0 {
+                let hoff = ent & ((1u64 << x) - 1);
+                let sectors = ((ent >> x) & ((1u64 << (h.cluster_bits - 8)) - 1)) + 1;
+                let len = sectors * 512 - (hoff & 511);
+                r.allocated_clusters += 1;
+                r.compressed_clusters += 1;
+                let end = (hoff + len).min(file_len.max(hoff + 1));
+                if !refs.add(hoff, end - hoff) {
+                    r.problem(true, format!("ERROR compressed cluster for guest offset {guest:#x} is outside the file"));
+                }
+                continue;
+            }
+            let hoff = ent & OFFSET_MASK;
+            if hoff == 0 {
+                continue; // unallocated or zero without a host cluster
+            }
+            r.allocated_clusters += u64::from(ent & 1 == 0 || h.version < 3);
+            if !hoff.is_multiple_of(cs) || !refs.add(hoff, cs) {
+                r.problem(true, format!("ERROR L2 entry for guest offset {guest:#x} points to {hoff:#x}, outside the file or unaligned"));
+                continue;
+            }
+            copied_checks.push((
+                hoff,
+                ent & COPIED != 0,
+                format!("data cluster for guest offset {guest:#x}"),
+            ));
+        }
+    }
+    for (off, copied, what) in copied_checks {
+        let rc = refcount((off / cs) as usize);
+        if copied != (rc == 1) {
+            r.problem(true, format!("ERROR OFLAG_COPIED {what}: refcount={rc}"));
+        }
+    }
+    let max = nclusters.max(blocks.len() * per_block);
+    for c in 0..max {
+        let want = u64::from(refs.counts.get(c).copied().unwrap_or(0));
+        let have = refcount(c);
+        if have < want {
+            r.problem(
+                true,
+                format!("ERROR cluster {c} refcount={have} reference={want}"),
+            );
+        } else if have > want && c < nclusters {
+            r.problem(
+                false,
+                format!("Leaked cluster {c} refcount={have} reference={want}"),
+            );
+        }
+        if want > 0 {
+            r.image_end_offset = (c as u64 + 1) * cs;
+        }
+    }
+    Ok(())
+}
