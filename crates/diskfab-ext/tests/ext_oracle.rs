@@ -483,3 +483,24 @@ fn garbage_superblocks_are_bad_images_and_dirty_journals_refuse_writes() {
     let mut fs = open(&img, false);
     assert!(fs.info().unwrap().needs_recovery);
 }
+
+#[test]
+fn orphan_file_filesystems_stay_writable_and_e2fsck_clean() {
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("o.img");
+    run("mke2fs", &["-q", "-F", "-t", "ext4", "-O", "orphan_file", s(&img), "64M"]);
+    {
+        let mut fs = open(&img, true);
+        let r = fs.root();
+        let d = fs.mkdir(r, b"d", &nn(0o755)).unwrap();
+        let f = fs.create(d, b"f", &nn(0o644)).unwrap();
+        fs.write(f, 0, b"orphan_file is fine").unwrap();
+        fs.sync().unwrap();
+    }
+    e2fsck_clean(&img);
+    let mut fs = open(&img, false);
+    assert!(fs.info().unwrap().features.iter().any(|f| f == "orphan_file"));
+    let f = path::resolve(fs.as_mut(), b"/d/f", true).unwrap();
+    let mut b = [0u8; 19];
+    assert_eq!(fs.read(f, 0, &mut b).unwrap(), 19);
+}
