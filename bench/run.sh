@@ -58,6 +58,21 @@ t_info=$(med 7 "$DF" info "$BASE")
 t_qinfo=$(med 7 qemu-img info "$BASE")
 row "info Debian qcow2 (ms)" "$t_info" "$t_qinfo (qemu-img info)" "$(awk -v a="$t_info" -v b="$t_qinfo" 'BEGIN{printf "%.2f", a/b}')"
 
+# 5. convert (issue 3 groundwork): the Debian image, qcow2 -> raw and raw -> qcow2, vs qemu-img
+rows3=()
+row3() { rows3+=("| $1 | $2 | $3 | $4 |"); printf '%-44s %12s %12s %10s\n' "$1" "$2" "$3" "$4"; }
+qemu-img convert -O raw "$BASE" "$W/deb.raw"
+cv() { rm -f "$W/o.img"; "$@" >/dev/null; }
+t1=$(med 3 cv "$DF" convert "$BASE" "$W/o.img" -O raw)
+t2=$(med 3 cv qemu-img convert -O raw "$BASE" "$W/o.img")
+row3 "convert qcow2->raw Debian 2 GiB (ms)" "$t1" "$t2" "$(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.2f", a/b}')"
+t1=$(med 3 cv "$DF" convert "$W/deb.raw" "$W/o.img" -O qcow2)
+s1=$(stat -c %s "$W/o.img")
+t2=$(med 3 cv qemu-img convert -f raw -O qcow2 "$W/deb.raw" "$W/o.img")
+s2=$(stat -c %s "$W/o.img")
+row3 "convert raw->qcow2 Debian 2 GiB (ms)" "$t1" "$t2" "$(awk -v a="$t1" -v b="$t2" 'BEGIN{printf "%.2f", a/b}')"
+row3 "  output size raw->qcow2 (bytes)" "$s1" "$s2" "$(awk -v a="$s1" -v b="$s2" 'BEGIN{printf "%.3f", a/b}')"
+
 {
   echo "# diskfab benchmarks"
   echo
@@ -72,6 +87,13 @@ row "info Debian qcow2 (ms)" "$t_info" "$t_qinfo (qemu-img info)" "$(awk -v a="$
   printf '%s\n' "${rows[@]}"
   echo
   echo "- clone: \`diskfab clone base.qcow2 --count 1000\` (median of 5 runs, each a whole command: open and verify the base, write 1000 overlays) vs a loop of \`qemu-img create -f qcow2 -b ../base.qcow2 -F qcow2\` × 1000."
+  echo
+  echo "## Images (issue 3, raw and qcow2 so far)"
+  echo
+  echo "| benchmark | diskfab | qemu-img convert | ratio |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${rows3[@]}"
+  echo
   echo "- cat: \`diskfab cat\` of a 100 MB random file in ext4 in qcow2 to tmpfs vs \`qemu-img convert -O raw\` of a qcow2 holding the same 100 MB to tmpfs."
 } > docs/bench.md
 echo "wrote docs/bench.md"

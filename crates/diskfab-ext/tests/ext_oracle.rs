@@ -488,7 +488,19 @@ fn garbage_superblocks_are_bad_images_and_dirty_journals_refuse_writes() {
 fn orphan_file_filesystems_stay_writable_and_e2fsck_clean() {
     let t = tempfile::tempdir().unwrap();
     let img = t.path().join("o.img");
-    run("mke2fs", &["-q", "-F", "-t", "ext4", "-O", "orphan_file", s(&img), "64M"]);
+    run(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-O",
+            "orphan_file",
+            s(&img),
+            "64M",
+        ],
+    );
     {
         let mut fs = open(&img, true);
         let r = fs.root();
@@ -499,7 +511,12 @@ fn orphan_file_filesystems_stay_writable_and_e2fsck_clean() {
     }
     e2fsck_clean(&img);
     let mut fs = open(&img, false);
-    assert!(fs.info().unwrap().features.iter().any(|f| f == "orphan_file"));
+    assert!(fs
+        .info()
+        .unwrap()
+        .features
+        .iter()
+        .any(|f| f == "orphan_file"));
     let f = path::resolve(fs.as_mut(), b"/d/f", true).unwrap();
     let mut b = [0u8; 19];
     assert_eq!(fs.read(f, 0, &mut b).unwrap(), 19);

@@ -329,11 +329,43 @@ impl Qcow2Dev {
         let cs = self.hdr.cluster_size();
         let off = st.file_len;
         st.file_len += n * cs;
-        for i in 0..n {
-            st.rc
-                .set(&self.host, &self.hdr, &mut st.file_len, off + i * cs, 1)?;
-        }
+        st.rc
+            .set_run(&self.host, &self.hdr, &mut st.file_len, off, n, 1)?;
         Ok(off)
+    }
+
+    /// Fast path for writes covering whole clusters that hold nothing in this layer: allocate
+    /// them contiguously, write the data in one call and the L2 entries one table at a time.
+    /// Returns how many clusters were written (0 = not applicable here).
+    fn write_run(&self, st: &mut State, vc: u64, data: &[u8]) -> Result<u64> {
+        let cs = self.hdr.cluster_size();
+        let per = self.hdr.l2_entries();
+        let max = (data.len() as u64 / cs).min(4096);
+        let mut n = 0;
+        while n < max && matches!(self.lookup(st, vc + n)?, Map::Unalloc | Map::Zero(None)) {
+            n += 1;
+        }
+        if n < 2 {
+            return Ok(0);
+        }
+        let host = self.alloc(st, n)?;
+        self.host.write(&data[..(n * cs) as usize], host)?;
+        let mut i = 0;
+        while i < n {
+            let c = vc + i;
+            let stop = n.min(i + (per - c % per));
+            let l2off = self.l2_for_write(st, c)?;
+            let first = (c % per) as usize;
+            let vals: Vec<u64> = (i..stop).map(|k| (host + k * cs) | COPIED).collect();
+            let mut raw = Vec::with_capacity(vals.len() * 8);
+            for v in &vals {
+                raw.extend_from_slice(&v.to_be_bytes());
+            }
+            self.host.write(&raw, l2off + first as u64 * 8)?;
+            self.l2(st, l2off)?[first..first + vals.len()].copy_from_slice(&vals);
+            i = stop;
+        }
+        Ok(n)
     }
 
     /// Drops this layer's reference to the host clusters of `m`.
@@ -450,6 +482,13 @@ impl BlockDev for Qcow2Dev {
         while done < buf.len() {
             let pos = offset + done as u64;
             let inner = pos & (cs - 1);
+            if inner == 0 && (buf.len() - done) as u64 >= 2 * cs {
+                let k = self.write_run(&mut st, pos >> self.hdr.cluster_bits, &buf[done..])?;
+                if k > 0 {
+                    done += (k * cs) as usize;
+                    continue;
+                }
+            }
             let n = ((cs - inner) as usize).min(buf.len() - done);
             self.write_cluster(
                 &mut st,

@@ -89,10 +89,19 @@ impl Refcounts {
         off: u64,
         val: u64,
     ) -> Result<()> {
+        self.set_run(host, hdr, file_len, off, 1, val)
+    }
+
+    /// Returns the refcount block covering table index `bi`, growing the table and allocating
+    /// the block at `*file_len` when missing.
+    fn ensure_block(
+        &mut self,
+        host: &Host,
+        hdr: &Qcow2Header,
+        file_len: &mut u64,
+        bi: usize,
+    ) -> Result<u64> {
         let cs = hdr.cluster_size();
-        let per = hdr.refblock_entries();
-        let idx = off / cs;
-        let bi = (idx / per) as usize;
         if bi >= self.table.len() {
             self.grow(host, hdr, file_len, bi + 1)?;
         }
@@ -106,12 +115,41 @@ impl Refcounts {
             host.write(&boff.to_be_bytes(), self.table_off + bi as u64 * 8)?;
             self.set(host, hdr, file_len, boff, 1)?;
         }
-        let b = self.table[bi] & OFFSET_MASK;
+        Ok(self.table[bi] & OFFSET_MASK)
+    }
+
+    /// Sets the refcount of `n` consecutive host clusters from `off`, one write per block.
+    pub fn set_run(
+        &mut self,
+        host: &Host,
+        hdr: &Qcow2Header,
+        file_len: &mut u64,
+        off: u64,
+        n: u64,
+        val: u64,
+    ) -> Result<()> {
+        let cs = hdr.cluster_size();
+        let per = hdr.refblock_entries();
         let v = u16::try_from(val).map_err(|_| Error::Failed("refcount overflow".into()))?;
-        let i = ((idx % per) * 2) as usize;
-        let blk = self.block(host, hdr, b)?;
-        blk[i..i + 2].copy_from_slice(&v.to_be_bytes());
-        host.write(&v.to_be_bytes(), b + i as u64)
+        let mut idx = off / cs;
+        let end = idx + n;
+        while idx < end {
+            let bi = (idx / per) as usize;
+            let stop = end.min((bi as u64 + 1) * per);
+            let b = self.ensure_block(host, hdr, file_len, bi)?;
+            let (i0, i1) = (
+                ((idx % per) * 2) as usize,
+                (((stop - 1) % per) * 2 + 2) as usize,
+            );
+            let blk = self.block(host, hdr, b)?;
+            for e in blk[i0..i1].chunks_exact_mut(2) {
+                e.copy_from_slice(&v.to_be_bytes());
+            }
+            let bytes = blk[i0..i1].to_vec();
+            host.write(&bytes, b + i0 as u64)?;
+            idx = stop;
+        }
+        Ok(())
     }
 
     /// Decrements the refcount of the cluster at `off`; a zero refcount is corruption.
