@@ -10,7 +10,7 @@ command -v cargo-fuzz >/dev/null || cargo install -q --locked cargo-fuzz
 # libFuzzer needs -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
 export RUSTC_BOOTSTRAP=1
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
-mkdir -p fuzz/corpus/qcow2 fuzz/corpus/mbr_gpt
+mkdir -p fuzz/corpus/qcow2 fuzz/corpus/mbr_gpt fuzz/corpus/vdi
 # qcow2 seeds: small images of several shapes (v2/v3, cluster sizes, backing name, compressed).
 head -c 200000 /dev/urandom > "$S/data.raw"
 qemu-img convert -q -O qcow2 -o cluster_size=512 "$S/data.raw" "$S/c512.qcow2"
@@ -23,8 +23,12 @@ truncate -s 1M "$S/mbr.img" "$S/gpt.img"
 printf 'label: dos\n,256K,83\n,,5\n,128K,82\n,,83\n' | sfdisk -q "$S/mbr.img" >/dev/null
 printf 'label: gpt\n,256K,L\n,,U\n' | sfdisk -q "$S/gpt.img" >/dev/null
 cp "$S/mbr.img" fuzz/corpus/mbr_gpt/seed-mbr; cp "$S/gpt.img" fuzz/corpus/mbr_gpt/seed-gpt
+# vdi seeds: dynamic with data, static.
+qemu-img create -q -f vdi "$S/d.vdi" 4M && qemu-io -f vdi -c "write -P 7 0 8k" "$S/d.vdi" >/dev/null
+qemu-img create -q -f vdi -o static=on "$S/s.vdi" 2M
+for f in "$S"/*.vdi; do head -c 65536 "$f" > "fuzz/corpus/vdi/seed-$(basename "$f")"; done
 status=0
-for t in qcow2 mbr_gpt; do
+for t in qcow2 mbr_gpt vdi; do
   echo "fuzz: $t for ${SECS}s" >&2
   if ! (cd fuzz && cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -max_len=1048576 \
         -rss_limit_mb=2048 -print_final_stats=1 2>"$S/$t.log"); then

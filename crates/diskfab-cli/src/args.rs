@@ -28,6 +28,8 @@ pub enum Fmt {
     Raw,
     /// QEMU copy-on-write v3.
     Qcow2,
+    /// VirtualBox disk image (dynamic; static with -o static=on).
+    Vdi,
 }
 
 /// Which filesystem inside the image.
@@ -236,7 +238,7 @@ pub enum Cmd {
             default_value = "qcow2"
         )]
         format: Fmt,
-        /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE).
+        /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE), static=on (VDI).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,
         /// Show a progress bar (only on a terminal).

@@ -39,6 +39,7 @@ fn fmt(f: Fmt) -> Format {
     match f {
         Fmt::Raw => Format::Raw,
         Fmt::Qcow2 => Format::Qcow2,
+        Fmt::Vdi => Format::Vdi,
     }
 }
 
@@ -69,6 +70,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 backing: backing.clone(),
                 backing_format: None,
                 cluster_size: cluster(cluster_size)?,
+                fixed: false,
             };
             image::create(image, &opts)?;
             print::done(
@@ -250,11 +252,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 match kv.split_once('=') {
                     Some(("cluster_size", v)) => opts.cluster_size = cluster(&Some(v.to_string()))?,
                     Some(("backing", v)) => opts.backing = Some(PathBuf::from(v)),
-                    _ => {
-                        return Err(Error::Invalid(format!(
-                            "unknown option {kv:?}: use cluster_size=SIZE or backing=BASE"
-                        )))
-                    }
+                    Some(("static", "on")) | Some(("subformat", "fixed")) => opts.fixed = true,
+                    Some(("static", "off")) | Some(("subformat", "dynamic")) => opts.fixed = false,
+                    _ => return Err(Error::Invalid(format!(
+                        "unknown option {kv:?}: use cluster_size=SIZE, backing=BASE, static=on|off"
+                    ))),
                 }
             }
             let pb = if *progress {

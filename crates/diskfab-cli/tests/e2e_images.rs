@@ -233,3 +233,37 @@ fn map_names_the_layer_holding_each_range() {
         "{ext:?}"
     );
 }
+
+#[test]
+fn every_pair_of_raw_qcow2_and_vdi_converts_byte_exactly_and_file_commands_work_on_vdi() {
+    let fix = fixtures();
+    let src = fix.join("debian-mbr.qcow2");
+    let t = tempfile::tempdir().unwrap();
+    let p = |n: &str| t.path().join(n).to_str().unwrap().to_string();
+    let fmts = ["raw", "qcow2", "vdi"];
+    for a in fmts {
+        ok(&[
+            "convert",
+            src.to_str().unwrap(),
+            &p(&format!("src.{a}")),
+            "-O",
+            a,
+        ]);
+        for b in fmts {
+            let out = p(&format!("{a}-to.{b}"));
+            ok(&["convert", &p(&format!("src.{a}")), &out, "-O", b]);
+            tool("qemu-img", &["compare", "-q", src.to_str().unwrap(), &out]);
+            if b != "raw" {
+                tool("qemu-img", &["check", "-q", &out]);
+            }
+        }
+    }
+    let v = p("src.vdi");
+    let note = t.path().join("note");
+    std::fs::write(&note, "on vdi\n").unwrap();
+    ok(&["copy-in", &v, note.to_str().unwrap(), "/etc"]);
+    assert_eq!(ok(&["cat", &v, "/etc/note"]), "on vdi\n");
+    tool("qemu-img", &["check", "-q", &v]);
+    let info: serde_json::Value = serde_json::from_str(&ok(&["info", "--json", &v])).unwrap();
+    assert_eq!(info["image"]["format"], "vdi");
+}

@@ -32,3 +32,8 @@ fn fuzz_regressions_never_panic_qcow2() {
 fn fuzz_regressions_never_panic_mbr_gpt() {
     replay("mbr_gpt", diskfab_part::fuzz_parse);
 }
+
+#[test]
+fn fuzz_regressions_never_panic_vdi() {
+    replay("vdi", diskfab_image::fuzz_vdi);
+}

@@ -22,6 +22,8 @@ pub struct CreateOptions {
     pub backing_format: Option<Format>,
     /// qcow2 cluster size (power of two, 512 B to 2 MiB; default 64 KiB).
     pub cluster_size: Option<u32>,
+    /// Fully allocated layout (VDI static); dynamic when false.
+    pub fixed: bool,
 }
 
 fn cluster_bits(cs: Option<u32>) -> Result<u32> {
@@ -105,6 +107,14 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
         Format::Raw => file
             .set_len(size)
             .map_err(|e| Error::io(format!("{}", path.display()), e)),
+        Format::Vdi => {
+            let (bytes, len) = crate::vdi::build(size, opts.fixed, random_uuid()?, random_uuid()?)?;
+            (&file)
+                .write_all(&bytes)
+                .and_then(|_| file.set_len(len))
+                .and_then(|_| file.sync_all())
+                .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        }
         Format::Qcow2 => {
             let fmt_name = backing.as_ref().map(|(_, f)| f.to_string());
             let bytes = build_image(&NewHeader {
@@ -123,6 +133,17 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
         let _ = std::fs::remove_file(path);
     }
     r
+}
+
+fn random_uuid() -> Result<[u8; 16]> {
+    use std::io::Read;
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .map_err(|e| Error::io("/dev/urandom", e))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(b)
 }
 
 /// (offset, length) of the 512-byte blocks of `b` that are not all zero, merged into runs.

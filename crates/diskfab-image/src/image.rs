@@ -66,6 +66,7 @@ pub struct Image {
     qcow: Option<Arc<Qcow2Dev>>,
     chain: Vec<LayerInfo>,
     pub(crate) layers: Vec<Layer>,
+    vdi: Option<Arc<crate::vdi::VdiDev>>,
 }
 
 impl std::fmt::Debug for Image {
@@ -94,6 +95,7 @@ struct Opened {
     qcow: Option<Arc<Qcow2Dev>>,
     chain: Vec<LayerInfo>,
     layers: Vec<Layer>,
+    vdi: Option<Arc<crate::vdi::VdiDev>>,
 }
 
 /// One layer of an open chain (top first), for `map`.
@@ -142,6 +144,31 @@ fn open_layer(
                 qcow: None,
                 chain: Vec::new(),
                 layers,
+                vdi: None,
+            })
+        }
+        Format::Vdi => {
+            let mut h512 = head.clone();
+            h512.resize(512, 0);
+            let hdr = crate::vdi::parse_vdi_header(&h512).map_err(|e| e.context(path.display()))?;
+            let v = Arc::new(crate::vdi::VdiDev::open(
+                Host::new(file, path.to_path_buf()),
+                hdr,
+                writable,
+            )?);
+            let dev: DevRef = v.clone();
+            let layers = vec![Layer {
+                path: path.to_path_buf(),
+                dev: dev.clone(),
+                qcow: None,
+            }];
+            Ok(Opened {
+                format,
+                dev,
+                qcow: None,
+                chain: Vec::new(),
+                layers,
+                vdi: Some(v),
             })
         }
         Format::Qcow2 => {
@@ -201,6 +228,7 @@ fn open_layer(
                 qcow: Some(q),
                 chain,
                 layers,
+                vdi: None,
             })
         }
     }
@@ -221,6 +249,7 @@ impl Image {
             qcow: o.qcow,
             chain: o.chain,
             layers: o.layers,
+            vdi: o.vdi,
         })
     }
 
@@ -262,6 +291,15 @@ impl Image {
             corrupt: false,
             format_specific: None,
         };
+        if let Some(v) = &self.vdi {
+            info.cluster_size = Some(v.hdr.block_size);
+            info.format_specific = Some(serde_json::json!({
+                "type": if v.hdr.image_type == 2 { "static" } else { "dynamic" },
+                "block_size": v.hdr.block_size,
+                "blocks": v.hdr.blocks_in_image,
+                "blocks_allocated": v.allocated(),
+            }));
+        }
         if let Some(q) = &self.qcow {
             let h = &q.hdr;
             info.actual_size = q.host.allocated();

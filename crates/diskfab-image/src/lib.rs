@@ -19,6 +19,7 @@ mod image;
 mod map;
 mod qcow2;
 mod refcount;
+pub mod vdi;
 
 pub use check::{check, CheckReport};
 pub use create::{clone_many, create, CreateOptions};
@@ -39,6 +40,8 @@ pub enum Format {
     /// QEMU copy-on-write v2/v3.
     #[default]
     Qcow2,
+    /// VirtualBox disk image (dynamic or static).
+    Vdi,
 }
 
 impl std::fmt::Display for Format {
@@ -46,6 +49,7 @@ impl std::fmt::Display for Format {
         f.write_str(match self {
             Format::Raw => "raw",
             Format::Qcow2 => "qcow2",
+            Format::Vdi => "vdi",
         })
     }
 }
@@ -56,6 +60,7 @@ impl std::str::FromStr for Format {
         match s {
             "raw" => Ok(Format::Raw),
             "qcow2" => Ok(Format::Qcow2),
+            "vdi" => Ok(Format::Vdi),
             other => Err(Error::Unsupported(format!("image format {other:?}"))),
         }
     }
@@ -79,6 +84,16 @@ impl FormatDriver for Qcow2Driver {
     }
 }
 
+struct VdiDriver;
+impl FormatDriver for VdiDriver {
+    fn format(&self) -> Format {
+        Format::Vdi
+    }
+    fn probe(&self, header: &[u8]) -> bool {
+        header.len() >= 0x44 && header[0x40..0x44] == vdi::SIGNATURE.to_le_bytes()
+    }
+}
+
 struct RawDriver;
 impl FormatDriver for RawDriver {
     fn format(&self) -> Format {
@@ -90,8 +105,8 @@ impl FormatDriver for RawDriver {
 }
 
 /// Every format driver, in probe order (raw last: it matches anything).
-pub fn format_drivers() -> [&'static dyn FormatDriver; 2] {
-    [&Qcow2Driver, &RawDriver]
+pub fn format_drivers() -> [&'static dyn FormatDriver; 3] {
+    [&Qcow2Driver, &VdiDriver, &RawDriver]
 }
 
 /// Detects the format of a file from its first bytes.
@@ -124,4 +139,23 @@ pub fn fuzz_qcow2(data: &[u8]) {
         }
     }
     let _ = dev.is_zero_hint(0, hdr.size.min(16 << 20));
+}
+
+/// Fuzz entry point for the VDI header and block map. Must never panic.
+pub fn fuzz_vdi(data: &[u8]) {
+    let Ok(h) = vdi::parse_vdi_header(data) else {
+        return;
+    };
+    let Ok(host) = host::Host::memory(data) else {
+        return;
+    };
+    if let Ok(dev) = vdi::VdiDev::open(host, h.clone(), false) {
+        let mut buf = vec![0u8; 4096];
+        for i in 0..16u64 {
+            let off = (i << 20).min(h.disk_size.saturating_sub(4096));
+            if h.disk_size >= 4096 {
+                let _ = dev.read_at(&mut buf, off);
+            }
+        }
+    }
 }

@@ -19,6 +19,8 @@ pub struct ConvertOptions {
     pub backing: Option<PathBuf>,
     /// Policy for backing files of the source (and of the new output's base).
     pub gate: BackingGate,
+    /// Fully allocated output layout (VDI static).
+    pub fixed: bool,
 }
 
 /// What [`convert`] did.
@@ -78,6 +80,7 @@ pub fn convert(
             backing: opts.backing.clone(),
             backing_format: None,
             cluster_size: opts.cluster_size,
+            fixed: opts.fixed,
         },
     )?;
     let r = convert_into(&sdev, dst, opts, progress);
