@@ -254,9 +254,11 @@ pub fn run(cli: Cli) -> Result<()> {
                     Some(("backing", v)) => opts.backing = Some(PathBuf::from(v)),
                     Some(("static", "on")) | Some(("subformat", "fixed")) => opts.fixed = true,
                     Some(("static", "off")) | Some(("subformat", "dynamic")) => opts.fixed = false,
-                    _ => return Err(Error::Invalid(format!(
+                    _ => {
+                        return Err(Error::Invalid(format!(
                         "unknown option {kv:?}: use cluster_size=SIZE, backing=BASE, static=on|off"
-                    ))),
+                    )))
+                    }
                 }
             }
             let pb = if *progress {

@@ -74,7 +74,7 @@ pub fn parse_vdi_header(b: &[u8]) -> Result<VdiHeader> {
     }
     if u64::from(h.offset_bmap) < 512
         || u64::from(h.offset_bmap) + blocks * 4 > u64::from(h.offset_data)
-        || h.offset_data % 512 != 0
+        || !h.offset_data.is_multiple_of(512)
     {
         return Err(Error::bad("VDI block map overlaps the header or the data"));
     }
