@@ -64,6 +64,8 @@ pub struct Qcow2Header {
     pub backing_format: Option<String>,
     /// Whether a bitmaps extension is present (kept as is; never touched).
     pub has_bitmaps: bool,
+    /// Compression of compressed clusters: 0 = zlib (deflate), 1 = zstd.
+    pub compression_type: u8,
 }
 
 impl Qcow2Header {
@@ -191,6 +193,11 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
         backing_file,
         backing_format,
         has_bitmaps,
+        compression_type: if incompatible & INCOMPAT_COMPRESSION != 0 && header_length > 104 {
+            b.get(104).copied().unwrap_or(0)
+        } else {
+            0
+        },
     })
 }
 
@@ -218,10 +225,10 @@ fn check_features(incompat: u64, b: &[u8], header_length: u32) -> Result<()> {
     }
     if incompat & INCOMPAT_COMPRESSION != 0
         && header_length > 104
-        && b.get(104).copied().unwrap_or(0) != 0
+        && b.get(104).copied().unwrap_or(0) > 1
     {
         return Err(Error::Unsupported(
-            "qcow2 compression types other than zlib".into(),
+            "qcow2 compression types other than zlib and zstd".into(),
         ));
     }
     Ok(())

@@ -315,6 +315,7 @@ impl Image {
                 "snapshots": h.nb_snapshots,
                 "l1_entries": h.l1_size,
                 "bitmaps": h.has_bitmaps,
+                "compression_type": if h.compression_type == 1 { "zstd" } else { "zlib" },
             }));
         }
         Ok(info)

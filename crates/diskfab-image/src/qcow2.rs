@@ -218,12 +218,22 @@ impl Qcow2Dev {
     fn inflate(&self, host: u64, len: u64, out: &mut [u8]) -> Result<()> {
         let mut comp = vec![0u8; len.min(2 * self.hdr.cluster_size() + 512) as usize];
         self.host.read(&mut comp, host)?;
-        let mut d = flate2::Decompress::new(false);
-        match d.decompress(&comp, out, flate2::FlushDecompress::Finish) {
-            Ok(_) if d.total_out() as usize == out.len() => Ok(()),
-            _ => Err(self.bad(format!(
-                "compressed cluster at {host:#x} does not inflate to a full cluster"
-            ))),
+        let ok = if self.hdr.compression_type == 1 {
+            // zstd: one frame; reading exactly one cluster bounds the output (no bombs).
+            use std::io::Read;
+            ruzstd::decoding::StreamingDecoder::new(&comp[..])
+                .ok()
+                .is_some_and(|mut d| d.read_exact(out).is_ok())
+        } else {
+            let mut d = flate2::Decompress::new(false);
+            matches!(d.decompress(&comp, out, flate2::FlushDecompress::Finish), Ok(_) if d.total_out() as usize == out.len())
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(self.bad(format!(
+                "compressed cluster at {host:#x} does not decompress to a full cluster"
+            )))
         }
     }
 

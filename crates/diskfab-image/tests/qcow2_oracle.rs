@@ -65,7 +65,7 @@ fn open(p: &Path, writable: bool) -> Image {
 }
 
 #[test]
-fn qemu_made_images_read_identically_for_cluster_sizes_512_to_2m_and_compressed() {
+fn qemu_made_images_read_identically_for_cluster_sizes_512_to_2m_and_zlib_or_zstd_compressed() {
     let t = tempfile::tempdir().unwrap();
     let (raw, data) = pattern(t.path());
     for cs in ["512", "4096", "65536", "2M"] {
@@ -97,6 +97,28 @@ fn qemu_made_images_read_identically_for_cluster_sizes_512_to_2m_and_compressed(
         read_all(&open(&c, false)) == data,
         "compressed image differs"
     );
+    let z = t.path().join("zstd.qcow2");
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-c",
+            "-f",
+            "raw",
+            "-O",
+            "qcow2",
+            "-o",
+            "compression_type=zstd",
+            s(&raw),
+            s(&z),
+        ],
+    );
+    let img = open(&z, false);
+    assert_eq!(
+        img.info().unwrap().format_specific.unwrap()["compression_type"],
+        "zstd"
+    );
+    assert!(read_all(&img) == data, "zstd-compressed image differs");
     let v2 = t.path().join("v2.qcow2");
     run(
         "qemu-img",
