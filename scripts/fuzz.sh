@@ -15,6 +15,7 @@ mkdir -p fuzz/corpus/qcow2 fuzz/corpus/mbr_gpt fuzz/corpus/vdi
 head -c 200000 /dev/urandom > "$S/data.raw"
 qemu-img convert -q -O qcow2 -o cluster_size=512 "$S/data.raw" "$S/c512.qcow2"
 qemu-img convert -q -c -O qcow2 -o cluster_size=4096 "$S/data.raw" "$S/comp.qcow2"
+qemu-img convert -q -c -O qcow2 -o cluster_size=4096,compression_type=zstd "$S/data.raw" "$S/zstd.qcow2"
 qemu-img create -q -f qcow2 -o compat=0.10 "$S/v2.qcow2" 1M
 qemu-img create -q -f qcow2 -b data.raw -F raw "$S/ovl.qcow2"
 for f in "$S"/*.qcow2; do head -c 65536 "$f" > "fuzz/corpus/qcow2/seed-$(basename "$f")"; done

@@ -226,7 +226,9 @@ impl Qcow2Dev {
                 .is_some_and(|mut d| d.read_exact(out).is_ok())
         } else {
             let mut d = flate2::Decompress::new(false);
-            matches!(d.decompress(&comp, out, flate2::FlushDecompress::Finish), Ok(_) if d.total_out() as usize == out.len())
+            d.decompress(&comp, out, flate2::FlushDecompress::Finish)
+                .is_ok()
+                && d.total_out() as usize == out.len()
         };
         if ok {
             Ok(())
