@@ -31,6 +31,8 @@ clone_bench() { # $1 = directory holding base.qcow2, $2 = label
   for f in "$d/clones3/base-0001.qcow2" "$d/clones3/base-1000.qcow2"; do qemu-img check -q "$f"; done
   mkdir -p "$d/qclones"
   a=$(now); for i in $(seq -w 1 1000); do qemu-img create -q -f qcow2 -b ../base.qcow2 -F qcow2 "$d/qclones/base-$i.qcow2"; done; t_q=$(( ($(now) - a) / 1000 ))
+  mkdir -p "$d/empty"; a=$(now); (cd "$d/empty" && seq -w 1 1000 | xargs touch); local t_e=$(( ($(now) - a) / 1000 ))
+  row "  create 1000 empty files on $2 (fs limit)" "-" "$((t_e/1000)) ms" "$(awk -v t="$t_e" 'BEGIN{printf "%d/s", 1000/(t/1e6)}')"
   row "clone x1000 on $2 (clones/s)" "$(awk -v t="$t_df" 'BEGIN{printf "%d", 1000/(t/1e6)}')/s ($((t_df/1000)) ms)" "$((t_q/1000)) ms" "$(awk -v a="$t_q" -v b="$t_df" 'BEGIN{printf "%.0fx", a/b}')"
 }
 cp "$BASE" "$W/base.qcow2"
