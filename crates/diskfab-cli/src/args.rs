@@ -238,12 +238,15 @@ pub enum Cmd {
             default_value = "qcow2"
         )]
         format: Fmt,
-        /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE), static=on (VDI).
+        /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE), static=on (VDI), compression_type=zlib|zstd (qcow2).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,
         /// Show a progress bar (only on a terminal).
         #[arg(short = 'p', long)]
         progress: bool,
+        /// Compress qcow2 clusters (zlib, or zstd with -o compression_type=zstd).
+        #[arg(short = 'c', long)]
+        compress: bool,
     },
     /// Compare the guest-visible contents of two images (exit 0 identical, 1 different).
     Compare {

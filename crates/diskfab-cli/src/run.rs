@@ -71,6 +71,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 backing_format: None,
                 cluster_size: cluster(cluster_size)?,
                 fixed: false,
+                zstd: false,
             };
             image::create(image, &opts)?;
             print::done(
@@ -237,10 +238,12 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             options,
             progress,
+            compress,
         } => {
             let mut opts = ConvertOptions {
                 format: fmt(*format),
                 gate: gate(&cli),
+                compress: *compress,
                 ..Default::default()
             };
             for kv in options
@@ -253,10 +256,12 @@ pub fn run(cli: Cli) -> Result<()> {
                     Some(("cluster_size", v)) => opts.cluster_size = cluster(&Some(v.to_string()))?,
                     Some(("backing", v)) => opts.backing = Some(PathBuf::from(v)),
                     Some(("static", "on")) | Some(("subformat", "fixed")) => opts.fixed = true,
+                    Some(("compression_type", "zstd")) | Some(("compression", "zstd")) => opts.zstd = true,
+                    Some(("compression_type", "zlib")) | Some(("compression", "zlib")) => opts.zstd = false,
                     Some(("static", "off")) | Some(("subformat", "dynamic")) => opts.fixed = false,
                     _ => {
                         return Err(Error::Invalid(format!(
-                        "unknown option {kv:?}: use cluster_size=SIZE, backing=BASE, static=on|off"
+                        "unknown option {kv:?}: use cluster_size=SIZE, backing=BASE, static=on|off, compression_type=zlib|zstd"
                     )))
                     }
                 }

@@ -24,6 +24,8 @@ pub struct CreateOptions {
     pub cluster_size: Option<u32>,
     /// Fully allocated layout (VDI static); dynamic when false.
     pub fixed: bool,
+    /// qcow2: compressed clusters use zstd rather than zlib.
+    pub zstd: bool,
 }
 
 fn cluster_bits(cs: Option<u32>) -> Result<u32> {
@@ -122,6 +124,7 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
                 size,
                 backing: backing.as_ref().map(|(n, _)| n.as_str()),
                 backing_format: fmt_name.as_deref(),
+                zstd: opts.zstd,
             })?;
             (&file)
                 .write_all(&bytes)
@@ -209,6 +212,7 @@ pub fn clone_many(
         size,
         backing: Some(rel),
         backing_format: Some(&fmt_name),
+        zstd: false,
     })?;
     // The overlay is mostly zeroes: write only the non-zero 512-byte runs and let the file
     // length supply the rest (the zero tail reads back as zeroes, and takes no disk space).

@@ -307,6 +307,8 @@ pub struct NewHeader<'a> {
     pub backing: Option<&'a str>,
     /// Backing format name.
     pub backing_format: Option<&'a str>,
+    /// Compressed clusters use zstd (compression type 1) instead of zlib.
+    pub zstd: bool,
 }
 
 /// Builds a complete, empty qcow2 v3 image (header, refcount table and blocks, L1 table) as
@@ -355,12 +357,13 @@ pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
     hdr.extend_from_slice(&(t as u32).to_be_bytes());
     hdr.extend_from_slice(&0u32.to_be_bytes()); // snapshots
     hdr.extend_from_slice(&0u64.to_be_bytes());
-    hdr.extend_from_slice(&0u64.to_be_bytes()); // incompatible
+    let incompat = if h.zstd { INCOMPAT_COMPRESSION } else { 0 };
+    hdr.extend_from_slice(&incompat.to_be_bytes()); // incompatible
     hdr.extend_from_slice(&0u64.to_be_bytes()); // compatible
     hdr.extend_from_slice(&0u64.to_be_bytes()); // autoclear
     hdr.extend_from_slice(&4u32.to_be_bytes()); // refcount_order: 16 bits
     hdr.extend_from_slice(&112u32.to_be_bytes()); // header_length
-    hdr.extend_from_slice(&[0u8; 8]); // compression type zlib + padding
+    hdr.extend_from_slice(&[u8::from(h.zstd), 0, 0, 0, 0, 0, 0, 0]); // compression type + padding
     if let Some(f) = h.backing_format {
         push_ext(&mut hdr, EXT_BACKING_FORMAT, f.as_bytes());
     }
@@ -412,6 +415,7 @@ mod tests {
             size,
             backing,
             backing_format: backing.map(|_| "qcow2"),
+            zstd: false,
         })
         .unwrap()
     }

@@ -268,6 +268,22 @@ impl Image {
         &self.path
     }
 
+    /// Writes cluster-aligned `data` at `offset` as compressed clusters where the format can
+    /// (qcow2; zlib or zstd per the image header); elsewhere a plain write.
+    pub fn write_compressed(&self, data: &[u8], offset: u64) -> Result<()> {
+        let Some(q) = &self.qcow else {
+            return self.dev.write_at(data, offset);
+        };
+        let cs = q.hdr.cluster_size();
+        if !offset.is_multiple_of(cs) {
+            return self.dev.write_at(data, offset);
+        }
+        for (i, c) in data.chunks(cs as usize).enumerate() {
+            q.write_compressed(offset / cs + i as u64, c)?;
+        }
+        Ok(())
+    }
+
     /// Persists all writes.
     pub fn flush(&self) -> Result<()> {
         self.dev.flush()

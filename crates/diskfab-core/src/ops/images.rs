@@ -21,6 +21,10 @@ pub struct ConvertOptions {
     pub gate: BackingGate,
     /// Fully allocated output layout (VDI static).
     pub fixed: bool,
+    /// Write compressed qcow2 clusters.
+    pub compress: bool,
+    /// Use zstd for compressed clusters (zlib otherwise).
+    pub zstd: bool,
 }
 
 /// What [`convert`] did.
@@ -81,6 +85,7 @@ pub fn convert(
             backing_format: None,
             cluster_size: opts.cluster_size,
             fixed: opts.fixed,
+            zstd: opts.zstd,
         },
     )?;
     let r = convert_into(&sdev, dst, opts, progress);
@@ -155,6 +160,7 @@ fn convert_into(
                         rep.written += len;
                     }
                 }
+                Some(b) if opts.compress => write_compressed(&d, &b, off, &mut rep)?,
                 Some(b) => write_nonzero(&ddev, &b, off, &mut rep)?,
             }
             progress(len);
@@ -191,6 +197,20 @@ fn write_nonzero(d: &DevRef, b: &[u8], off: u64, rep: &mut ConvertReport) -> Res
         d.write_at(&b[i..k], off + i as u64)?;
         rep.written += (k - i) as u64;
         i = k;
+    }
+    Ok(())
+}
+
+/// Writes the non-zero 64 KiB pieces of a chunk as compressed clusters.
+fn write_compressed(d: &Image, b: &[u8], off: u64, rep: &mut ConvertReport) -> Result<()> {
+    const PIECE: usize = 64 << 10;
+    for (i, p) in b.chunks(PIECE).enumerate() {
+        if all_zero(p) {
+            rep.skipped += p.len() as u64;
+        } else {
+            d.write_compressed(p, off + (i * PIECE) as u64)?;
+            rep.written += p.len() as u64;
+        }
     }
     Ok(())
 }
