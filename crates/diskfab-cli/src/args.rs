@@ -265,6 +265,23 @@ pub enum Cmd {
         /// The image file.
         image: PathBuf,
     },
+    /// Size a conversion would need: required (the source's data plus metadata) and fully
+    /// allocated.
+    Measure {
+        /// Source image.
+        src: PathBuf,
+        /// Output format.
+        #[arg(
+            short = 'O',
+            long = "output-format",
+            value_enum,
+            default_value = "qcow2"
+        )]
+        format: Fmt,
+        /// qcow2 cluster size.
+        #[arg(long, value_name = "BYTES")]
+        cluster_size: Option<String>,
+    },
     /// Print the command reference as Markdown (used to build docs/cli.md).
     #[command(hide = true)]
     Docs,

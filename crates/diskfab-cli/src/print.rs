@@ -71,6 +71,16 @@ pub fn converted(json: bool, r: &diskfab_core::ops::images::ConvertReport) -> Re
     Ok(())
 }
 
+/// `measure`.
+pub fn measured(json: bool, r: &diskfab_core::ops::images::MeasureReport) -> Result<()> {
+    if json {
+        return emit_json(r);
+    }
+    println!("required size: {}", r.required);
+    println!("fully allocated size: {}", r.fully_allocated);
+    Ok(())
+}
+
 /// `compare`.
 pub fn compared(json: bool, r: &diskfab_core::ops::images::CompareReport) -> Result<()> {
     if json {

@@ -301,6 +301,14 @@ pub fn run(cli: Cli) -> Result<()> {
             )?;
             print::mapped(json, &image::map(&img)?)
         }
+        Cmd::Measure {
+            src,
+            format,
+            cluster_size,
+        } => {
+            let r = images::measure(src, fmt(*format), cluster(cluster_size)?, &gate(&cli))?;
+            print::measured(json, &r)
+        }
         Cmd::Docs => {
             print!("{}", crate::docs::markdown());
             Ok(())

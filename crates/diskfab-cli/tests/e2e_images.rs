@@ -298,3 +298,35 @@ fn compressed_qcow2_output_with_zlib_and_zstd_is_valid_and_exact() {
         assert_eq!(ok(&["cat", o, "/etc/n.txt"]), "after compression\n");
     }
 }
+
+#[test]
+fn measure_predicts_our_convert_exactly_and_agrees_with_qemu_img_measure() {
+    let fix = fixtures();
+    let src = fix.join("debian-mbr.qcow2");
+    let srcs = src.to_str().unwrap();
+    let t = tempfile::tempdir().unwrap();
+    for f in ["qcow2", "vdi", "raw"] {
+        let m: serde_json::Value =
+            serde_json::from_str(&ok(&["measure", "--json", srcs, "-O", f])).unwrap();
+        let out = t.path().join(format!("o.{f}"));
+        ok(&["convert", srcs, out.to_str().unwrap(), "-O", f]);
+        assert_eq!(
+            m["required"].as_u64().unwrap(),
+            std::fs::metadata(&out).unwrap().len(),
+            "{f}"
+        );
+        if f != "vdi" {
+            let q = tool("qemu-img", &["measure", "--output=json", "-O", f, srcs]);
+            let q: serde_json::Value = serde_json::from_str(&q).unwrap();
+            let (ours, theirs) = (
+                m["required"].as_f64().unwrap(),
+                q["required"].as_f64().unwrap(),
+            );
+            assert!(
+                (ours / theirs - 1.0).abs() < 0.01,
+                "{f}: {ours} vs qemu-img {theirs}"
+            );
+            assert_eq!(m["fully_allocated"], q["fully-allocated"], "{f}");
+        }
+    }
+}

@@ -576,3 +576,25 @@ fn read_only_images_refuse_writes() {
         Err(Error::ReadOnly(_))
     ));
 }
+
+#[test]
+fn images_with_internal_snapshots_read_their_current_state_and_refuse_writes() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("snap.qcow2");
+    run("qemu-img", &["create", "-q", "-f", "qcow2", s(&p), "16M"]);
+    run("qemu-io", &["-c", "write -P 1 0 1M", s(&p)]);
+    run("qemu-img", &["snapshot", "-c", "before", s(&p)]);
+    run("qemu-io", &["-c", "write -P 2 512k 1M", s(&p)]);
+    let raw = t.path().join("cur.raw");
+    run("qemu-img", &["convert", "-O", "raw", s(&p), s(&raw)]);
+    assert!(read_all(&open(&p, false)) == std::fs::read(&raw).unwrap());
+    let e = Image::open(
+        &p,
+        &OpenOptions {
+            writable: true,
+            gate: BackingGate::default(),
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Unsupported(_)), "{e}");
+}

@@ -285,3 +285,94 @@ pub fn compare(a: &Path, b: &Path, gate: &BackingGate) -> Result<CompareReport> 
     }
     Ok(rep)
 }
+
+/// Result of [`measure`].
+#[derive(Debug, Clone, Serialize)]
+pub struct MeasureReport {
+    /// Output format.
+    pub format: Format,
+    /// Bytes the output of `convert` needs (metadata + the source's non-zero data).
+    pub required: u64,
+    /// Bytes a fully allocated output would need.
+    pub fully_allocated: u64,
+}
+
+/// qcow2 file size for `data` data clusters and `l2` L2 tables of a `size`-byte disk with
+/// clusters of `cs` bytes, laid out as `create` + `convert` write them.
+fn qcow2_bytes(size: u64, cs: u64, data: u64, l2: u64) -> u64 {
+    let l1 = (size.div_ceil(cs * (cs / 8)) * 8).div_ceil(cs);
+    let per_block = cs * 8 / 16;
+    let (mut table, mut blocks) = (1u64, 1u64);
+    loop {
+        let total = 1 + table + blocks + l1 + data + l2;
+        let nb = total.div_ceil(per_block);
+        let nt = (nb * 8).div_ceil(cs);
+        if nb == blocks && nt == table {
+            return total * cs;
+        }
+        blocks = nb;
+        table = nt;
+    }
+}
+
+/// Computes the size a conversion of `src` to `format` would need (like `qemu-img measure`).
+pub fn measure(
+    src: &Path,
+    format: Format,
+    cluster_size: Option<u32>,
+    gate: &BackingGate,
+) -> Result<MeasureReport> {
+    let s = Image::open(
+        src,
+        &OpenOptions {
+            writable: false,
+            gate: gate.clone(),
+        },
+    )?;
+    let d = s.dev();
+    let size = d.size();
+    let unit: u64 = match format {
+        Format::Qcow2 => u64::from(cluster_size.unwrap_or(65536)),
+        Format::Vdi => 1 << 20,
+        Format::Raw => 64 << 10,
+    };
+    if !unit.is_power_of_two() || !(512..=2 << 20).contains(&unit) {
+        return Err(Error::Invalid(
+            "cluster size must be a power of two from 512 to 2M".into(),
+        ));
+    }
+    let (mut data, mut l2s) = (0u64, std::collections::BTreeSet::new());
+    let mut buf = vec![0u8; CHUNK.max(unit) as usize];
+    let mut off = 0;
+    while off < size {
+        let len = CHUNK.max(unit).min(size - off);
+        if !d.is_zero_hint(off, len)? {
+            d.read_at(&mut buf[..len as usize], off)?;
+            for (i, piece) in buf[..len as usize].chunks(unit as usize).enumerate() {
+                if !all_zero(piece) {
+                    let c = off / unit + i as u64;
+                    data += 1;
+                    l2s.insert(c / (unit / 8));
+                }
+            }
+        }
+        off += len;
+    }
+    let clusters = size.div_ceil(unit);
+    let (required, fully_allocated) = match format {
+        Format::Raw => (size, size),
+        Format::Vdi => {
+            let head = (512 + clusters * 4).div_ceil(512) * 512;
+            (head + data * unit, head + clusters * unit)
+        }
+        Format::Qcow2 => (
+            qcow2_bytes(size, unit, data, l2s.len() as u64),
+            qcow2_bytes(size, unit, clusters, clusters.div_ceil(unit / 8)),
+        ),
+    };
+    Ok(MeasureReport {
+        format,
+        required,
+        fully_allocated,
+    })
+}
