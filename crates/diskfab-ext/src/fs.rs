@@ -254,6 +254,48 @@ impl ExtFs {
         check(rc, &format!("writing inode {ino}"))
     }
 
+    /// Opens inode `ino` through libext2fs' file API (for writing with `write`), positions it at
+    /// `off`, runs `f` and closes the file on every path; a close error is reported when `f`
+    /// succeeded (closing flushes the last block and the inode).
+    pub(crate) fn with_file<R>(
+        &self,
+        ino: u64,
+        write: bool,
+        off: u64,
+        f: impl FnOnce(sys::ext2_file_t) -> Result<R>,
+    ) -> Result<R> {
+        let i = self.ino32(ino)?;
+        let flags = if write {
+            sys::EXT2_FILE_WRITE as std::ffi::c_int
+        } else {
+            0
+        };
+        let mut file: sys::ext2_file_t = std::ptr::null_mut();
+        // SAFETY: valid fs and out-pointer; the file is closed below on every path.
+        check(
+            unsafe { sys::ext2fs_file_open2(self.fs, i, std::ptr::null_mut(), flags, &mut file) },
+            "opening file",
+        )?;
+        // SAFETY: file is open.
+        let r = check(
+            unsafe {
+                sys::ext2fs_file_llseek(
+                    file,
+                    off,
+                    sys::EXT2_SEEK_SET as std::ffi::c_int,
+                    std::ptr::null_mut(),
+                )
+            },
+            "seek",
+        )
+        .and_then(|_| f(file));
+        // SAFETY: file is open and closed exactly once.
+        let rc = unsafe { sys::ext2fs_file_close(file) };
+        let v = r?;
+        check(rc, "closing file")?;
+        Ok(v)
+    }
+
     /// Whether this filesystem's inodes have room for the large fields (nanoseconds, crtime).
     pub(crate) fn large_inodes(&self) -> bool {
         self.sb().s_inode_size >= 160

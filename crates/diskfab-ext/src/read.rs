@@ -142,31 +142,12 @@ impl ExtFs {
 
     /// Reads through libext2fs' file API (inline data, and anything unusual).
     pub(crate) fn file_read(&mut self, ino: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
-        let i = self.ino32(ino)?;
-        let mut f: sys::ext2_file_t = std::ptr::null_mut();
-        // SAFETY: valid fs and out-pointer; the file is closed below on every path.
-        check(
-            unsafe { sys::ext2fs_file_open2(self.fs, i, std::ptr::null_mut(), 0, &mut f) },
-            "opening file",
-        )?;
-        let r = (|| {
-            // SAFETY: f is open.
-            check(
-                unsafe {
-                    sys::ext2fs_file_llseek(
-                        f,
-                        off,
-                        sys::EXT2_SEEK_SET as c_int,
-                        std::ptr::null_mut(),
-                    )
-                },
-                "seek",
-            )?;
+        self.with_file(ino, false, off, |f| {
             let mut done = 0usize;
             while done < buf.len() {
                 let want = (buf.len() - done).min(1 << 30) as u32;
                 let mut got = 0u32;
-                // SAFETY: buf[done..] has at least `want` bytes.
+                // SAFETY: f is open and buf[done..] has at least `want` bytes.
                 let rc = unsafe {
                     sys::ext2fs_file_read(
                         f,
@@ -182,10 +163,7 @@ impl ExtFs {
                 done += got as usize;
             }
             Ok(done)
-        })();
-        // SAFETY: f is open.
-        unsafe { sys::ext2fs_file_close(f) };
-        r
+        })
     }
 
     /// Reads file data: maps each block with bmap and reads contiguous runs from the device.

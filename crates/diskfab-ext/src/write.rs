@@ -215,56 +215,23 @@ impl ExtFs {
 
     pub(crate) fn do_write(&mut self, ino: u64, off: u64, data: &[u8]) -> Result<()> {
         self.ro()?;
-        let i = self.ino32(ino)?;
-        let mut f: sys::ext2_file_t = std::ptr::null_mut();
-        // SAFETY: valid fs and out-pointer; closed below on every path.
-        check(
-            unsafe {
-                sys::ext2fs_file_open2(
-                    self.fs,
-                    i,
-                    std::ptr::null_mut(),
-                    sys::EXT2_FILE_WRITE as c_int,
-                    &mut f,
-                )
-            },
-            "opening file",
-        )?;
-        let r = (|| {
-            // SAFETY: f is open.
-            check(
-                unsafe {
-                    sys::ext2fs_file_llseek(
-                        f,
-                        off,
-                        sys::EXT2_SEEK_SET as c_int,
-                        std::ptr::null_mut(),
-                    )
-                },
-                "seek",
-            )?;
+        self.with_file(ino, true, off, |f| {
             let mut done = 0usize;
             while done < data.len() {
                 let n = (data.len() - done).min(1 << 30) as u32;
                 let mut w = 0u32;
-                // SAFETY: data[done..] has n bytes.
-                check(
-                    unsafe {
-                        sys::ext2fs_file_write(f, data[done..].as_ptr() as *const c_void, n, &mut w)
-                    },
-                    "writing file",
-                )?;
+                // SAFETY: f is open and data[done..] has n bytes.
+                let rc = unsafe {
+                    sys::ext2fs_file_write(f, data[done..].as_ptr() as *const c_void, n, &mut w)
+                };
+                check(rc, "writing file")?;
                 if w == 0 {
                     return Err(Error::NoSpace("file write made no progress".into()));
                 }
                 done += w as usize;
             }
             Ok(())
-        })();
-        // SAFETY: f is open; close flushes the last block and the inode.
-        let rc = unsafe { sys::ext2fs_file_close(f) };
-        r?;
-        check(rc, "closing file")
+        })
     }
 
     pub(crate) fn do_set_attr(&mut self, ino: u64, a: &SetAttr) -> Result<()> {
@@ -272,26 +239,13 @@ impl ExtFs {
         if let Some(size) = a.size {
             let size =
                 i64::try_from(size).map_err(|_| Error::Invalid("file size too large".into()))?;
-            let i = self.ino32(ino)?;
-            let mut f: sys::ext2_file_t = std::ptr::null_mut();
-            // SAFETY: as in do_write.
-            check(
-                unsafe {
-                    sys::ext2fs_file_open2(
-                        self.fs,
-                        i,
-                        std::ptr::null_mut(),
-                        sys::EXT2_FILE_WRITE as c_int,
-                        &mut f,
-                    )
-                },
-                "opening file",
-            )?;
-            // SAFETY: f is open.
-            let rc = unsafe { sys::ext2fs_file_set_size2(f, size as _) };
-            let rc2 = unsafe { sys::ext2fs_file_close(f) };
-            check(rc, "changing file size")?;
-            check(rc2, "closing file")?;
+            // SAFETY: f is open for writing.
+            self.with_file(ino, true, 0, |f| {
+                check(
+                    unsafe { sys::ext2fs_file_set_size2(f, size as _) },
+                    "changing file size",
+                )
+            })?;
         }
         let mut i = self.read_inode(ino)?;
         if let Some(p) = a.perm {
