@@ -224,6 +224,15 @@ pub enum Cmd {
         #[arg(long = "add", value_name = "SPEC")]
         add: Vec<String>,
     },
+    /// Inspect the operating systems on an image: distro, version, arch, hostname, packages,
+    /// users, kernels and hypervisor drivers, network configuration, services.
+    Inspect {
+        /// The image file.
+        image: PathBuf,
+        /// Do not list installed applications.
+        #[arg(long)]
+        no_applications: bool,
+    },
     /// Convert an image to another format (sparse: zero and unallocated ranges are not written).
     Convert {
         /// Source image (any supported format, with its backing chain).

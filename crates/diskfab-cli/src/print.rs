@@ -71,6 +71,82 @@ pub fn converted(json: bool, r: &diskfab_core::ops::images::ConvertReport) -> Re
     Ok(())
 }
 
+/// `inspect`.
+pub fn inspected(json: bool, r: &diskfab_core::ops::inspect::InspectReport) -> Result<()> {
+    if json {
+        return emit_json(r);
+    }
+    if r.operating_systems.is_empty() {
+        println!("{}: no operating system found", r.image);
+    }
+    for e in &r.operating_systems {
+        let o = &e.os;
+        let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        println!(
+            "root:           partition {} ({} {})",
+            e.root_partition,
+            e.root_filesystem.fs_type,
+            opt(&e.root_filesystem.uuid)
+        );
+        println!("product:        {}", opt(&o.product_name));
+        println!(
+            "distro:         {} {} ({})",
+            opt(&o.distro),
+            o.major_version.map(|m| m.to_string()).unwrap_or_default(),
+            opt(&o.osinfo)
+        );
+        println!("arch:           {}", opt(&o.arch));
+        println!("hostname:       {}", opt(&o.hostname));
+        println!(
+            "packages:       {} {} ({} installed)",
+            opt(&o.package_format),
+            opt(&o.package_management),
+            o.applications.len()
+        );
+        println!(
+            "users:          {}",
+            o.users
+                .iter()
+                .filter(|u| u.uid == 0 || u.uid >= 1000)
+                .map(|u| format!("{}({})", u.name, u.password))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        for k in &o.kernels {
+            println!(
+                "kernel:         {} drivers: {}",
+                k.version,
+                k.drivers.join(",")
+            );
+        }
+        for n in &o.network {
+            println!(
+                "network:        {} {} {} {}",
+                n.source,
+                n.name.as_deref().unwrap_or("*"),
+                n.method,
+                n.addresses.join(",")
+            );
+        }
+        for m in &e.mountpoints {
+            println!(
+                "mount:          {} {} -> partition {}",
+                m.mountpoint,
+                m.spec,
+                m.partition
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "?".into())
+            );
+        }
+        println!("timezone:       {}", opt(&o.timezone));
+        println!("services:       {}", o.services.len());
+        for w in &o.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
+    Ok(())
+}
+
 /// `measure`.
 pub fn measured(json: bool, r: &diskfab_core::ops::images::MeasureReport) -> Result<()> {
     if json {

@@ -309,6 +309,22 @@ pub fn run(cli: Cli) -> Result<()> {
             let r = images::measure(src, fmt(*format), cluster(cluster_size)?, &gate(&cli))?;
             print::measured(json, &r)
         }
+        Cmd::Inspect {
+            image,
+            no_applications,
+        } => {
+            let disk = Disk::open(
+                image,
+                &DiskOptions {
+                    writable: false,
+                    gate: gate(&cli),
+                },
+            )?;
+            let opts = diskfab_core::ops::inspect::Options {
+                no_applications: *no_applications,
+            };
+            print::inspected(json, &diskfab_core::ops::inspect::inspect(&disk, opts)?)
+        }
         Cmd::Docs => {
             print!("{}", crate::docs::markdown());
             Ok(())

@@ -5,6 +5,7 @@ pub mod files;
 pub mod hostcopy;
 pub mod images;
 pub mod info;
+pub mod inspect;
 pub mod manage;
 mod names;
 mod timefmt;

@@ -1,0 +1,328 @@
+//! `inspect` checked against the guest tree itself: the debootstrap Debian image (packages via
+//! dpkg-query on the same tree) and a phony guest built with mke2fs -d carrying the files of the
+//! other formats inspection reads.
+
+mod common;
+use common::*;
+use std::fs;
+
+#[test]
+fn debian_image_inspection_matches_the_tree_and_dpkg_query() {
+    let fix = fixtures();
+    let tree = fix.join("debian-minbase");
+    let img = fix.join("debian-mbr.qcow2");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", img.to_str().unwrap()])).unwrap();
+    let os = &v["operating_systems"][0];
+    assert_eq!(os["root_partition"], 1);
+    assert_eq!(os["distro"], "debian");
+    assert_eq!(os["major_version"], 12);
+    assert_eq!(os["osinfo"], "debian12");
+    assert_eq!(os["codename"], "bookworm");
+    assert_eq!(
+        os["hostname"],
+        fs::read_to_string(tree.join("etc/hostname"))
+            .unwrap()
+            .trim()
+    );
+    let arch = tool("dpkg", &["--print-architecture"]);
+    let want_arch = match arch.trim() {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        a => a,
+    }
+    .to_string();
+    assert_eq!(os["arch"], want_arch);
+    assert_eq!(os["package_format"], "deb");
+    let admindir = tree.join("var/lib/dpkg");
+    let q = tool(
+        "dpkg-query",
+        &[
+            &format!("--admindir={}", admindir.display()),
+            "-W",
+            "-f",
+            "${db:Status-Status} ${Package} ${Version}\n",
+        ],
+    );
+    let mut want: Vec<String> = q
+        .lines()
+        .filter(|l| l.starts_with("installed "))
+        .map(|l| l["installed ".len()..].to_string())
+        .collect();
+    want.sort();
+    let mut ours: Vec<String> = os["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let epoch = a["epoch"].as_u64().unwrap();
+            let e = if epoch > 0 {
+                format!("{epoch}:")
+            } else {
+                String::new()
+            };
+            let r = a["release"]
+                .as_str()
+                .map(|r| format!("-{r}"))
+                .unwrap_or_default();
+            format!(
+                "{} {e}{}{r}",
+                a["name"].as_str().unwrap(),
+                a["version"].as_str().unwrap()
+            )
+        })
+        .collect();
+    ours.sort();
+    assert_eq!(ours, want);
+    let users: Vec<&str> = os["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    let passwd = fs::read_to_string(tree.join("etc/passwd")).unwrap();
+    assert_eq!(
+        users,
+        passwd
+            .lines()
+            .map(|l| l.split(':').next().unwrap())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(os["timezone"], "Etc/UTC");
+    assert!(v["elapsed_ms"].as_u64().unwrap() < 2000);
+}
+
+fn write(root: &std::path::Path, p: &str, s: &str) {
+    let f = root.join(p.trim_start_matches('/'));
+    fs::create_dir_all(f.parent().unwrap()).unwrap();
+    fs::write(f, s).unwrap();
+}
+
+#[test]
+fn phony_guest_reports_network_formats_kernels_drivers_users_and_resolves_fstab() {
+    let t = tempfile::tempdir().unwrap();
+    let g = t.path().join("guest");
+    write(&g, "/etc/os-release", "NAME=\"Rocky Linux\"\nID=\"rocky\"\nVERSION_ID=\"9.3\"\nPRETTY_NAME=\"Rocky Linux 9.3 (Blue Onyx)\"\n");
+    write(&g, "/etc/hostname", "web-01\n");
+    write(&g, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\nops:x:1000:1000::/home/ops:/bin/bash\nsvc:x:990:990::/:/sbin/nologin\n");
+    write(
+        &g,
+        "/etc/shadow",
+        "root:$6$salt$hash:19000::::::\nops:!:19000::::::\nsvc::19000::::::\n",
+    );
+    write(&g, "/etc/group", "root:x:0:\nwheel:x:10:ops\n");
+    write(&g, "/etc/fstab", "UUID=0f0e0d0c-0b0a-4908-8706-050403020100 / ext4 defaults 0 1\nLABEL=EFI /boot/efi vfat umask=077 0 2\n");
+    write(&g, "/etc/login.defs", "ENCRYPT_METHOD SHA512\n");
+    write(&g, "/etc/selinux/config", "SELINUX=enforcing\n");
+    write(&g, "/etc/sysconfig/network-scripts/ifcfg-eth0", "DEVICE=eth0\nBOOTPROTO=none\nIPADDR=10.0.0.5\nPREFIX=24\nGATEWAY=10.0.0.1\nDNS1=10.0.0.2\nHWADDR=52:54:00:12:34:56\n");
+    write(
+        &g,
+        "/etc/NetworkManager/system-connections/ens4.nmconnection",
+        "[connection]\ninterface-name=ens4\n[ipv4]\nmethod=auto\n",
+    );
+    write(&g, "/etc/systemd/network/10-lan.network", "[Match]\nMACAddress=52:54:00:ab:cd:ef\n[Network]\nAddress=192.168.7.2/24\nGateway=192.168.7.1\n");
+    write(
+        &g,
+        "/lib/modules/5.14.0-362.el9.x86_64/modules.dep",
+        "kernel/drivers/block/virtio_blk.ko.xz: \nkernel/drivers/net/vmxnet3/vmxnet3.ko.xz:\n",
+    );
+    write(
+        &g,
+        "/lib/modules/5.14.0-362.el9.x86_64/modules.builtin",
+        "kernel/drivers/ata/ahci.ko\n",
+    );
+    write(
+        &g,
+        "/boot/vmlinuz-5.14.0-362.el9.x86_64",
+        "not really a kernel",
+    );
+    write(&g, "/etc/ssh/ssh_host_ed25519_key", "key");
+    write(&g, "/etc/machine-id", "0123456789abcdef0123456789abcdef\n");
+    fs::create_dir_all(g.join("var/lib/rpm")).unwrap();
+    fs::create_dir_all(g.join("etc/systemd/system/multi-user.target.wants")).unwrap();
+    std::os::unix::fs::symlink(
+        "/usr/lib/systemd/system/sshd.service",
+        g.join("etc/systemd/system/multi-user.target.wants/sshd.service"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(
+        "../usr/share/zoneinfo/Europe/Paris",
+        g.join("etc/localtime"),
+    )
+    .unwrap();
+    // GPT disk: ESP labelled EFI + root with a known UUID.
+    let img = t.path().join("g.qcow2");
+    let i = img.to_str().unwrap();
+    ok(&["create", i, "256M"]);
+    ok(&[
+        "part",
+        i,
+        "--gpt",
+        "--add",
+        "size=64M,type=esp",
+        "--add",
+        "type=linux",
+    ]);
+    ok(&["mkfs", i, "-p", "1", "-t", "vfat", "-L", "EFI"]);
+    let raw = t.path().join("root.img");
+    tool(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-U",
+            "0f0e0d0c-0b0a-4908-8706-050403020100",
+            "-d",
+            g.to_str().unwrap(),
+            raw.to_str().unwrap(),
+            "150M",
+        ],
+    );
+    // Put the root filesystem into partition 2 with qemu-io-free plumbing: write it via dd on a raw copy.
+    let disk = t.path().join("g.raw");
+    to_raw(&img, &disk);
+    let (start, _) = sfdisk_part(&disk, 2);
+    tool(
+        "dd",
+        [
+            "if=".to_string() + raw.to_str().unwrap(),
+            format!("of={}", disk.display()),
+            "bs=1M".into(),
+            format!("seek={}", start / (1 << 20)),
+            "conv=notrunc".into(),
+        ]
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice(),
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", disk.to_str().unwrap()])).unwrap();
+    let os = &v["operating_systems"][0];
+    assert_eq!(os["root_partition"], 2);
+    assert_eq!(
+        (
+            os["distro"].as_str(),
+            os["major_version"].as_u64(),
+            os["minor_version"].as_u64(),
+            os["osinfo"].as_str()
+        ),
+        (Some("rocky"), Some(9), Some(3), Some("rocky9.3"))
+    );
+    assert_eq!(os["package_format"], "rpm");
+    assert_eq!(os["hostname"], "web-01");
+    assert_eq!(os["selinux"], "enforcing");
+    assert_eq!(os["password_hash"], "SHA512");
+    assert_eq!(os["timezone"], "Europe/Paris");
+    assert_eq!(
+        (
+            os["ssh_host_keys"].as_bool(),
+            os["machine_id_present"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    let users = os["users"].as_array().unwrap();
+    let state: Vec<(&str, &str, bool)> = users
+        .iter()
+        .map(|u| {
+            (
+                u["name"].as_str().unwrap(),
+                u["password"].as_str().unwrap(),
+                u["admin"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        state,
+        vec![
+            ("root", "set", false),
+            ("ops", "locked", true),
+            ("svc", "empty", false)
+        ]
+    );
+    let k = &os["kernels"][0];
+    assert_eq!(k["version"], "5.14.0-362.el9.x86_64");
+    assert_eq!(
+        k["drivers"],
+        serde_json::json!(["virtio_blk", "ahci", "vmxnet3"])
+    );
+    let net = os["network"].as_array().unwrap();
+    let ifcfg = net.iter().find(|n| n["source"] == "ifcfg").unwrap();
+    assert_eq!(
+        (
+            ifcfg["addresses"][0].as_str(),
+            ifcfg["gateway"].as_str(),
+            ifcfg["mac"].as_str()
+        ),
+        (
+            Some("10.0.0.5/24"),
+            Some("10.0.0.1"),
+            Some("52:54:00:12:34:56")
+        )
+    );
+    assert!(net
+        .iter()
+        .any(|n| n["source"] == "networkmanager" && n["name"] == "ens4" && n["method"] == "dhcp"));
+    assert!(net.iter().any(|n| n["source"] == "systemd-networkd"
+        && n["mac"] == "52:54:00:ab:cd:ef"
+        && n["gateway"] == "192.168.7.1"));
+    assert_eq!(os["services"], serde_json::json!(["sshd.service"]));
+    let mounts = os["mountpoints"].as_array().unwrap();
+    assert_eq!(
+        mounts[0]["partition"], 2,
+        "UUID= resolves to the root partition"
+    );
+    assert_eq!(mounts[1]["partition"], 1, "LABEL=EFI resolves to the ESP");
+}
+
+#[test]
+fn hostile_guest_files_give_warnings_not_failures() {
+    let t = tempfile::tempdir().unwrap();
+    let g = t.path().join("guest");
+    write(
+        &g,
+        "/etc/os-release",
+        "\u{0}\u{1}\u{2}ID=\u{7f}\u{0}\nVERSION_ID=not-a-number\n",
+    );
+    fs::create_dir_all(g.join("var/lib/dpkg")).unwrap();
+    // A sparse 100 MB dpkg status: larger than the 64 MiB database limit.
+    let f = fs::File::create(g.join("var/lib/dpkg/status")).unwrap();
+    f.set_len(100 << 20).unwrap();
+    std::os::unix::fs::symlink("loop-b", g.join("etc/loop-a")).unwrap();
+    std::os::unix::fs::symlink("loop-a", g.join("etc/loop-b")).unwrap();
+    std::os::unix::fs::symlink("loop-a", g.join("etc/hostname")).unwrap();
+    let raw = t.path().join("h.img");
+    tool(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-d",
+            g.to_str().unwrap(),
+            raw.to_str().unwrap(),
+            "256M",
+        ],
+    );
+    let out = diskfab(&["inspect", "--json", raw.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let os = &v["operating_systems"][0];
+    assert!(os["hostname"].is_null());
+    assert!(os["major_version"].is_null());
+    assert!(
+        os["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("limit")),
+        "{os}"
+    );
+}

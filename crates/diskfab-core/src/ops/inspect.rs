@@ -1,0 +1,120 @@
+//! `inspect`: every OS root on a disk, with fstab entries resolved to the disk's volumes.
+
+use crate::open::Disk;
+use diskfab_fs::FsInfo;
+pub use diskfab_inspect::Options;
+use diskfab_inspect::{is_os_root, OsInfo};
+use diskfab_storage::Result;
+use serde::Serialize;
+use std::time::Instant;
+
+/// One fstab entry resolved to a volume of the disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct MountPoint {
+    /// Mount point.
+    pub mountpoint: String,
+    /// The fstab spec.
+    pub spec: String,
+    /// Partition number it resolves to (0 = whole disk), if found on this disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+}
+
+/// One operating system found on the disk.
+#[derive(Debug, Clone, Serialize)]
+pub struct OsEntry {
+    /// Partition holding the root filesystem (0 = whole disk).
+    pub root_partition: u32,
+    /// The root filesystem.
+    pub root_filesystem: FsInfo,
+    /// fstab resolved to volumes.
+    pub mountpoints: Vec<MountPoint>,
+    /// Everything read from the root.
+    #[serde(flatten)]
+    pub os: OsInfo,
+}
+
+/// The `inspect` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct InspectReport {
+    /// The image.
+    pub image: String,
+    /// Operating systems found.
+    pub operating_systems: Vec<OsEntry>,
+    /// Milliseconds spent.
+    pub elapsed_ms: u64,
+}
+
+/// Inspects every volume holding an OS root.
+pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
+    let t0 = Instant::now();
+    // (partition number, fs info) of every readable volume, for fstab resolution.
+    let mut vols: Vec<(u32, Option<String>, FsInfo)> = Vec::new();
+    let mut found = Vec::new();
+    for v in &disk.volumes {
+        let Some((driver, _)) = &v.fs else { continue };
+        let Ok(mut fs) = driver.open(v.dev.clone(), false) else {
+            continue;
+        };
+        let Ok(info) = fs.info() else { continue };
+        let n = v.partition.as_ref().map(|p| p.number).unwrap_or(0);
+        vols.push((
+            n,
+            v.partition.as_ref().and_then(|p| p.part_uuid.clone()),
+            info.clone(),
+        ));
+        if is_os_root(fs.as_mut()) {
+            found.push((n, info, diskfab_inspect::inspect(fs.as_mut(), opts)));
+        }
+    }
+    let operating_systems = found
+        .into_iter()
+        .map(|(n, info, os)| OsEntry {
+            root_partition: n,
+            root_filesystem: info,
+            mountpoints: os
+                .fstab
+                .iter()
+                .map(|m| MountPoint {
+                    mountpoint: m.mountpoint.clone(),
+                    spec: m.spec.clone(),
+                    partition: resolve(&m.spec, &vols),
+                })
+                .collect(),
+            os,
+        })
+        .collect();
+    Ok(InspectReport {
+        image: disk.image.path().display().to_string(),
+        operating_systems,
+        elapsed_ms: t0.elapsed().as_millis() as u64,
+    })
+}
+
+/// Resolves an fstab spec (UUID=, LABEL=, PARTUUID=, /dev/xxxN) to a partition number.
+fn resolve(spec: &str, vols: &[(u32, Option<String>, FsInfo)]) -> Option<u32> {
+    let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(b));
+    if let Some(u) = spec.strip_prefix("UUID=") {
+        return vols.iter().find(|v| eq(&v.2.uuid, u)).map(|v| v.0);
+    }
+    if let Some(l) = spec.strip_prefix("LABEL=") {
+        return vols
+            .iter()
+            .find(|v| v.2.label.as_deref() == Some(l))
+            .map(|v| v.0);
+    }
+    if let Some(p) = spec.strip_prefix("PARTUUID=") {
+        return vols.iter().find(|v| eq(&v.1, p)).map(|v| v.0);
+    }
+    let dev = spec.strip_prefix("/dev/")?;
+    let digits: String = dev
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let n: u32 = digits.parse().ok()?;
+    vols.iter().find(|v| v.0 == n).map(|v| v.0)
+}

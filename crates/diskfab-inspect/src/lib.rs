@@ -1,0 +1,244 @@
+//! diskfab inspection: what a guest filesystem holds — OS, version, architecture, hostname,
+//! packages, users, kernels and hypervisor drivers, network configuration, services — read
+//! statically through the [`Filesystem`] trait (no boot, no mount). Unknown values are omitted,
+//! never guessed; problems become warnings and the rest of the report still comes out.
+#![deny(missing_docs)]
+
+mod network;
+pub mod packages;
+mod read;
+mod system;
+
+pub use network::Interface;
+pub use packages::Application;
+pub use system::{Kernel, User, HYPERVISOR_DRIVERS};
+
+use diskfab_fs::Filesystem;
+use serde::Serialize;
+
+/// Largest package database read (a hostile 2 GB `status` file is skipped with a warning).
+pub const MAX_DB_BYTES: u64 = 64 << 20;
+
+/// One fstab entry.
+#[derive(Debug, Clone, Serialize)]
+pub struct Mount {
+    /// What to mount (`UUID=…`, `LABEL=…`, `PARTUUID=…`, `/dev/…`).
+    pub spec: String,
+    /// Where.
+    pub mountpoint: String,
+    /// Filesystem type.
+    pub fstype: String,
+}
+
+/// What inspection found in one OS root.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct OsInfo {
+    /// `linux` (others to come).
+    #[serde(rename = "type")]
+    pub os_type: String,
+    /// Distribution id (`debian`, `ubuntu`, `fedora`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distro: Option<String>,
+    /// Human-readable product name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_name: Option<String>,
+    /// Major version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub major_version: Option<u32>,
+    /// Minor version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minor_version: Option<u32>,
+    /// Release codename.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codename: Option<String>,
+    /// libosinfo short id (e.g. `debian12`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub osinfo: Option<String>,
+    /// CPU architecture from a system binary's ELF header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    /// Hostname.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+    /// `deb`, `rpm`, `pacman` or `apk`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_format: Option<String>,
+    /// `apt`, `dnf`/`yum`, `zypper`, `pacman`, `apk`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package_management: Option<String>,
+    /// Timezone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// /etc/machine-id holds an id (clones should get their own).
+    pub machine_id_present: bool,
+    /// cloud-init is installed.
+    pub cloud_init: bool,
+    /// SSH host keys exist (clones should get their own).
+    pub ssh_host_keys: bool,
+    /// SELinux mode from /etc/selinux/config.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub selinux: Option<String>,
+    /// AppArmor profiles present.
+    pub apparmor: bool,
+    /// Password hashing scheme (login.defs ENCRYPT_METHOD).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_hash: Option<String>,
+    /// /etc/fstab.
+    pub fstab: Vec<Mount>,
+    /// Installed applications (omitted with `--no-applications`).
+    pub applications: Vec<Application>,
+    /// User accounts.
+    pub users: Vec<User>,
+    /// Installed kernels.
+    pub kernels: Vec<Kernel>,
+    /// Configured network interfaces.
+    pub network: Vec<Interface>,
+    /// Enabled systemd units.
+    pub services: Vec<String>,
+    /// Problems met while inspecting.
+    pub warnings: Vec<String>,
+}
+
+/// Options of [`inspect`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Skip reading package databases.
+    pub no_applications: bool,
+}
+
+/// Whether `fs` looks like an OS root worth inspecting.
+pub fn is_os_root(fs: &mut dyn Filesystem) -> bool {
+    read::exists(fs, "/etc/os-release") || read::exists(fs, "/usr/lib/os-release")
+}
+
+fn os_release(fs: &mut dyn Filesystem, o: &mut OsInfo) {
+    let text = read::text(fs, "/etc/os-release", &mut o.warnings)
+        .or_else(|| read::text(fs, "/usr/lib/os-release", &mut o.warnings))
+        .unwrap_or_default();
+    let kv = read::key_values(&text);
+    let get = |k: &str| {
+        kv.iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty() && v.len() < 256)
+    };
+    o.distro = get("ID");
+    o.product_name = get("PRETTY_NAME").or_else(|| get("NAME"));
+    o.codename = get("VERSION_CODENAME");
+    let vid = get("VERSION_ID");
+    if let Some(v) = &vid {
+        let mut it = v.split('.');
+        o.major_version = it.next().and_then(|x| x.parse().ok());
+        o.minor_version = it.next().and_then(|x| x.parse().ok());
+    }
+    o.osinfo = match (o.distro.as_deref(), vid.as_deref(), o.major_version) {
+        (Some("ubuntu"), Some(v), _) => Some(format!("ubuntu{v}")),
+        (
+            Some("rhel" | "centos" | "rocky" | "almalinux" | "opensuse-leap" | "sles"),
+            Some(v),
+            _,
+        ) => Some(format!("{}{v}", o.distro.as_deref().unwrap_or(""))),
+        (Some(d), _, Some(m)) => Some(format!("{d}{m}")),
+        _ => None,
+    };
+}
+
+fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
+    let fmt = if read::exists(fs, "/var/lib/dpkg/status") {
+        Some(("deb", "apt"))
+    } else if read::exists(fs, "/var/lib/rpm") || read::exists(fs, "/usr/lib/sysimage/rpm") {
+        Some((
+            "rpm",
+            if read::exists(fs, "/usr/bin/zypper") {
+                "zypper"
+            } else if read::exists(fs, "/usr/bin/dnf") {
+                "dnf"
+            } else {
+                "yum"
+            },
+        ))
+    } else if read::exists(fs, "/var/lib/pacman/local") {
+        Some(("pacman", "pacman"))
+    } else if read::exists(fs, "/lib/apk/db/installed") {
+        Some(("apk", "apk"))
+    } else {
+        None
+    };
+    if let Some((f, m)) = fmt {
+        o.package_format = Some(f.into());
+        o.package_management = Some(m.into());
+    }
+    if opts.no_applications || fmt.map(|x| x.0) != Some("deb") {
+        if fmt.is_some_and(|x| x.0 != "deb") && !opts.no_applications {
+            o.warnings.push(format!(
+                "{} package databases are detected but not yet listed",
+                fmt.map(|x| x.0).unwrap_or("")
+            ));
+        }
+        return;
+    }
+    match read::file(fs, "/var/lib/dpkg/status", MAX_DB_BYTES) {
+        Ok(Some(b)) => o.applications = packages::parse_dpkg_status(&String::from_utf8_lossy(&b)),
+        Ok(None) => {}
+        Err(w) => o.warnings.push(w),
+    }
+}
+
+/// Inspects the OS whose root filesystem is `fs`.
+pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
+    let mut o = OsInfo {
+        os_type: "linux".into(),
+        ..Default::default()
+    };
+    os_release(fs, &mut o);
+    o.arch = system::arch(fs);
+    let w = &mut o.warnings;
+    o.hostname = read::text(fs, "/etc/hostname", w)
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty() && h.len() <= 253);
+    o.timezone = system::timezone(fs, &mut o.warnings);
+    o.machine_id_present =
+        read::text(fs, "/etc/machine-id", &mut o.warnings).is_some_and(|m| m.trim().len() == 32);
+    o.cloud_init =
+        read::exists(fs, "/etc/cloud/cloud.cfg") || read::exists(fs, "/usr/bin/cloud-init");
+    o.ssh_host_keys = read::list(fs, "/etc/ssh")
+        .iter()
+        .any(|f| f.starts_with("ssh_host_") && f.ends_with("_key"));
+    o.selinux = read::text(fs, "/etc/selinux/config", &mut o.warnings).and_then(|t| {
+        read::key_values(&t)
+            .into_iter()
+            .find(|(k, _)| k == "SELINUX")
+            .map(|(_, v)| v)
+    });
+    o.apparmor = read::exists(fs, "/etc/apparmor.d");
+    o.password_hash = read::text(fs, "/etc/login.defs", &mut o.warnings).and_then(|t| {
+        t.lines().map(str::trim).find_map(|l| {
+            l.strip_prefix("ENCRYPT_METHOD")
+                .map(|v| v.trim().to_string())
+        })
+    });
+    o.fstab = read::text(fs, "/etc/fstab", &mut o.warnings)
+        .map(|t| {
+            t.lines()
+                .filter(|l| !l.trim_start().starts_with('#'))
+                .filter_map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    (f.len() >= 3).then(|| Mount {
+                        spec: f[0].into(),
+                        mountpoint: f[1].into(),
+                        fstype: f[2].into(),
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    packages(fs, &mut o, opts);
+    let passwd = read::text(fs, "/etc/passwd", &mut o.warnings).unwrap_or_default();
+    let shadow = read::text(fs, "/etc/shadow", &mut o.warnings).unwrap_or_default();
+    let group = read::text(fs, "/etc/group", &mut o.warnings).unwrap_or_default();
+    o.users = system::users(&passwd, &shadow, &group);
+    o.kernels = system::kernels(fs, &mut o.warnings);
+    o.network = network::interfaces(fs, &mut o.warnings);
+    o.services = system::enabled_services(fs);
+    o
+}
