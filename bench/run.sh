@@ -87,6 +87,20 @@ peak=$(/usr/bin/time -f %M "$DF" convert "$BASE" "$W/p.img" -O qcow2 2>&1 >/dev/
 peakq=$(/usr/bin/time -f %M qemu-img convert -O qcow2 "$BASE" "$W/p2.img" 2>&1 >/dev/null | tail -1)
 row3 "  peak RSS qcow2->qcow2 (KiB)" "$peak" "$peakq" "$(awk -v a="$peak" -v b="$peakq" 'BEGIN{printf "%.2f", a/b}')"
 
+# 6. inspect (issue 4 groundwork)
+rows4=()
+row4() { rows4+=("| $1 | $2 | $3 | $4 |"); printf '%-44s %12s %12s %10s\n' "$1" "$2" "$3" "$4"; }
+t_in=$(med 7 "$DF" inspect --json "$BASE")
+rss_in=$(peak_rss "$DF" inspect --json "$BASE")
+ref="-"; ratio="-"
+if command -v target-info >/dev/null 2>&1; then
+  qemu-img convert -O raw "$BASE" "$W/insp.raw"
+  t_ref=$(med 3 target-info "$W/insp.raw")
+  ref="$t_ref (dissect target-info, raw)"; ratio=$(awk -v a="$t_in" -v b="$t_ref" 'BEGIN{printf "%.3f", a/b}')
+fi
+row4 "inspect Debian qcow2 (ms)" "$t_in" "$ref" "$ratio"
+row4 "  peak RSS (KiB)" "$rss_in" "-" "-"
+
 {
   echo "# diskfab benchmarks"
   echo
@@ -112,6 +126,15 @@ row3 "  peak RSS qcow2->qcow2 (KiB)" "$peak" "$peakq" "$(awk -v a="$peak" -v b="
   echo
   echo "- convert: both tools make the output durable (diskfab fsyncs; qemu-img runs with \`-t writeback\`, which"
   echo "  flushes at the end). qemu-img's default for convert, \`-t unsafe\`, skips that flush and is faster."
+  echo
+  echo "## Inspection (issue 4 groundwork)"
+  echo
+  echo "| benchmark | diskfab | reference | ratio |"
+  echo "|---|---|---|---|"
+  printf '%s\n' "${rows4[@]}"
+  echo
+  echo "- inspect: the whole command (open qcow2, MBR, ext4; os-release, ELF arch, 88 dpkg packages, users, kernels, network, services)."
+  echo "  The reference is dissect.target's \`target-info\` when installed (\`pip install dissect.target\`); libguestfs is not installed here."
   echo
   echo "- cat: \`diskfab cat\` of a 100 MB random file in ext4 in qcow2 to tmpfs vs \`qemu-img convert -O raw\` of a qcow2 holding the same 100 MB to tmpfs."
 } > docs/bench.md

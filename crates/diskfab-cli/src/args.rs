@@ -232,6 +232,9 @@ pub enum Cmd {
         /// Do not list installed applications.
         #[arg(long)]
         no_applications: bool,
+        /// Print XML with virt-inspector's element names.
+        #[arg(long, conflicts_with = "json")]
+        xml: bool,
     },
     /// Convert an image to another format (sparse: zero and unallocated ranges are not written).
     Convert {

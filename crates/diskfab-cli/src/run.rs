@@ -312,6 +312,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Cmd::Inspect {
             image,
             no_applications,
+            xml,
         } => {
             let disk = Disk::open(
                 image,
@@ -323,7 +324,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let opts = diskfab_core::ops::inspect::Options {
                 no_applications: *no_applications,
             };
-            print::inspected(json, &diskfab_core::ops::inspect::inspect(&disk, opts)?)
+            let r = diskfab_core::ops::inspect::inspect(&disk, opts)?;
+            if *xml {
+                print!("{}", diskfab_core::ops::inspect_xml::to_xml(&r));
+                return Ok(());
+            }
+            print::inspected(json, &r)
         }
         Cmd::Docs => {
             print!("{}", crate::docs::markdown());

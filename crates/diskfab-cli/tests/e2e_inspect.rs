@@ -326,3 +326,44 @@ fn hostile_guest_files_give_warnings_not_failures() {
         "{os}"
     );
 }
+
+#[test]
+fn xml_output_is_well_formed_and_uses_virt_inspector_element_names() {
+    let fix = fixtures();
+    let img = fix.join("debian-mbr.qcow2");
+    let xml = ok(&["inspect", "--xml", img.to_str().unwrap()]);
+    let t = tempfile::tempdir().unwrap();
+    let f = t.path().join("i.xml");
+    fs::write(&f, &xml).unwrap();
+    let script = "import sys,xml.etree.ElementTree as E\nr=E.parse(sys.argv[1]).getroot()\no=r.find('operatingsystem')\nprint(r.tag, o.find('distro').text, o.find('major_version').text, o.find('root').text, o.find('osinfo').text, len(o.find('applications')))";
+    let out = tool("python3", &["-c", script, f.to_str().unwrap()]);
+    assert_eq!(
+        out.trim(),
+        "operatingsystems debian 12 /dev/sda1 debian12 88"
+    );
+    // Hostile text is escaped, never breaks the document.
+    let g = t.path().join("g");
+    write(
+        &g,
+        "/etc/os-release",
+        "ID=evil\nPRETTY_NAME=\"<x>&'\\\"</operatingsystem>\"\n",
+    );
+    write(&g, "/etc/hostname", "a&b<c>\n");
+    let raw = t.path().join("e.img");
+    tool(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-d",
+            g.to_str().unwrap(),
+            raw.to_str().unwrap(),
+            "16M",
+        ],
+    );
+    fs::write(&f, ok(&["inspect", "--xml", raw.to_str().unwrap()])).unwrap();
+    let out = tool("python3", &["-c", "import sys,xml.etree.ElementTree as E\nr=E.parse(sys.argv[1]).getroot()\nprint(r.find('operatingsystem/hostname').text)", f.to_str().unwrap()]);
+    assert_eq!(out.trim(), "a&b<c>");
+}

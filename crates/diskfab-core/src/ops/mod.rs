@@ -6,6 +6,7 @@ pub mod hostcopy;
 pub mod images;
 pub mod info;
 pub mod inspect;
+pub mod inspect_xml;
 pub mod manage;
 mod names;
 mod timefmt;

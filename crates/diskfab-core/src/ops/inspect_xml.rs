@@ -1,0 +1,119 @@
+//! `inspect --xml`: the report in virt-inspector's XML element names.
+
+use super::inspect::InspectReport;
+
+fn esc(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() || *c == '\n' || *c == '\t')
+        .map(|c| match c {
+            '&' => "&amp;".to_string(),
+            '<' => "&lt;".to_string(),
+            '>' => "&gt;".to_string(),
+            '"' => "&quot;".to_string(),
+            '\'' => "&apos;".to_string(),
+            c => c.to_string(),
+        })
+        .collect()
+}
+
+fn el(out: &mut String, indent: usize, name: &str, v: Option<&str>) {
+    if let Some(v) = v {
+        out.push_str(&format!("{:indent$}<{name}>{}</{name}>\n", "", esc(v)));
+    }
+}
+
+/// Device name virt-inspector would print for partition `n` (0 = whole disk).
+fn dev(n: u32) -> String {
+    if n == 0 {
+        "/dev/sda".into()
+    } else {
+        format!("/dev/sda{n}")
+    }
+}
+
+/// Renders the report as virt-inspector-style XML.
+pub fn to_xml(r: &InspectReport) -> String {
+    let mut x = String::from("<?xml version=\"1.0\"?>\n<operatingsystems>\n");
+    for e in &r.operating_systems {
+        let o = &e.os;
+        x.push_str("  <operatingsystem>\n");
+        el(&mut x, 4, "root", Some(&dev(e.root_partition)));
+        el(&mut x, 4, "name", Some(&o.os_type));
+        el(&mut x, 4, "arch", o.arch.as_deref());
+        el(&mut x, 4, "distro", o.distro.as_deref());
+        el(&mut x, 4, "product_name", o.product_name.as_deref());
+        el(
+            &mut x,
+            4,
+            "major_version",
+            o.major_version.map(|v| v.to_string()).as_deref(),
+        );
+        el(
+            &mut x,
+            4,
+            "minor_version",
+            Some(&o.minor_version.unwrap_or(0).to_string()),
+        );
+        el(&mut x, 4, "package_format", o.package_format.as_deref());
+        el(
+            &mut x,
+            4,
+            "package_management",
+            o.package_management.as_deref(),
+        );
+        el(&mut x, 4, "hostname", o.hostname.as_deref());
+        el(&mut x, 4, "osinfo", o.osinfo.as_deref());
+        x.push_str("    <mountpoints>\n");
+        for m in &e.mountpoints {
+            if let Some(p) = m.partition {
+                x.push_str(&format!(
+                    "      <mountpoint dev=\"{}\">{}</mountpoint>\n",
+                    dev(p),
+                    esc(&m.mountpoint)
+                ));
+            }
+        }
+        x.push_str("    </mountpoints>\n    <filesystems>\n");
+        let f = &e.root_filesystem;
+        x.push_str(&format!(
+            "      <filesystem dev=\"{}\">\n",
+            dev(e.root_partition)
+        ));
+        el(&mut x, 8, "type", Some(&f.fs_type));
+        el(&mut x, 8, "label", f.label.as_deref());
+        el(&mut x, 8, "uuid", f.uuid.as_deref());
+        x.push_str("      </filesystem>\n    </filesystems>\n    <applications>\n");
+        for a in &o.applications {
+            x.push_str("      <application>\n");
+            el(&mut x, 8, "name", Some(&a.name));
+            el(&mut x, 8, "epoch", Some(&a.epoch.to_string()));
+            el(&mut x, 8, "version", Some(&a.version));
+            el(
+                &mut x,
+                8,
+                "release",
+                Some(&a.release)
+                    .filter(|s| !s.is_empty())
+                    .map(String::as_str),
+            );
+            el(
+                &mut x,
+                8,
+                "arch",
+                Some(&a.arch).filter(|s| !s.is_empty()).map(String::as_str),
+            );
+            el(
+                &mut x,
+                8,
+                "summary",
+                Some(&a.summary)
+                    .filter(|s| !s.is_empty())
+                    .map(String::as_str),
+            );
+            x.push_str("      </application>\n");
+        }
+        x.push_str("    </applications>\n  </operatingsystem>\n");
+    }
+    x.push_str("</operatingsystems>\n");
+    x
+}
