@@ -367,3 +367,83 @@ fn xml_output_is_well_formed_and_uses_virt_inspector_element_names() {
     let out = tool("python3", &["-c", "import sys,xml.etree.ElementTree as E\nr=E.parse(sys.argv[1]).getroot()\nprint(r.find('operatingsystem/hostname').text)", f.to_str().unwrap()]);
     assert_eq!(out.trim(), "a&b<c>");
 }
+
+fn inspect_tree(t: &std::path::Path, g: &std::path::Path) -> serde_json::Value {
+    let raw = t.join(format!("{}.img", g.file_name().unwrap().to_str().unwrap()));
+    tool(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-d",
+            g.to_str().unwrap(),
+            raw.to_str().unwrap(),
+            "16M",
+        ],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", raw.to_str().unwrap()])).unwrap();
+    v["operating_systems"][0].clone()
+}
+
+#[test]
+fn alpine_apk_and_arch_pacman_databases_list_their_packages() {
+    let t = tempfile::tempdir().unwrap();
+    let a = t.path().join("alpine");
+    write(
+        &a,
+        "/etc/os-release",
+        "ID=alpine\nVERSION_ID=3.19.1\nPRETTY_NAME=\"Alpine Linux v3.19\"\n",
+    );
+    write(&a, "/lib/apk/db/installed", "C:Q1x=\nP:musl\nV:1.2.4_git20230717-r4\nA:x86_64\nT:the musl c library\n\nP:busybox\nV:1.36.1-r15\nA:x86_64\nT:Size optimized toolbox\n\n");
+    let os = inspect_tree(t.path(), &a);
+    assert_eq!(
+        (os["package_format"].as_str(), os["osinfo"].as_str()),
+        (Some("apk"), Some("alpine3"))
+    );
+    let apps: Vec<(String, String)> = os["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["name"].as_str().unwrap().into(),
+                x["version"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        apps,
+        vec![
+            ("busybox".into(), "1.36.1".into()),
+            ("musl".into(), "1.2.4_git20230717".into())
+        ]
+    );
+    let p = t.path().join("arch");
+    write(
+        &p,
+        "/etc/os-release",
+        "NAME=\"Arch Linux\"\nID=arch\nBUILD_ID=rolling\n",
+    );
+    write(&p, "/var/lib/pacman/local/linux-6.6.1.arch1-1/desc", "%NAME%\nlinux\n\n%VERSION%\n6.6.1.arch1-1\n\n%DESC%\nThe Linux kernel and modules\n\n%ARCH%\nx86_64\n");
+    write(
+        &p,
+        "/var/lib/pacman/local/pacman-6.0.2-9/desc",
+        "%NAME%\npacman\n\n%VERSION%\n6.0.2-9\n\n%ARCH%\nx86_64\n",
+    );
+    let os = inspect_tree(t.path(), &p);
+    assert_eq!(os["package_format"], "pacman");
+    let names: Vec<&str> = os["applications"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["linux", "pacman"]);
+    assert!(
+        os["major_version"].is_null(),
+        "rolling release has no version"
+    );
+}

@@ -168,19 +168,40 @@ fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
         o.package_format = Some(f.into());
         o.package_management = Some(m.into());
     }
-    if opts.no_applications || fmt.map(|x| x.0) != Some("deb") {
-        if fmt.is_some_and(|x| x.0 != "deb") && !opts.no_applications {
-            o.warnings.push(format!(
-                "{} package databases are detected but not yet listed",
-                fmt.map(|x| x.0).unwrap_or("")
-            ));
-        }
+    if opts.no_applications {
         return;
     }
-    match read::file(fs, "/var/lib/dpkg/status", MAX_DB_BYTES) {
-        Ok(Some(b)) => o.applications = packages::parse_dpkg_status(&String::from_utf8_lossy(&b)),
-        Ok(None) => {}
-        Err(w) => o.warnings.push(w),
+    match fmt.map(|x| x.0) {
+        Some("deb") => match read::file(fs, "/var/lib/dpkg/status", MAX_DB_BYTES) {
+            Ok(Some(b)) => {
+                o.applications = packages::parse_dpkg_status(&String::from_utf8_lossy(&b))
+            }
+            Ok(None) => {}
+            Err(w) => o.warnings.push(w),
+        },
+        Some("apk") => match read::file(fs, "/lib/apk/db/installed", MAX_DB_BYTES) {
+            Ok(Some(b)) => {
+                o.applications = packages::parse_apk_installed(&String::from_utf8_lossy(&b))
+            }
+            Ok(None) => {}
+            Err(w) => o.warnings.push(w),
+        },
+        Some("pacman") => {
+            for d in read::list(fs, "/var/lib/pacman/local") {
+                if let Some(t) = read::text(
+                    fs,
+                    &format!("/var/lib/pacman/local/{d}/desc"),
+                    &mut o.warnings,
+                ) {
+                    o.applications.extend(packages::parse_pacman_desc(&t));
+                }
+            }
+            o.applications.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        Some(f) => o.warnings.push(format!(
+            "{f} package databases are detected but not yet listed"
+        )),
+        None => {}
     }
 }
 

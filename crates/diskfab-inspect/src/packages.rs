@@ -76,6 +76,75 @@ pub fn parse_dpkg_status(s: &str) -> Vec<Application> {
     out
 }
 
+/// Splits an Arch/Alpine version `[epoch:]pkgver-pkgrel`.
+fn split_epoch_rel(v: &str) -> (u32, String, String) {
+    split_deb_version(v)
+}
+
+/// One package from a pacman local-db `desc` file (`%NAME%`, `%VERSION%`, `%ARCH%`, `%DESC%`).
+pub fn parse_pacman_desc(s: &str) -> Option<Application> {
+    let mut field = "";
+    let (mut name, mut ver, mut arch, mut desc) = (None, None, String::new(), String::new());
+    for l in s.lines() {
+        if l.starts_with('%') && l.ends_with('%') && l.len() > 2 {
+            field = l;
+            continue;
+        }
+        if l.is_empty() {
+            field = "";
+            continue;
+        }
+        match field {
+            "%NAME%" if name.is_none() => name = Some(l.to_string()),
+            "%VERSION%" if ver.is_none() => ver = Some(l.to_string()),
+            "%ARCH%" if arch.is_empty() => arch = l.to_string(),
+            "%DESC%" if desc.is_empty() => desc = l.to_string(),
+            _ => {}
+        }
+    }
+    let (epoch, version, release) = split_epoch_rel(&ver?);
+    Some(Application {
+        name: name?,
+        epoch,
+        version,
+        release,
+        arch,
+        summary: desc,
+    })
+}
+
+/// Installed packages from Alpine's `/lib/apk/db/installed` (`P:` name, `V:` version, `A:` arch,
+/// `T:` description; records separated by blank lines).
+pub fn parse_apk_installed(s: &str) -> Vec<Application> {
+    let mut out = Vec::new();
+    for rec in s.split("\n\n") {
+        let (mut name, mut ver, mut arch, mut desc) = ("", "", "", "");
+        for l in rec.lines() {
+            match l.split_at_checked(2) {
+                Some(("P:", v)) => name = v,
+                Some(("V:", v)) => ver = v,
+                Some(("A:", v)) => arch = v,
+                Some(("T:", v)) => desc = v,
+                _ => {}
+            }
+        }
+        if name.is_empty() || ver.is_empty() {
+            continue;
+        }
+        let (epoch, version, release) = split_epoch_rel(ver);
+        out.push(Application {
+            name: name.into(),
+            epoch,
+            version,
+            release,
+            arch: arch.into(),
+            summary: desc.into(),
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,5 +164,32 @@ mod tests {
             (0, "5.0", "")
         );
         assert!(parse_dpkg_status("\u{0}\u{1}garbage\n\n:::").is_empty());
+    }
+
+    #[test]
+    fn pacman_desc_and_apk_installed_records_parse_with_epochs_and_releases() {
+        let p = parse_pacman_desc("%NAME%\nlinux\n\n%VERSION%\n1:6.6.1.arch1-1\n\n%DESC%\nThe Linux kernel\n\n%ARCH%\nx86_64\n").unwrap();
+        assert_eq!(
+            (
+                p.name.as_str(),
+                p.epoch,
+                p.version.as_str(),
+                p.release.as_str(),
+                p.arch.as_str()
+            ),
+            ("linux", 1, "6.6.1.arch1", "1", "x86_64")
+        );
+        assert!(parse_pacman_desc("%NAME%\nx\n").is_none());
+        let a = parse_apk_installed("C:Q1abc=\nP:musl\nV:1.2.4-r2\nA:x86_64\nT:the musl c library\n\nP:busybox\nV:1.36.1-r15\nA:x86_64\n\nP:broken\n");
+        assert_eq!(a.len(), 2);
+        assert_eq!(
+            (
+                a[0].name.as_str(),
+                a[0].version.as_str(),
+                a[0].release.as_str()
+            ),
+            ("busybox", "1.36.1", "r15")
+        );
+        assert_eq!(a[1].summary, "the musl c library");
     }
 }
