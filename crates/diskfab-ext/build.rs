@@ -11,7 +11,7 @@ fn main() {
         .allowlist_function("e2p_feature2string")
         .allowlist_function("io_channel_.*")
         .allowlist_type("ext2_.*|struct_.*|io_.*")
-        .allowlist_var("EXT2_.*|EXT3_.*|EXT4_.*|LINUX_S_.*|IO_FLAG_.*|E2P_.*|BMAP_.*|DIRENT_.*|CHANNEL_.*")
+        .allowlist_var("EXT2_.*|EXT3_.*|EXT4_.*|LINUX_S_.*|IO_FLAG_.*|E2P_.*|BMAP_.*|BLOCK_FLAG_.*|BLOCK_ABORT|DIRENT_.*|CHANNEL_.*")
         .derive_default(true)
         .layout_tests(false)
         .generate()

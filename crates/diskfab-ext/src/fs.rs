@@ -16,6 +16,8 @@ pub struct ExtFs {
     pub(crate) writable: bool,
     reg_id: u64,
     pub(crate) fs_type: String,
+    /// Block map of the last file read (dropped by every mutation).
+    pub(crate) map_cache: Option<crate::map::FileMap>,
 }
 
 // SAFETY: the libext2fs handle is used only through `&mut self` (one thread at a time), and the
@@ -157,6 +159,7 @@ impl ExtFs {
             writable,
             reg_id,
             fs_type: String::new(),
+            map_cache: None,
         };
         let (compat, incompat, ro, state) = {
             let sb = me.sb();
@@ -206,6 +209,12 @@ impl ExtFs {
         } else {
             Err(Error::ReadOnly("the filesystem is open read-only".into()))
         }
+    }
+
+    /// Total blocks in the filesystem.
+    pub(crate) fn blocks_count(&self) -> u64 {
+        // SAFETY: the superblock is valid while fs is open; the function only reads it.
+        unsafe { sys::ext2fs_blocks_count((*self.fs).super_) }
     }
 
     /// Block size in bytes.
@@ -308,11 +317,15 @@ impl ExtFs {
             .ok_or_else(|| Error::bad(format!("inode {ino} has an invalid mode {mode:o}")))?;
         // SAFETY: osd2 is a union of two u16 layouts; linux2 is the Linux meaning.
         let (uid_hi, gid_hi) = unsafe { (i.osd2.linux2.l_i_uid_high, i.osd2.linux2.l_i_gid_high) };
-        let large = self.large_inodes() && i.i_extra_isize >= 24;
-        let ts = |sec: u32, extra: u32| -> Timespec {
+        let room = if self.large_inodes() {
+            i.i_extra_isize
+        } else {
+            0
+        };
+        let ts = |sec: u32, extra: u32, need: u16| -> Timespec {
             let mut s = i64::from(sec as i32);
             let mut nsec = 0;
-            if large {
+            if room >= need {
                 s += i64::from(extra & 3) << 32;
                 nsec = extra >> 2;
             }
@@ -338,9 +351,9 @@ impl ExtFs {
             gid: u32::from(i.i_gid) | (u32::from(gid_hi) << 16),
             size: u64::from(i.i_size) | (u64::from(i.i_size_high) << 32),
             nlink: u32::from(i.i_links_count),
-            atime: ts(i.i_atime, i.i_atime_extra),
-            mtime: ts(i.i_mtime, i.i_mtime_extra),
-            ctime: ts(i.i_ctime, i.i_ctime_extra),
+            atime: ts(i.i_atime, i.i_atime_extra, 16),
+            mtime: ts(i.i_mtime, i.i_mtime_extra, 12),
+            ctime: ts(i.i_ctime, i.i_ctime_extra, 8),
             rdev,
             allocated: blocks * 512,
         })

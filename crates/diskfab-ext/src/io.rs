@@ -8,7 +8,7 @@
 use crate::sys;
 use diskfab_storage::DevRef;
 use std::collections::HashMap;
-use std::ffi::{c_char, c_int, c_uint, c_ulong, c_ulonglong, c_void, CStr};
+use std::ffi::{c_char, c_int, c_ulong, c_ulonglong, c_void, CStr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 
@@ -298,6 +298,3 @@ unsafe extern "C" fn discard(
     // SAFETY: same contract as zeroout; discarded blocks read back as zeroes here.
     unsafe { zeroout(ch, block, count) }
 }
-
-#[allow(dead_code)]
-fn _types(_: c_uint) {}

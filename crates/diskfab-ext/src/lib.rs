@@ -5,6 +5,7 @@
 
 mod fs;
 pub mod io;
+mod map;
 mod mkfs;
 mod read;
 mod sys;
@@ -80,18 +81,23 @@ impl Filesystem for ExtFs {
         self.do_read(ino, offset, buf)
     }
     fn create(&mut self, dir: Ino, name: &[u8], attr: &NewNode) -> Result<Ino> {
+        self.map_cache = None;
         self.new_node(dir, name, FileType::Regular, attr, (0, 0))
     }
     fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<()> {
+        self.map_cache = None;
         self.do_write(ino, offset, data)
     }
     fn set_attr(&mut self, ino: Ino, attr: &SetAttr) -> Result<()> {
+        self.map_cache = None;
         self.do_set_attr(ino, attr)
     }
     fn mkdir(&mut self, dir: Ino, name: &[u8], attr: &NewNode) -> Result<Ino> {
+        self.map_cache = None;
         self.do_mkdir(dir, name, attr)
     }
     fn symlink(&mut self, dir: Ino, name: &[u8], target: &[u8], attr: &NewNode) -> Result<Ino> {
+        self.map_cache = None;
         self.do_symlink(dir, name, target, attr)
     }
     fn mknod(
@@ -102,6 +108,7 @@ impl Filesystem for ExtFs {
         rdev: (u32, u32),
         attr: &NewNode,
     ) -> Result<Ino> {
+        self.map_cache = None;
         match file_type {
             FileType::CharDevice | FileType::BlockDevice | FileType::Fifo | FileType::Socket => {
                 self.new_node(dir, name, file_type, attr, rdev)
@@ -112,24 +119,30 @@ impl Filesystem for ExtFs {
         }
     }
     fn link(&mut self, ino: Ino, dir: Ino, name: &[u8]) -> Result<()> {
+        self.map_cache = None;
         self.do_link(ino, dir, name)
     }
     fn unlink(&mut self, dir: Ino, name: &[u8]) -> Result<()> {
+        self.map_cache = None;
         self.do_unlink(dir, name)
     }
     fn rmdir(&mut self, dir: Ino, name: &[u8]) -> Result<()> {
+        self.map_cache = None;
         self.do_rmdir(dir, name)
     }
     fn rename(&mut self, dir: Ino, name: &[u8], new_dir: Ino, new_name: &[u8]) -> Result<()> {
+        self.map_cache = None;
         self.do_rename(dir, name, new_dir, new_name)
     }
     fn list_xattrs(&mut self, ino: Ino) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         self.do_list_xattrs(ino)
     }
     fn set_xattr(&mut self, ino: Ino, name: &[u8], value: &[u8]) -> Result<()> {
+        self.map_cache = None;
         self.do_set_xattr(ino, name, value)
     }
     fn remove_xattr(&mut self, ino: Ino, name: &[u8]) -> Result<()> {
+        self.map_cache = None;
         self.do_remove_xattr(ino, name)
     }
     fn sync(&mut self) -> Result<()> {

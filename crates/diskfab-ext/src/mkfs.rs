@@ -8,7 +8,18 @@ use diskfab_fs::MkfsOptions;
 use diskfab_storage::{DevRef, Error, Result};
 use std::ffi::c_int;
 
-const BLOCK_SIZE: u64 = 4096;
+/// Block size and bytes-per-inode for a device size, as Debian's mke2fs.conf size types
+/// (floppy < 3 MiB, small < 512 MiB, default, big >= 4 TiB, huge >= 16 TiB).
+fn geometry(size: u64) -> (u64, u64) {
+    const MIB: u64 = 1 << 20;
+    match size {
+        s if s < 3 * MIB => (1024, 8192),
+        s if s < 512 * MIB => (1024, 4096),
+        s if s < 4 << 40 => (4096, 16384),
+        s if s < 16 << 40 => (4096, 32768),
+        _ => (4096, 65536),
+    }
+}
 
 struct Features {
     compat: u32,
@@ -88,28 +99,24 @@ pub fn mkfs(dev: DevRef, opts: &MkfsOptions) -> Result<()> {
             label.len()
         )));
     }
-    let blocks = dev.size() / BLOCK_SIZE;
-    if blocks < 64 {
+    let (block_size, ratio) = geometry(dev.size());
+    let blocks = dev.size() / block_size;
+    if blocks < 128 {
         return Err(Error::Invalid(format!(
-            "{} bytes is too small for an ext filesystem",
+            "{} bytes is too small for an ext filesystem (at least 128 KiB)",
             dev.size()
         )));
     }
-    let ratio: u64 = if dev.size() < (512 << 20) {
-        4096
-    } else {
-        16384
-    };
     // SAFETY: an all-zero superblock is the documented "defaults" parameter block.
     let mut p: sys::ext2_super_block = unsafe { std::mem::zeroed() };
     // SAFETY: p is a valid superblock struct.
     unsafe { sys::ext2fs_blocks_count_set(&mut p, blocks) };
-    p.s_log_block_size = BLOCK_SIZE.trailing_zeros() - 10;
+    p.s_log_block_size = block_size.trailing_zeros() - 10;
     p.s_rev_level = 1;
     p.s_inode_size = 256;
     p.s_min_extra_isize = 32;
     p.s_want_extra_isize = 32;
-    p.s_inodes_count = (blocks * BLOCK_SIZE / ratio).clamp(64, u64::from(u32::MAX - 1)) as u32;
+    p.s_inodes_count = (blocks * block_size / ratio).clamp(64, u64::from(u32::MAX - 1)) as u32;
     p.s_r_blocks_count = (blocks / 20) as u32;
     p.s_feature_compat = f.compat;
     p.s_feature_incompat = f.incompat;

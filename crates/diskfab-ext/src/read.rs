@@ -1,7 +1,7 @@
 //! Reading: lookup, directory listing, symlinks and file data (mapped extents read straight from
 //! the device, coalesced into large reads).
 
-use crate::fs::{check, err, ExtFs};
+use crate::fs::{check, ExtFs};
 use crate::sys;
 use diskfab_fs::{DirEntry, FileType};
 use diskfab_storage::{Error, Result};
@@ -166,7 +166,8 @@ impl ExtFs {
         })
     }
 
-    /// Reads file data: maps each block with bmap and reads contiguous runs from the device.
+    /// Reads file data: looks the range up in the file's block map and reads each contiguous
+    /// run straight from the device (holes and unwritten extents read as zeroes).
     pub(crate) fn do_read(&mut self, ino: u64, off: u64, buf: &mut [u8]) -> Result<usize> {
         let mut inode = self.read_inode(ino)?;
         if ExtFs::kind(&mut inode) != Some(FileType::Regular) {
@@ -176,73 +177,41 @@ impl ExtFs {
         if off >= size || buf.is_empty() {
             return Ok(0);
         }
-        let len = ((size - off) as usize).min(buf.len());
+        let len = usize::try_from(size - off)
+            .unwrap_or(usize::MAX)
+            .min(buf.len());
         if inode.i_flags & sys::EXT4_INLINE_DATA_FL != 0 {
             return self.file_read(ino, off, &mut buf[..len]);
         }
         let bs = self.block_size();
-        let total_blocks = self.dev.size() / bs;
-        let i32ino = self.ino32(ino)?;
+        let dev = self.dev.clone();
+        let map = self.file_map(ino, &mut inode)?;
         let mut pos = 0usize;
         while pos < len {
             let abs = off + pos as u64;
-            let lblk = abs / bs;
-            let inner = abs % bs;
-            let (phys, zero) = self.map(i32ino, &mut inode, lblk)?;
-            // Extend the run while the next blocks are physically contiguous (or all holes).
-            let mut run = ((bs - inner) as usize).min(len - pos);
-            let mut next = lblk + 1;
-            while pos + run < len && run < (8 << 20) {
-                let (p2, z2) = self.map(i32ino, &mut inode, next)?;
-                let contiguous = if zero {
-                    z2
-                } else {
-                    !z2 && p2 == phys + (next - lblk)
-                };
-                if !contiguous {
-                    break;
+            let (lblk, inner) = (abs / bs, abs % bs);
+            let avail = |blocks: u64| -> usize {
+                let bytes = blocks.saturating_mul(bs).saturating_sub(inner);
+                usize::try_from(bytes).unwrap_or(usize::MAX).min(len - pos)
+            };
+            match map.find(lblk) {
+                Ok(r) => {
+                    let n = avail(r.lblk + r.len - lblk);
+                    let dst = &mut buf[pos..pos + n];
+                    if r.zero {
+                        dst.fill(0);
+                    } else {
+                        dev.read_at(dst, (r.pblk + (lblk - r.lblk)) * bs + inner)?;
+                    }
+                    pos += n;
                 }
-                run = (run + bs as usize).min(len - pos);
-                next += 1;
-            }
-            let dst = &mut buf[pos..pos + run];
-            if zero {
-                dst.fill(0);
-            } else {
-                let end_blk = phys + (inner + run as u64).div_ceil(bs);
-                if end_blk > total_blocks {
-                    return Err(Error::bad(format!(
-                        "inode {ino} maps data beyond the end of the filesystem"
-                    )));
+                Err(hole) => {
+                    let n = hole.map_or(len - pos, avail);
+                    buf[pos..pos + n].fill(0);
+                    pos += n;
                 }
-                self.dev.read_at(dst, phys * bs + inner)?;
             }
-            pos += run;
         }
         Ok(len)
-    }
-
-    /// Physical block for logical block `lblk`; `true` when it reads as zeroes (hole/unwritten).
-    fn map(&self, ino: u32, inode: &mut crate::fs::Inode, lblk: u64) -> Result<(u64, bool)> {
-        let mut ret_flags: c_int = 0;
-        let mut phys: sys::blk64_t = 0;
-        // SAFETY: valid fs, inode buffer and out-pointers.
-        let rc = unsafe {
-            sys::ext2fs_bmap2(
-                self.fs,
-                ino,
-                inode as *mut _ as *mut sys::ext2_inode,
-                std::ptr::null_mut(),
-                0,
-                lblk,
-                &mut ret_flags,
-                &mut phys,
-            )
-        };
-        if rc != 0 {
-            return Err(err(rc, &format!("mapping block {lblk} of inode {ino}")));
-        }
-        let unwritten = ret_flags as u32 & sys::BMAP_RET_UNINIT != 0;
-        Ok((phys, phys == 0 || unwritten))
     }
 }

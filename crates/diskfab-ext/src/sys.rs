@@ -8,3 +8,9 @@
 )]
 #![allow(clippy::all, unsafe_op_in_unsafe_fn, unnecessary_transmutes)]
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+
+unsafe extern "C" {
+    /// Moves an inode's inline data into a regular block (declared in libext2fs' private
+    /// `ext2fsP.h`, exported from libext2fs.so since 1.43 and used by e2fsck and fuse2fs).
+    pub fn ext2fs_inline_data_expand(fs: ext2_filsys, ino: ext2_ino_t) -> errcode_t;
+}

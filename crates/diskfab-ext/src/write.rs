@@ -49,6 +49,9 @@ fn enc_time(t: Timespec) -> (u32, u32) {
 }
 
 impl ExtFs {
+    /// Sets the given times; the nanosecond/epoch "extra" fields (and crtime) are written only
+    /// where the inode's `i_extra_isize` has room for them (never resized: in-inode xattrs
+    /// start right after it).
     fn set_times(
         &self,
         i: &mut Inode,
@@ -57,34 +60,35 @@ impl ExtFs {
         c: Option<Timespec>,
         cr: Option<Timespec>,
     ) {
-        let large = self.large_inodes();
-        if large && i.i_extra_isize < 32 {
-            i.i_extra_isize = 32;
-        }
-        if let Some(t) = a {
+        let room = if self.large_inodes() {
+            i.i_extra_isize
+        } else {
+            0
+        };
+        if let Some(t) = c {
             let (s, e) = enc_time(t);
-            i.i_atime = s;
-            if large {
-                i.i_atime_extra = e;
+            i.i_ctime = s;
+            if room >= 8 {
+                i.i_ctime_extra = e;
             }
         }
         if let Some(t) = m {
             let (s, e) = enc_time(t);
             i.i_mtime = s;
-            if large {
+            if room >= 12 {
                 i.i_mtime_extra = e;
             }
         }
-        if let Some(t) = c {
+        if let Some(t) = a {
             let (s, e) = enc_time(t);
-            i.i_ctime = s;
-            if large {
-                i.i_ctime_extra = e;
+            i.i_atime = s;
+            if room >= 16 {
+                i.i_atime_extra = e;
             }
         }
         if let Some(t) = cr {
             let (s, e) = enc_time(t);
-            if large {
+            if room >= 24 {
                 i.i_crtime = s;
                 i.i_crtime_extra = e;
             }
@@ -213,8 +217,42 @@ impl ExtFs {
         Ok(u64::from(ino))
     }
 
+    /// Moves an inline-data file's contents out of the inode into a block, so writes and size
+    /// changes go through libext2fs' block path: its inline-data write path in 1.47.0 computes
+    /// the copy length as `nbytes - pos` (a huge memcpy when writing past offset 0, and a
+    /// silent truncation at offset 0).
+    fn uninline(&mut self, ino: u64) -> Result<()> {
+        let i = self.read_inode(ino)?;
+        if i.i_flags & sys::EXT4_INLINE_DATA_FL == 0 {
+            return Ok(());
+        }
+        let n = self.ino32(ino)?;
+        // SAFETY: valid fs and an allocated inode with inline data.
+        check(
+            unsafe { sys::ext2fs_inline_data_expand(self.fs, n) },
+            "moving inline data out of the inode",
+        )
+    }
+
+    /// Refuses data operations on anything but regular files.
+    fn regular(&mut self, ino: u64) -> Result<()> {
+        let mut i = self.read_inode(ino)?;
+        match ExtFs::kind(&mut i) {
+            Some(FileType::Regular) => Ok(()),
+            _ => Err(Error::Invalid(format!("inode {ino} is not a regular file"))),
+        }
+    }
+
     pub(crate) fn do_write(&mut self, ino: u64, off: u64, data: &[u8]) -> Result<()> {
         self.ro()?;
+        self.regular(ino)?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        off.checked_add(data.len() as u64)
+            .filter(|&e| e <= 1 << 44)
+            .ok_or_else(|| Error::Invalid("write beyond the maximum file size".into()))?;
+        self.uninline(ino)?;
         self.with_file(ino, true, off, |f| {
             let mut done = 0usize;
             while done < data.len() {
@@ -237,8 +275,11 @@ impl ExtFs {
     pub(crate) fn do_set_attr(&mut self, ino: u64, a: &SetAttr) -> Result<()> {
         self.ro()?;
         if let Some(size) = a.size {
-            let size =
-                i64::try_from(size).map_err(|_| Error::Invalid("file size too large".into()))?;
+            self.regular(ino)?;
+            if size > 1 << 44 {
+                return Err(Error::Invalid("file size too large".into()));
+            }
+            self.uninline(ino)?;
             // SAFETY: f is open for writing.
             self.with_file(ino, true, 0, |f| {
                 check(
@@ -449,6 +490,22 @@ impl ExtFs {
         self.write_inode(dir, &mut p)
     }
 
+    /// Whether directory `d` is `ancestor` or lies below it (walks `..` up to the root).
+    fn is_within(&mut self, mut d: u64, ancestor: u64) -> Result<bool> {
+        for _ in 0..65536 {
+            if d == ancestor {
+                return Ok(true);
+            }
+            if d == 2 {
+                return Ok(false);
+            }
+            d = self
+                .do_lookup(d, b"..")?
+                .ok_or_else(|| Error::bad(format!("directory {d} has no '..' entry")))?;
+        }
+        Err(Error::bad("directory tree too deep or looped"))
+    }
+
     /// Points the `..` entry of directory `ino` at `parent`.
     fn set_dotdot(&mut self, ino: u64, parent: u64) -> Result<()> {
         unsafe extern "C" fn cb(
@@ -502,9 +559,15 @@ impl ExtFs {
         }
         let mut i = self.read_inode(ino)?;
         let t = ExtFs::kind(&mut i).ok_or_else(|| Error::bad("invalid inode mode"))?;
+        if t == FileType::Directory && dir != new_dir && self.is_within(new_dir, ino)? {
+            return Err(Error::Invalid(
+                "cannot move a directory into itself or one of its subdirectories".into(),
+            ));
+        }
         if let Some(existing) = self.do_lookup(new_dir, new_name)? {
             if existing == ino {
-                return self.do_unlink(dir, name);
+                // POSIX: renaming onto another link of the same file does nothing.
+                return Ok(());
             }
             let mut e = self.read_inode(existing)?;
             match (ExtFs::kind(&mut e), t) {
