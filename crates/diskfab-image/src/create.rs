@@ -182,7 +182,9 @@ fn relative(from: &Path, to: &Path) -> PathBuf {
 
 /// Creates one thin qcow2 overlay of `base` per name in `out_dir`. The base is opened and
 /// verified once; the overlay bytes are built once (backing stored relative to `out_dir`) and
-/// written to each new file (`O_EXCL`: existing files are never overwritten).
+/// written to each new file (`O_EXCL`: existing files are never overwritten). All or nothing:
+/// if one name exists ([`Error::Exists`]) or a write fails, the clones made by this call are
+/// removed again. Names must be plain file names. No fsync per clone (like `qemu-img create`).
 pub fn clone_many(
     base: &Path,
     out_dir: &Path,
@@ -220,14 +222,22 @@ pub fn clone_many(
     let mut out = Vec::with_capacity(names.len());
     for n in names {
         let p = out_dir.join(n);
-        let f = new_file(&p)?;
-        let r = segments
-            .iter()
-            .try_for_each(|&(off, len)| f.write_all_at(&bytes[off..off + len], off as u64))
-            .and_then(|_| f.set_len(bytes.len() as u64));
+        let r = new_file(&p).and_then(|f| {
+            segments
+                .iter()
+                .try_for_each(|&(off, len)| f.write_all_at(&bytes[off..off + len], off as u64))
+                .and_then(|_| f.set_len(bytes.len() as u64))
+                .map_err(|e| {
+                    let _ = std::fs::remove_file(&p);
+                    Error::io(format!("writing {}", p.display()), e)
+                })
+        });
         if let Err(e) = r {
-            let _ = std::fs::remove_file(&p);
-            return Err(Error::io(format!("writing {}", p.display()), e));
+            // All or nothing: remove the clones this call made; never touch what existed.
+            for made in &out {
+                let _ = std::fs::remove_file(made);
+            }
+            return Err(e);
         }
         out.push(p);
     }

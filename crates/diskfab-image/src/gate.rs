@@ -63,6 +63,13 @@ impl BackingGate {
                 canon.display()
             )));
         }
+        if let Some(fs) = pseudo_filesystem(&canon) {
+            return Err(Error::bad(format!(
+                "{}: backing file {} is on {fs}, not a disk image; refusing to open it",
+                image.display(),
+                canon.display()
+            )));
+        }
         if self.allow_any || self.allowed_dirs(top).iter().any(|d| canon.starts_with(d)) {
             return Ok(canon);
         }
@@ -91,5 +98,32 @@ impl BackingGate {
                 .filter_map(|d| std::fs::canonicalize(d).ok()),
         );
         v
+    }
+}
+
+/// Names the kernel pseudo-filesystem `path` lives on (procfs, sysfs, ...), whose "regular
+/// files" are views of kernel or process state (`/proc/self/mem`, `/proc/kcore`), never images.
+/// Refused even with `allow_any`.
+fn pseudo_filesystem(path: &Path) -> Option<&'static str> {
+    use std::os::unix::ffi::OsStrExt;
+    for (prefix, name) in [("/proc", "procfs"), ("/sys", "sysfs")] {
+        if path == Path::new(prefix) || path.starts_with(prefix) {
+            return Some(name);
+        }
+    }
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statfs writes into a zeroed struct we own; `c` is a valid NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    // Magic numbers from linux/magic.h.
+    match st.f_type as i64 {
+        0x9fa0 => Some("procfs"),
+        0x6265_6572 => Some("sysfs"),
+        0x6462_6720 => Some("debugfs"),
+        0x7472_6163 => Some("tracefs"),
+        0x2762_9e41 | 0x6367_7270 => Some("cgroupfs"),
+        _ => None,
     }
 }

@@ -47,7 +47,7 @@ pub struct ImageInfo {
     /// The backing file name as stored in the image.
     pub backing_file: Option<String>,
     /// The backing format recorded in the image.
-    pub backing_format: Option<String>,
+    pub backing_format: Option<Format>,
     /// Backing layers, nearest first.
     pub chain: Vec<LayerInfo>,
     /// qcow2 dirty bit (lazy refcounts).
@@ -321,7 +321,8 @@ impl Image {
             info.actual_size = q.host.allocated();
             info.cluster_size = Some(h.cluster_size() as u32);
             info.backing_file = h.backing_file.clone();
-            info.backing_format = h.backing_format.clone();
+            // Unknown names never get here: opening the chain already refused them.
+            info.backing_format = h.backing_format.as_deref().and_then(|f| f.parse().ok());
             info.dirty = h.incompatible & crate::header::INCOMPAT_DIRTY != 0;
             info.corrupt = h.incompatible & crate::header::INCOMPAT_CORRUPT != 0;
             info.format_specific = Some(serde_json::json!({

@@ -14,7 +14,12 @@ const COPIED: u64 = 1 << 63;
 const COMPRESSED: u64 = 1 << 62;
 const ZERO: u64 = 1;
 const OFFSET_MASK: u64 = 0x00ff_ffff_ffff_fe00;
-const L2_CACHE_TABLES: usize = 4096;
+/// Bytes of L2 tables kept in memory (at least 16 tables): 512 tables of 64 KiB clusters map
+/// 256 GiB of guest, 16 tables of 2 MiB clusters 8 TiB. Bounded so that a hostile image cannot
+/// make the cache grow with the file.
+const L2_CACHE_BYTES: u64 = 32 << 20;
+/// Runs mapped per lock acquisition when reading.
+const PLAN_SEGMENTS: usize = 64;
 
 /// Where one guest cluster lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,7 +150,7 @@ impl Qcow2Dev {
     /// Loads (or fetches from cache) the L2 table at host offset `off`.
     fn l2<'a>(&self, st: &'a mut State, off: u64) -> Result<&'a mut Vec<u64>> {
         if !st.l2.contains_key(&off) {
-            if st.l2.len() >= L2_CACHE_TABLES {
+            if st.l2.len() as u64 >= (L2_CACHE_BYTES >> self.hdr.cluster_bits).max(16) {
                 st.l2.clear();
             }
             let mut raw = vec![0u8; self.hdr.cluster_size() as usize];
@@ -256,19 +261,24 @@ impl Qcow2Dev {
         }
     }
 
-    fn read_locked(&self, st: &mut State, buf: &mut [u8], off: u64) -> Result<()> {
+    /// Maps up to [`PLAN_SEGMENTS`] runs of `len` guest bytes from `off` (each run one kind,
+    /// data runs host-contiguous) into `segs` as (mapping, bytes). Only this needs the lock.
+    fn plan(
+        &self,
+        st: &mut State,
+        off: u64,
+        len: usize,
+        segs: &mut Vec<(Map, usize)>,
+    ) -> Result<()> {
         let cs = self.hdr.cluster_size();
         let bits = self.hdr.cluster_bits;
         let mut done = 0usize;
-        let mut scratch = Vec::new();
-        while done < buf.len() {
+        while done < len && segs.len() < PLAN_SEGMENTS {
             let pos = off + done as u64;
             let vc = pos >> bits;
-            let inner = pos & (cs - 1);
             let m = self.lookup(st, vc)?;
-            // Coalesce a run of clusters with the same kind (and contiguous host offsets).
-            let mut run = (cs - inner).min((buf.len() - done) as u64) as usize;
-            while done + run < buf.len() {
+            let mut run = (cs - (pos & (cs - 1))).min((len - done) as u64) as usize;
+            while done + run < len {
                 let next_vc = (pos + run as u64) >> bits;
                 let next = self.lookup(st, next_vc)?;
                 let contiguous = match (m, next) {
@@ -281,20 +291,45 @@ impl Qcow2Dev {
                 if !contiguous {
                     break;
                 }
-                run = (run + cs as usize).min(buf.len() - done);
+                run = (run + cs as usize).min(len - done);
             }
-            let dst = &mut buf[done..done + run];
-            match m {
-                Map::Unalloc => self.read_backing(dst, pos)?,
-                Map::Zero(_) => dst.fill(0),
-                Map::Data { host, .. } => self.host.read(dst, host + inner)?,
-                Map::Compressed { host, len } => {
-                    scratch.resize(cs as usize, 0);
-                    self.inflate(host, len, &mut scratch)?;
-                    dst.copy_from_slice(&scratch[inner as usize..inner as usize + run]);
-                }
-            }
+            segs.push((m, run));
             done += run;
+        }
+        Ok(())
+    }
+
+    /// Reads guest bytes. The lock is held only while mapping; data, backing and decompression
+    /// run unlocked so that several readers proceed in parallel. That is safe because host
+    /// clusters are never reused once freed (allocation only appends): a reader racing a
+    /// write_zeroes of the same range may read the punched hole, i.e. the zeroes being written.
+    fn read_guest(&self, buf: &mut [u8], off: u64) -> Result<()> {
+        let cs = self.hdr.cluster_size();
+        let mut segs = Vec::with_capacity(PLAN_SEGMENTS);
+        let mut scratch = Vec::new();
+        let mut done = 0usize;
+        while done < buf.len() {
+            segs.clear();
+            {
+                let mut st = self.lock()?;
+                self.plan(&mut st, off + done as u64, buf.len() - done, &mut segs)?;
+            }
+            for &(m, run) in &segs {
+                let pos = off + done as u64;
+                let inner = pos & (cs - 1);
+                let dst = &mut buf[done..done + run];
+                match m {
+                    Map::Unalloc => self.read_backing(dst, pos)?,
+                    Map::Zero(_) => dst.fill(0),
+                    Map::Data { host, .. } => self.host.read(dst, host + inner)?,
+                    Map::Compressed { host, len } => {
+                        scratch.resize(cs as usize, 0);
+                        self.inflate(host, len, &mut scratch)?;
+                        dst.copy_from_slice(&scratch[inner as usize..inner as usize + run]);
+                    }
+                }
+                done += run;
+            }
         }
         Ok(())
     }
@@ -397,7 +432,10 @@ impl Qcow2Dev {
                 .decrement(&self.host, &self.hdr, &mut st.file_len, c)?;
             c += cs;
         }
-        if matches!(m, Map::Data { .. } | Map::Zero(Some(_))) {
+        // Give the space back unless another reference (a hostile or snapshot image) remains.
+        if matches!(m, Map::Data { .. } | Map::Zero(Some(_)))
+            && st.rc.get(&self.host, &self.hdr, start)? == 0
+        {
             self.host.punch(start, cs)?;
         }
         Ok(())
@@ -432,6 +470,14 @@ impl Qcow2Dev {
 
     fn zero_cluster(&self, st: &mut State, vc: u64) -> Result<()> {
         let m = self.lookup(st, vc)?;
+        if self.backing.is_none() {
+            // Nothing below: an unallocated cluster reads as zeroes, so deallocate (v2 and v3).
+            if m == Map::Unalloc {
+                return Ok(());
+            }
+            self.set_l2(st, vc, 0)?;
+            return self.release(st, m);
+        }
         if self.hdr.version < 3 {
             if m == Map::Unalloc && self.backing.is_none() {
                 return Ok(());
@@ -439,7 +485,7 @@ impl Qcow2Dev {
             let z = vec![0u8; self.hdr.cluster_size() as usize];
             return self.write_cluster(st, vc, 0, &z);
         }
-        if matches!(m, Map::Zero(_)) || (m == Map::Unalloc && self.backing.is_none()) {
+        if matches!(m, Map::Zero(None)) {
             return Ok(());
         }
         self.set_l2(st, vc, ZERO)?;
@@ -560,8 +606,7 @@ impl BlockDev for Qcow2Dev {
 
     fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
         check_range(self.hdr.size, offset, buf.len() as u64)?;
-        let mut st = self.lock()?;
-        self.read_locked(&mut st, buf, offset)
+        self.read_guest(buf, offset)
     }
 
     fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {

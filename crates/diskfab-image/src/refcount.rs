@@ -51,7 +51,8 @@ impl Refcounts {
 
     fn block(&mut self, host: &Host, hdr: &Qcow2Header, off: u64) -> Result<&mut Vec<u8>> {
         if !self.blocks.contains_key(&off) {
-            if self.blocks.len() > 1024 {
+            // At most 32 MiB (and at least 16 blocks) of refcount blocks in memory.
+            if self.blocks.len() as u64 >= ((32 << 20) >> hdr.cluster_bits).max(16) {
                 self.blocks.clear();
             }
             let mut b = vec![0u8; hdr.cluster_size() as usize];

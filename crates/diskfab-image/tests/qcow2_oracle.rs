@@ -344,6 +344,22 @@ fn a_thousand_clones_are_valid_overlays_and_existing_files_are_never_overwritten
         Err(Error::Exists(_))
     ));
     assert!(clone_many(&base, &out, &["../evil.qcow2".to_string()], None).is_err());
+    // A batch that meets an existing file (or repeats a name) makes nothing and changes nothing.
+    let before = std::fs::read(&paths[7]).unwrap();
+    for batch in [
+        vec![
+            "new-1.qcow2".to_string(),
+            names[7].clone(),
+            "new-2.qcow2".into(),
+        ],
+        vec!["new-1.qcow2".to_string(), "new-1.qcow2".into()],
+    ] {
+        let e = clone_many(&base, &out, &batch, None).expect_err("batch with an existing name");
+        assert!(matches!(e, Error::Exists(_)), "{e}");
+        assert!(!out.join("new-1.qcow2").exists() && !out.join("new-2.qcow2").exists());
+    }
+    assert!(before == std::fs::read(&paths[7]).unwrap());
+    assert_eq!(std::fs::read_dir(&out).unwrap().count(), 1000);
 }
 
 fn qemu_image(dir: &Path, name: &str) -> std::path::PathBuf {
