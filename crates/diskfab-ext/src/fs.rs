@@ -18,6 +18,8 @@ pub struct ExtFs {
     pub(crate) fs_type: String,
     /// Block map of the last file read (dropped by every mutation).
     pub(crate) map_cache: Option<crate::map::FileMap>,
+    /// Pinned clock (see `Filesystem::set_clock`).
+    pub(crate) clock: Option<diskfab_fs::Timespec>,
 }
 
 // SAFETY: the libext2fs handle is used only through `&mut self` (one thread at a time), and the
@@ -160,6 +162,7 @@ impl ExtFs {
             reg_id,
             fs_type: String::new(),
             map_cache: None,
+            clock: None,
         };
         let (compat, incompat, ro, state) = {
             let sb = me.sb();

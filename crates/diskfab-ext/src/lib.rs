@@ -5,6 +5,7 @@
 
 mod fs;
 pub mod io;
+mod layout;
 mod map;
 mod mkfs;
 mod read;
@@ -147,5 +148,14 @@ impl Filesystem for ExtFs {
     }
     fn sync(&mut self) -> Result<()> {
         self.flush()
+    }
+    fn set_clock(&mut self, t: Option<diskfab_fs::Timespec>) {
+        self.set_clock_to(t)
+    }
+    fn file_layout(&mut self, ino: Ino) -> Result<Option<diskfab_fs::FileLayout>> {
+        self.do_file_layout(ino)
+    }
+    fn patch_inode_size(&mut self, ino: Ino, raw: &mut [u8], size: u64) -> Result<bool> {
+        self.do_patch_inode_size(ino, raw, size)
     }
 }

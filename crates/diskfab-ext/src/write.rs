@@ -7,7 +7,7 @@ use diskfab_fs::{FileType, NewNode, SetAttr, Timespec};
 use diskfab_storage::{Error, Result};
 use std::ffi::{c_char, c_int, c_void, CString};
 
-fn now() -> Timespec {
+fn real_now() -> Timespec {
     let d = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -49,6 +49,18 @@ fn enc_time(t: Timespec) -> (u32, u32) {
 }
 
 impl ExtFs {
+    /// The current time, or the pinned clock.
+    fn now(&self) -> Timespec {
+        self.clock.unwrap_or_else(real_now)
+    }
+
+    /// Pins (or unpins) the clock, also for libext2fs' own superblock write time.
+    pub(crate) fn set_clock_to(&mut self, t: Option<Timespec>) {
+        self.clock = t;
+        // SAFETY: fs is open; `now` is a plain field libext2fs reads instead of time(NULL).
+        unsafe { (*self.fs).now = t.map(|t| t.sec).unwrap_or(0) as _ };
+    }
+
     /// Sets the given times; the nanosecond/epoch "extra" fields (and crtime) are written only
     /// where the inode's `i_extra_isize` has room for them (never resized: in-inode xattrs
     /// start right after it).
@@ -182,7 +194,7 @@ impl ExtFs {
         i.i_mode = mode as u16;
         i.i_links_count = 1;
         Self::set_owner(&mut i, attr.uid, attr.gid);
-        let t0 = attr.time.unwrap_or_else(now);
+        let t0 = attr.time.unwrap_or_else(|| self.now());
         match t {
             FileType::CharDevice | FileType::BlockDevice => {
                 let (b0, b1) = encode_dev(rdev.0, rdev.1);
@@ -296,7 +308,7 @@ impl ExtFs {
             let m = self.meta(ino, &mut i)?;
             Self::set_owner(&mut i, a.uid.unwrap_or(m.uid), a.gid.unwrap_or(m.gid));
         }
-        self.set_times(&mut i, a.atime, a.mtime, Some(now()), None);
+        self.set_times(&mut i, a.atime, a.mtime, Some(self.now()), None);
         self.write_inode(ino, &mut i)
     }
 
@@ -317,7 +329,7 @@ impl ExtFs {
         let mut i = self.read_inode(ino)?;
         i.i_mode = (FileType::Directory.mode_bits() | (attr.perm & 0o7777)) as u16;
         Self::set_owner(&mut i, attr.uid, attr.gid);
-        let t = attr.time.unwrap_or_else(now);
+        let t = attr.time.unwrap_or_else(|| self.now());
         self.set_times(&mut i, Some(t), Some(t), Some(t), Some(t));
         self.write_inode(ino, &mut i)?;
         Ok(ino)
@@ -351,7 +363,7 @@ impl ExtFs {
             .ok_or_else(|| Error::Failed("new symlink vanished".into()))?;
         let mut i = self.read_inode(ino)?;
         Self::set_owner(&mut i, attr.uid, attr.gid);
-        let tm = attr.time.unwrap_or_else(now);
+        let tm = attr.time.unwrap_or_else(|| self.now());
         self.set_times(&mut i, Some(tm), Some(tm), Some(tm), Some(tm));
         self.write_inode(ino, &mut i)?;
         Ok(ino)
@@ -373,7 +385,7 @@ impl ExtFs {
         self.add_link(dir, name, ino, t)?;
         let mut i = self.read_inode(ino)?;
         i.i_links_count += 1;
-        self.set_times(&mut i, None, None, Some(now()), None);
+        self.set_times(&mut i, None, None, Some(self.now()), None);
         self.write_inode(ino, &mut i)
     }
 
@@ -382,7 +394,7 @@ impl ExtFs {
         let i32ino = self.ino32(ino)?;
         let mut i = self.read_inode(ino)?;
         i.i_links_count = 0;
-        let t = now();
+        let t = self.now();
         i.i_dtime = t.sec as u32;
         self.write_inode(ino, &mut i)?;
         // SAFETY: valid fs and inode buffer.
@@ -442,7 +454,7 @@ impl ExtFs {
             "removing directory entry",
         )?;
         let mut p = self.read_inode(dir)?;
-        let t = now();
+        let t = self.now();
         self.set_times(&mut p, None, Some(t), Some(t), None);
         self.write_inode(dir, &mut p)
     }
@@ -462,7 +474,7 @@ impl ExtFs {
             self.release(ino, false)
         } else {
             i.i_links_count -= 1;
-            self.set_times(&mut i, None, None, Some(now()), None);
+            self.set_times(&mut i, None, None, Some(self.now()), None);
             self.write_inode(ino, &mut i)
         }
     }
@@ -601,7 +613,7 @@ impl ExtFs {
             self.write_inode(new_dir, &mut new)?;
         }
         let mut i = self.read_inode(ino)?;
-        self.set_times(&mut i, None, None, Some(now()), None);
+        self.set_times(&mut i, None, None, Some(self.now()), None);
         self.write_inode(ino, &mut i)
     }
 }

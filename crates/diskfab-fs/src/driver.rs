@@ -92,6 +92,29 @@ pub trait Filesystem: Send {
 
     /// Writes all buffered changes to the device and flushes it.
     fn sync(&mut self) -> Result<()>;
+
+    /// Pins the clock used for every timestamp the driver sets by itself (ctime on changes,
+    /// the superblock's write time, ...); `None` = the real clock. Used for reproducible
+    /// builds and for block-level replay, where two runs must write identical bytes.
+    fn set_clock(&mut self, t: Option<Timespec>) {
+        let _ = t;
+    }
+
+    /// Where a regular file's bytes and inode record live on the device, for block-level
+    /// replay. `None` when the driver cannot say or the file is not a plain run of allocated
+    /// blocks (inline data, holes, unwritten extents).
+    fn file_layout(&mut self, ino: Ino) -> Result<Option<FileLayout>> {
+        let _ = ino;
+        Ok(None)
+    }
+
+    /// Rewrites the size field of the raw on-disk inode record `raw` (as read from
+    /// [`FileLayout::inode_offset`]) to `size` and recomputes its checksum. `Ok(false)` when
+    /// the driver cannot.
+    fn patch_inode_size(&mut self, ino: Ino, raw: &mut [u8], size: u64) -> Result<bool> {
+        let _ = (ino, raw, size);
+        Ok(false)
+    }
 }
 
 /// A filesystem driver: recognises its filesystem and opens it.

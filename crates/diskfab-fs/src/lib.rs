@@ -7,7 +7,10 @@
 
 mod driver;
 pub mod path;
+pub mod tree;
 mod types;
 
 pub use driver::{Filesystem, FsDriver, MkfsDriver, MkfsOptions};
-pub use types::{DirEntry, FileType, FsInfo, Ino, Metadata, NewNode, SetAttr, Timespec};
+pub use types::{
+    DirEntry, FileLayout, FileType, FsInfo, Ino, Metadata, NewNode, SetAttr, Timespec,
+};

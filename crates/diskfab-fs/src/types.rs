@@ -185,3 +185,16 @@ pub struct FsInfo {
     /// Feature names (e.g. ext4 feature flags, FAT32).
     pub features: Vec<String>,
 }
+
+/// Where a regular file lives on its device (see [`crate::Filesystem::file_layout`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileLayout {
+    /// Byte offset of the file's on-disk inode record.
+    pub inode_offset: u64,
+    /// Length of that record in bytes.
+    pub inode_len: u32,
+    /// Filesystem block size.
+    pub block_size: u32,
+    /// Device byte offset of each data block, in file order.
+    pub blocks: Vec<u64>,
+}

@@ -11,7 +11,7 @@ mod system;
 
 pub use network::Interface;
 pub use packages::Application;
-pub use system::{Kernel, User, HYPERVISOR_DRIVERS};
+pub use system::{arch, Kernel, User, HYPERVISOR_DRIVERS};
 
 use diskfab_fs::Filesystem;
 use serde::Serialize;

@@ -118,35 +118,7 @@ pub fn mkdir(fs: &mut dyn Filesystem, p: &str, parents: bool, attr: &NewNode) ->
         fs.mkdir(dir, &name, attr)?;
         return Ok(());
     }
-    let mut cur = fs.root();
-    for comp in path::components(p.as_bytes()) {
-        if comp == b".." {
-            return Err(Error::Invalid(format!("{p}: '..' is not allowed with -p")));
-        }
-        path::check_name(comp)?;
-        cur = match fs.lookup(cur, comp)? {
-            Some(ino) => {
-                let ino = follow_dir(fs, ino)?;
-                if fs.getattr(ino)?.file_type != FileType::Directory {
-                    return Err(Error::Exists(format!(
-                        "{p}: a component is not a directory"
-                    )));
-                }
-                ino
-            }
-            None => fs.mkdir(cur, comp, attr)?,
-        };
-    }
-    Ok(())
-}
-
-fn follow_dir(fs: &mut dyn Filesystem, ino: Ino) -> Result<Ino> {
-    if fs.getattr(ino)?.file_type == FileType::Symlink {
-        let t = fs.read_link(ino)?;
-        // Symlinks inside the image resolve inside the image.
-        return path::resolve(fs, &t, true);
-    }
-    Ok(ino)
+    diskfab_fs::tree::mkdir_all(fs, p.as_bytes(), attr).map(|_| ())
 }
 
 /// Removes `p`; directories only with `recursive`; with `force`, a missing path is not an error.
@@ -159,34 +131,10 @@ pub fn rm(fs: &mut dyn Filesystem, p: &str, recursive: bool, force: bool) -> Res
             Err(Error::NotFound(format!("{p}: no such file or directory")))
         };
     };
-    if fs.getattr(ino)?.file_type == FileType::Directory {
-        if !recursive {
-            return Err(Error::Failed(format!("{p}: is a directory (use -r)")));
-        }
-        remove_tree(fs, dir, &name, ino, 0)
-    } else {
-        fs.unlink(dir, &name)
+    if !recursive && fs.getattr(ino)?.file_type == FileType::Directory {
+        return Err(Error::Failed(format!("{p}: is a directory (use -r)")));
     }
-}
-
-fn remove_tree(
-    fs: &mut dyn Filesystem,
-    parent: Ino,
-    name: &[u8],
-    ino: Ino,
-    depth: usize,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(Error::BadImage("directories nested too deep".into()));
-    }
-    for e in fs.read_dir(ino)? {
-        if e.file_type == FileType::Directory {
-            remove_tree(fs, ino, &e.name, e.ino, depth + 1)?;
-        } else {
-            fs.unlink(ino, &e.name)?;
-        }
-    }
-    fs.rmdir(parent, name)
+    diskfab_fs::tree::remove_entry(fs, dir, &name, ino)
 }
 
 /// Parses an octal mode like `644`, `0755` or `4755`.
