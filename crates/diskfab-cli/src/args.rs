@@ -32,6 +32,26 @@ pub enum Fmt {
     Vdi,
 }
 
+/// Settings shared by all customization operations.
+#[derive(Args, Debug, Clone)]
+pub struct CustomizeSettings {
+    /// Password hashing: md5, sha256, sha512, yescrypt (default: what the guest's PAM or
+    /// login.defs uses).
+    #[arg(long, value_name = "METHOD")]
+    pub password_crypto: Option<String>,
+    /// Network configuration format: netplan, ifupdown, networkmanager, networkd, ifcfg
+    /// (default: detected from the guest).
+    #[arg(long, value_name = "FORMAT")]
+    pub network_format: Option<String>,
+    /// Derive salts and random passwords from this string (reproducible output).
+    #[arg(long, value_name = "STRING")]
+    pub seed: Option<String>,
+    /// TOML file with operations (`ops = [ { hostname = "x" }, ... ]`) and these settings;
+    /// its operations run before those on the command line.
+    #[arg(long, value_name = "FILE")]
+    pub spec: Option<PathBuf>,
+}
+
 /// Which filesystem inside the image.
 #[derive(Args, Debug, Clone)]
 pub struct Sel {
@@ -235,6 +255,55 @@ pub enum Cmd {
         /// Print XML with virt-inspector's element names.
         #[arg(long, conflicts_with = "json")]
         xml: bool,
+    },
+    /// Customize an image in place, like virt-customize but without a helper VM (the image is
+    /// usually an overlay: `diskfab create vm.qcow2 -b base.qcow2` first).
+    Customize {
+        /// Image and partition (default: the OS root).
+        #[command(flatten)]
+        sel: Sel,
+        /// The operations.
+        #[command(flatten)]
+        ops: crate::opargs::OpArgs,
+        /// Shared settings.
+        #[command(flatten)]
+        settings: CustomizeSettings,
+        /// Only show what would change; the image is opened read-only.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stamp out customized clones: one thin overlay per row of a CSV, `{{column}}` templates in
+    /// operation arguments. Analyses once and replays the block writes per clone.
+    Stamp {
+        /// The base image (opened read-only, never modified).
+        base: PathBuf,
+        /// CSV with a header row; every column is a template variable.
+        #[arg(long, value_name = "CSV")]
+        instances: PathBuf,
+        /// Output directory: _common.qcow2 (shared writes) and one <name>.qcow2 per row.
+        #[arg(short = 'o', long, value_name = "DIR")]
+        out: PathBuf,
+        /// The operations.
+        #[command(flatten)]
+        ops: crate::opargs::OpArgs,
+        /// Shared settings.
+        #[command(flatten)]
+        settings: CustomizeSettings,
+        /// Clone file names (and the instance names in reports).
+        #[arg(long, value_name = "TEMPLATE", default_value = "{{name}}")]
+        name_template: String,
+        /// Worker threads (default: the number of CPUs).
+        #[arg(short = 'j', long)]
+        jobs: Option<usize>,
+        /// Replace the clones in an existing output directory of another job.
+        #[arg(long)]
+        force: bool,
+        /// Partition holding the guest root (default: detected).
+        #[arg(short = 'p', long = "partition", value_name = "N")]
+        partition: Option<u32>,
+        /// Also run each instance's full customization and check the replayed writes equal it.
+        #[arg(long, hide = true)]
+        verify_replay: bool,
     },
     /// Convert an image to another format (sparse: zero and unallocated ranges are not written).
     Convert {

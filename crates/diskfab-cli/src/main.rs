@@ -1,7 +1,9 @@
 //! The `diskfab` command: parses arguments, calls diskfab-core, prints results.
 
 mod args;
+mod custom;
 mod docs;
+mod opargs;
 mod print;
 mod progress;
 mod run;

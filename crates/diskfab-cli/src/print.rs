@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// (stdout stays one JSON document).
 pub static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-fn emit_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
+pub fn emit_json<T: Serialize + ?Sized>(v: &T) -> Result<()> {
     let s =
         serde_json::to_string_pretty(v).map_err(|e| Error::Failed(format!("JSON output: {e}")))?;
     println!("{s}");

@@ -309,6 +309,39 @@ pub fn run(cli: Cli) -> Result<()> {
             let r = images::measure(src, fmt(*format), cluster(cluster_size)?, &gate(&cli))?;
             print::measured(json, &r)
         }
+        Cmd::Customize {
+            sel,
+            ops,
+            settings,
+            dry_run,
+        } => crate::custom::customize(&cli, sel, ops, settings, *dry_run, gate(&cli)),
+        Cmd::Stamp {
+            base,
+            instances,
+            out,
+            ops,
+            settings,
+            name_template,
+            jobs,
+            force,
+            partition,
+            verify_replay,
+        } => crate::custom::stamp(
+            &cli,
+            crate::custom::StampArgs {
+                base,
+                instances,
+                out,
+                ops,
+                settings,
+                name_template,
+                jobs: *jobs,
+                force: *force,
+                partition: *partition,
+                verify_replay: *verify_replay,
+            },
+            gate(&cli),
+        ),
         Cmd::Inspect {
             image,
             no_applications,

@@ -115,8 +115,8 @@ pub fn set_password(st: &mut Staged, ctx: &mut Ctx, user: &str, sel: &str) -> Re
         Some(s) => {
             let pw = password_from(ctx, user, s)?;
             let crypto = ctx.crypto(st)?;
-            let salt = crate::crypt::salt_chars(&ctx.entropy(&format!("salt:{user}"))?);
-            crate::crypt::hash(crypto, &pw, &salt)?
+            let entropy = ctx.entropy(&format!("salt:{user}"))?;
+            crate::crypt::hash(crypto, &pw, &entropy)?
         }
     };
     if locked {

@@ -47,8 +47,10 @@ pub fn salt_chars(entropy: &[u8; 16]) -> String {
         .collect()
 }
 
-/// Hashes `password` with `salt` (16 characters from [`salt_chars`]).
-pub fn hash(method: Crypto, password: &str, salt: &str) -> Result<String> {
+/// Hashes `password` with a salt made from `entropy`: 16 salt characters for SHA-crypt (the
+/// most glibc/libxcrypt use), 22 for yescrypt, 8 for MD5-crypt.
+pub fn hash(method: Crypto, password: &str, entropy: &[u8; 16]) -> Result<String> {
+    let salt = salt_chars(entropy);
     let fail = |e: String| Error::Failed(format!("hashing the password: {e}"));
     Ok(match method {
         // MD5-crypt is obsolete but still what old guests' tools write; only on request.
@@ -59,15 +61,15 @@ pub fn hash(method: Crypto, password: &str, salt: &str) -> Result<String> {
                 .map_err(|e| fail(e.to_string()))?
         }
         Crypto::Sha256 => sha_crypt::ShaCrypt::SHA256
-            .hash_password_with_salt(password.as_bytes(), salt.as_bytes())
+            .hash_password_with_salt(password.as_bytes(), &entropy[..12])
             .map_err(|e| fail(e.to_string()))?
             .to_string(),
         Crypto::Sha512 => sha_crypt::ShaCrypt::SHA512
-            .hash_password_with_salt(password.as_bytes(), salt.as_bytes())
+            .hash_password_with_salt(password.as_bytes(), &entropy[..12])
             .map_err(|e| fail(e.to_string()))?
             .to_string(),
         Crypto::Yescrypt => yescrypt::Yescrypt::default()
-            .hash_password_with_salt(password.as_bytes(), salt.as_bytes())
+            .hash_password_with_salt(password.as_bytes(), entropy)
             .map_err(|e| fail(e.to_string()))?
             .to_string(),
     })
@@ -79,7 +81,7 @@ mod tests {
 
     #[test]
     fn every_method_produces_its_crypt_prefix() {
-        let salt = salt_chars(&[7; 16]);
+        let salt = [7u8; 16];
         for (m, p) in [
             (Crypto::Md5, "$1$"),
             (Crypto::Sha256, "$5$"),

@@ -10,15 +10,26 @@ use std::path::Path;
 /// Deepest host directory tree copied in.
 const MAX_HOST_DEPTH: u32 = 256;
 
-/// `--write FILE:CONTENT`.
+/// Creates FILE's missing parent directories (root:root 0755), as a user of `--write
+/// /etc/app/id:...` expects.
+fn ensure_parent(st: &mut Staged, f: &str) -> Result<()> {
+    let c = st.canon(f, true)?;
+    let (dir, _) = split(&c);
+    let dir = dir.to_string();
+    st.mkdir_p(&dir, Meta::root(0o755))
+}
+
+/// `--write FILE:CONTENT` (missing parent directories are created).
 pub fn write(st: &mut Staged, arg: &str) -> Result<()> {
     let (f, content) = two("write", arg, "FILE:CONTENT")?;
+    ensure_parent(st, f)?;
     st.write(f, content.as_bytes().to_vec(), None)
 }
 
 /// `--append-line FILE:LINE`: adds a missing final newline first, then LINE and a newline.
 pub fn append_line(st: &mut Staged, arg: &str) -> Result<()> {
     let (f, line) = two("append-line", arg, "FILE:LINE")?;
+    ensure_parent(st, f)?;
     let mut data = st.read(f)?.unwrap_or_default();
     if !data.is_empty() && !data.ends_with(b"\n") {
         data.push(b'\n');

@@ -17,6 +17,7 @@ pub mod ops;
 pub mod record;
 pub mod replay;
 pub mod runcmd;
+pub mod spec;
 pub mod staged;
 pub mod system;
 

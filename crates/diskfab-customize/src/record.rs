@@ -91,17 +91,18 @@ impl BlockDev for RecordingDev {
             let c = pos - pos % self.chunk;
             let within = (pos - c) as usize;
             let n = (self.chunk as usize - within).min(buf.len() - done);
-            if !w.contains_key(&c) {
-                let mut d = vec![0u8; self.chunk as usize];
-                if n < self.chunk as usize {
-                    let len = (self.size() - c).min(self.chunk) as usize;
-                    self.base.read_at(&mut d[..len], c)?;
+            let d = match w.entry(c) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    let mut d = vec![0u8; self.chunk as usize];
+                    if n < self.chunk as usize {
+                        let len = (self.size() - c).min(self.chunk) as usize;
+                        self.base.read_at(&mut d[..len], c)?;
+                    }
+                    v.insert(d)
                 }
-                w.insert(c, d);
-            }
-            if let Some(d) = w.get_mut(&c) {
-                d[within..within + n].copy_from_slice(&buf[done..done + n]);
-            }
+            };
+            d[within..within + n].copy_from_slice(&buf[done..done + n]);
             done += n;
         }
         Ok(())

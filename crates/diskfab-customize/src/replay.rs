@@ -143,12 +143,12 @@ pub fn synthesize(
     actions: &[Action],
     patcher: &mut dyn Filesystem,
     chunk: u64,
-    skip: &Writes,
+    skip: &BTreeSet<u64>,
 ) -> Result<Writes> {
     let mut w: Writes = g
         .writes
         .iter()
-        .filter(|(k, _)| !skip.contains_key(k))
+        .filter(|(k, _)| !skip.contains(k))
         .map(|(k, v)| (*k, v.clone()))
         .collect();
     for v in &g.varying {
@@ -280,7 +280,7 @@ pub fn analyse(
         if let Some(&v) = g.members.get(1) {
             let (real, _) = record(dev, driver, &plans[v], clock, chunk)?;
             let mut fs = driver.open(rec.clone(), false)?;
-            let synth = synthesize(g, &plans[v], fs.as_mut(), chunk, &Writes::new());
+            let synth = synthesize(g, &plans[v], fs.as_mut(), chunk, &BTreeSet::new());
             if synth.as_ref().ok() != Some(&real) {
                 g.mode = Mode::Redo;
                 g.reason = Some(match synth {

@@ -166,7 +166,8 @@ fn nonzero_runs(b: &[u8]) -> Vec<(usize, usize)> {
 }
 
 /// The path of `to` relative to directory `from` (both absolute and canonical).
-fn relative(from: &Path, to: &Path) -> PathBuf {
+/// The path of `to` relative to directory `from` (both absolute), e.g. `../base.qcow2`.
+pub fn relative(from: &Path, to: &Path) -> PathBuf {
     let f: Vec<Component> = from.components().collect();
     let t: Vec<Component> = to.components().collect();
     let common = f.iter().zip(&t).take_while(|(a, b)| a == b).count();

@@ -35,7 +35,7 @@ mod refcount;
 pub mod vdi;
 
 pub use check::{check, CheckReport};
-pub use create::{clone_many, create, CreateOptions};
+pub use create::{clone_many, create, relative, CreateOptions};
 pub use gate::BackingGate;
 pub use header::{parse_qcow2_header, Qcow2Header};
 pub use image::{Image, ImageInfo, LayerInfo, OpenOptions};

@@ -1,6 +1,7 @@
 //! The user-facing operations, each defined once here and called by the CLI (and later the
 //! server): file operations inside images, host copies, info, create/clone, mkfs, partitioning.
 
+pub mod customize;
 pub mod files;
 pub mod hostcopy;
 pub mod images;
@@ -9,6 +10,8 @@ pub mod inspect;
 pub mod inspect_xml;
 pub mod manage;
 mod names;
+pub mod stamp;
+mod stamp_plan;
 mod timefmt;
 mod xattr_host;
 

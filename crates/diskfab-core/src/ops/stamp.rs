@@ -1,0 +1,867 @@
+//! `stamp`: thousands of customized clones of one base, per seed 000 — the customization is
+//! analysed once, identical block writes go once into `DIR/_common.qcow2` (backing = BASE),
+//! and each instance's overlay `DIR/<name>.qcow2` (backing = `_common.qcow2`) receives only its
+//! own blocks, synthesized from a recorded template (see `diskfab_customize::replay`).
+//!
+//! Order of work: everything is checked before a clone exists (CSV, templates, every
+//! instance's plan, free space); a clone appears under its final name only when complete; the
+//! job's state lives in DIR, so a killed stamp re-run with the same arguments resumes.
+
+use super::stamp_plan::{self, State};
+use crate::open::{Disk, DiskOptions};
+use diskfab_customize::instances::{self, Instance};
+use diskfab_customize::ops::Op;
+use diskfab_customize::record::{RecordingDev, Writes};
+use diskfab_customize::replay::{self, Analysis, Mode};
+use diskfab_customize::staged::Action;
+use diskfab_customize::{Ctx, Settings};
+use diskfab_fs::{FsDriver, Timespec};
+use diskfab_image::{BackingGate, CreateOptions, Format, Image, OpenOptions};
+use diskfab_storage::{DevRef, Error, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// One instance's plan: its actions and generated secrets.
+type PlanOut = (Vec<Action>, BTreeMap<String, String>);
+type Planned = Option<PlanOut>;
+
+/// The shared layer's file name.
+pub const COMMON: &str = "_common.qcow2";
+
+/// What to stamp.
+pub struct StampOptions {
+    /// Base image (opened read-only, never written).
+    pub base: PathBuf,
+    /// The instances CSV.
+    pub instances: PathBuf,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Operations, in order; arguments may hold `{{column}}` templates.
+    pub ops: Vec<Op>,
+    /// Shared settings (crypto, network format, seed).
+    pub settings: Settings,
+    /// Clone name template (default `{{name}}`).
+    pub name_template: String,
+    /// Worker threads.
+    pub jobs: usize,
+    /// Replace an existing output directory of another job.
+    pub force: bool,
+    /// Partition holding the guest root (default: detected).
+    pub partition: Option<u32>,
+    /// Backing policy for opening BASE.
+    pub gate: BackingGate,
+    /// Also run every instance's full customization and check the replayed writes equal it
+    /// (slow; for tests).
+    pub verify_replay: bool,
+}
+
+/// One clone in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceReport {
+    /// Name.
+    pub name: String,
+    /// File.
+    pub file: String,
+    /// Blocks written into its overlay.
+    pub blocks_written: usize,
+    /// Bytes written into its overlay.
+    pub bytes_written: u64,
+    /// Size of the overlay file.
+    pub file_bytes: u64,
+    /// `replayed` (synthesized from the template), `redone` (full customization in memory) or
+    /// `existing` (completed by an earlier, interrupted run).
+    pub mode: String,
+    /// Operations whose writes were replayed.
+    pub ops_replayed: usize,
+    /// Operations redone for this instance.
+    pub ops_redone: usize,
+    /// Generated random passwords by user.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub random_passwords: BTreeMap<String, String>,
+    /// Microseconds spent on this clone.
+    pub us: u64,
+}
+
+/// A replay group in the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    /// Instances in the group.
+    pub instances: usize,
+    /// `replay` or `redo`.
+    pub mode: Mode,
+    /// Why it is redone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Files whose contents differ per instance.
+    pub varying_files: usize,
+    /// Blocks the template writes.
+    pub template_blocks: usize,
+}
+
+/// The `stamp` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StampReport {
+    /// Output directory.
+    pub out: String,
+    /// The shared layer.
+    pub common: String,
+    /// Operations applied straight to the shared layer (the non-templated ones before the
+    /// first templated one).
+    pub common_ops: usize,
+    /// Blocks written once into the shared layer by the replay analysis.
+    pub shared_blocks: usize,
+    /// Replay groups.
+    pub groups: Vec<GroupReport>,
+    /// The clones.
+    pub instances: Vec<InstanceReport>,
+    /// True when this run continued an interrupted one.
+    pub resumed: bool,
+    /// Milliseconds: checking and planning, analysis, writing clones, total.
+    pub plan_ms: u64,
+    /// Analysis time.
+    pub analyse_ms: u64,
+    /// Clone writing time.
+    pub write_ms: u64,
+    /// Total.
+    pub total_ms: u64,
+}
+
+fn ms(t: Instant) -> u64 {
+    t.elapsed().as_millis() as u64
+}
+
+/// The job's identity: its inputs and options.
+fn fingerprint(o: &StampOptions, csv: &[u8]) -> Result<String> {
+    let mut h = blake3::Hasher::new_derive_key("diskfab stamp job v1");
+    let base =
+        std::fs::canonicalize(&o.base).map_err(|e| Error::io(o.base.display().to_string(), e))?;
+    let m = std::fs::metadata(&base).map_err(|e| Error::io(base.display().to_string(), e))?;
+    let parts = [
+        base.display().to_string(),
+        format!("{}", m.len()),
+        serde_json::to_string(&o.ops).unwrap_or_default(),
+        format!(
+            "{:?}/{:?}/{:?}",
+            o.settings.crypto, o.settings.net_style, o.settings.seed
+        ),
+        o.name_template.clone(),
+        format!("{:?}", o.partition),
+    ];
+    for p in parts {
+        h.update(&(p.len() as u64).to_le_bytes());
+        h.update(p.as_bytes());
+    }
+    h.update(csv);
+    Ok(h.finalize().to_hex().to_string())
+}
+
+fn gate_for(o: &StampOptions) -> Result<BackingGate> {
+    let mut g = o.gate.clone();
+    let base =
+        std::fs::canonicalize(&o.base).map_err(|e| Error::io(o.base.display().to_string(), e))?;
+    if let Some(d) = base.parent() {
+        g.allow_dirs.push(d.to_path_buf());
+    }
+    Ok(g)
+}
+
+/// The guest root's volume: its device, byte offset in the disk, driver.
+struct Vol {
+    dev: DevRef,
+    offset: u64,
+    driver: &'static dyn FsDriver,
+}
+
+fn volume(disk: &Disk, partition: Option<u32>) -> Result<Vol> {
+    let v = disk.select(partition)?;
+    let (driver, _) = v.fs.as_ref().ok_or_else(|| {
+        Error::Failed(format!(
+            "{} holds no filesystem diskfab can read",
+            v.describe()
+        ))
+    })?;
+    Ok(Vol {
+        dev: v.dev.clone(),
+        offset: v.partition.as_ref().map(|p| p.start).unwrap_or(0),
+        driver: *driver,
+    })
+}
+
+/// Runs a stamp job.
+pub fn stamp(o: &StampOptions, progress: &(dyn Fn() + Sync)) -> Result<StampReport> {
+    let t0 = Instant::now();
+    let csv = read_bounded(&o.instances, 256 << 20)?;
+    let text = String::from_utf8(csv.clone())
+        .map_err(|_| Error::Invalid(format!("{}: not UTF-8 text", o.instances.display())))?;
+    let insts = instances::parse(&text, &o.name_template)?;
+    let split = o
+        .ops
+        .iter()
+        .position(|op| op.is_templated() || op.is_random())
+        .unwrap_or(o.ops.len());
+    let (common_ops, per_ops) = o.ops.split_at(split);
+    if let Some(op) = per_ops.iter().find(|op| op.name == "run-command") {
+        return Err(Error::Invalid(format!(
+            "--run-command {:?} comes after a templated operation: stamp runs commands only in the \
+             shared layer (put it first), or use --firstboot-command",
+            op.arg
+        )));
+    }
+    let rendered: Vec<(Instance, Vec<Op>)> = insts
+        .iter()
+        .map(|i| Ok((i.clone(), instances::render_ops(per_ops, i)?)))
+        .collect::<Result<_>>()?;
+    instances::bulk_check(&rendered)?;
+    let fp = fingerprint(o, &csv)?;
+    let gate = gate_for(o)?;
+    let resumed = prepare_dir(o, &insts, &fp)?;
+    let common = o.out.join(COMMON);
+    let res = if resumed {
+        resume(o, &fp, &rendered, &gate, t0, progress)
+    } else {
+        fresh(o, &fp, common_ops, &rendered, &gate, t0, progress)
+    };
+    let mut r = res?;
+    stamp_plan::save_state(
+        &o.out,
+        &State {
+            fingerprint: fp,
+            phase: "done".into(),
+        },
+    )?;
+    r.common = common.display().to_string();
+    r.total_ms = ms(t0);
+    r.resumed = resumed;
+    Ok(r)
+}
+
+fn read_bounded(p: &Path, max: u64) -> Result<Vec<u8>> {
+    let m = std::fs::metadata(p).map_err(|e| Error::io(p.display().to_string(), e))?;
+    if m.len() > max {
+        return Err(Error::Invalid(format!(
+            "{} is larger than {max} bytes",
+            p.display()
+        )));
+    }
+    std::fs::read(p).map_err(|e| Error::io(p.display().to_string(), e))
+}
+
+/// Creates or checks the output directory; `Ok(true)` when an interrupted run of the same job
+/// can be resumed.
+fn prepare_dir(o: &StampOptions, insts: &[Instance], fp: &str) -> Result<bool> {
+    let dir = &o.out;
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
+        stamp_plan::save_state(
+            dir,
+            &State {
+                fingerprint: fp.into(),
+                phase: "started".into(),
+            },
+        )?;
+        return Ok(false);
+    }
+    let state = stamp_plan::load_state(dir);
+    let same_job = state.as_ref().is_some_and(|s| s.fingerprint == fp);
+    let empty = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir.display().to_string(), e))?
+        .next()
+        .is_none();
+    if !same_job && !empty && !o.force {
+        return Err(Error::Exists(format!(
+            "{} already exists and holds another job's output: choose a new directory, or \
+             --force to replace its clones",
+            dir.display()
+        )));
+    }
+    let resumable = same_job
+        && state.as_ref().is_some_and(|s| s.phase != "started")
+        && dir.join(COMMON).exists()
+        && stamp_plan::load_plan(dir, fp).is_some();
+    if !resumable {
+        // Start over: remove what this job (or the one being replaced) made.
+        let mut ours: BTreeSet<String> =
+            insts.iter().map(|i| format!("{}.qcow2", i.name)).collect();
+        ours.insert(COMMON.into());
+        for e in std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir.display().to_string(), e))?
+            .flatten()
+        {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if ours.contains(&n)
+                || n.starts_with(".diskfab-")
+                || (n.starts_with('.') && n.ends_with(".tmp"))
+            {
+                std::fs::remove_file(e.path())
+                    .map_err(|er| Error::io(e.path().display().to_string(), er))?;
+            }
+        }
+        stamp_plan::save_state(
+            dir,
+            &State {
+                fingerprint: fp.into(),
+                phase: "started".into(),
+            },
+        )?;
+    }
+    Ok(resumable)
+}
+
+fn open_disk(path: &Path, writable: bool, gate: &BackingGate) -> Result<Disk> {
+    Disk::open(
+        path,
+        &DiskOptions {
+            writable,
+            gate: gate.clone(),
+        },
+    )
+}
+
+/// Plans every instance against the shared layer (in parallel, read-only).
+fn plan_all(
+    vol: &Vol,
+    rendered: &[(Instance, Vec<Op>)],
+    settings: &Settings,
+    jobs: usize,
+) -> Result<Vec<PlanOut>> {
+    let next = AtomicUsize::new(0);
+    let out: Mutex<Vec<Planned>> =
+        Mutex::new(vec![None; rendered.len()]);
+    let first_err: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..jobs.max(1) {
+            s.spawn(|| {
+                let mut fs = match vol.driver.open(vol.dev.clone(), false) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        *first_err.lock().unwrap_or_else(|p| p.into_inner()) = Some((0, e));
+                        return;
+                    }
+                };
+                loop {
+                    let k = next.fetch_add(1, Ordering::Relaxed);
+                    if k >= rendered.len() || first_err.lock().map(|e| e.is_some()).unwrap_or(true)
+                    {
+                        break;
+                    }
+                    let (inst, ops) = &rendered[k];
+                    let mut ctx = Ctx::new(settings, &inst.name);
+                    match diskfab_customize::plan(fs.as_mut(), ops, &mut ctx) {
+                        Ok(a) => {
+                            if let Ok(mut o) = out.lock() {
+                                o[k] = Some((replay::compact(a), ctx.secrets));
+                            }
+                        }
+                        Err(e) => {
+                            let mut fe = first_err.lock().unwrap_or_else(|p| p.into_inner());
+                            if fe.as_ref().is_none_or(|(j, _)| k < *j) {
+                                *fe = Some((
+                                    k,
+                                    Error::Invalid(format!(
+                                        "instances file line {} ({}): {e}",
+                                        inst.line, inst.name
+                                    )),
+                                ));
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some((_, e)) = first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
+    out.into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|x| x.ok_or_else(|| Error::Failed("an instance was not planned".into())))
+        .collect()
+}
+
+fn fresh(
+    o: &StampOptions,
+    fp: &str,
+    common_ops: &[Op],
+    rendered: &[(Instance, Vec<Op>)],
+    gate: &BackingGate,
+    t0: Instant,
+    progress: &(dyn Fn() + Sync),
+) -> Result<StampReport> {
+    let mut settings = o.settings.clone();
+    let clock = settings
+        .clock
+        .unwrap_or_else(diskfab_customize::staged::real_now);
+    settings.clock = Some(clock);
+    let common = o.out.join(COMMON);
+    let tmp = o.out.join(format!(".{COMMON}.tmp"));
+    build_common(o, &tmp, common_ops, &settings, gate)?;
+    let disk = open_disk(&tmp, false, gate)?;
+    let vol = volume(&disk, o.partition)?;
+    let plans = plan_all(&vol, rendered, &settings, o.jobs)?;
+    let chunk = u64::from(vol.driver.open(vol.dev.clone(), false)?.info()?.block_size);
+    check_space(&vol, &plans, &o.out, chunk)?;
+    let plan_ms = ms(t0);
+    let t1 = Instant::now();
+    let actions: Vec<Vec<Action>> = plans.iter().map(|(a, _)| a.clone()).collect();
+    let analysis = replay::analyse(&vol.dev, vol.driver, &actions, clock, chunk)?;
+    if o.verify_replay {
+        verify(&vol, &analysis, &actions, clock)?;
+    }
+    drop(disk);
+    // Move the identical chunks into the shared layer, keeping their previous contents so a
+    // resumed run can still see the layer as it was analysed.
+    let undo = commit_common(&tmp, &analysis, gate, o.partition)?;
+    stamp_plan::save_plan(&o.out, fp, &analysis, &undo, clock)?;
+    std::fs::rename(&tmp, &common).map_err(|e| Error::io(common.display().to_string(), e))?;
+    stamp_plan::save_state(
+        &o.out,
+        &State {
+            fingerprint: fp.into(),
+            phase: "analysed".into(),
+        },
+    )?;
+    let analyse_ms = ms(t1);
+    let mut analysis = analysis;
+    analysis.common = undo;
+    let t2 = Instant::now();
+    let disk = open_disk(&common, false, gate)?;
+    let vol = volume(&disk, o.partition)?;
+    let view: DevRef = Arc::new(prefilled(&vol.dev, &analysis.common, chunk)?);
+    let w = Writer {
+        o,
+        vol: &vol,
+        view: &view,
+        a: &analysis,
+        gate,
+        progress,
+        clock,
+    };
+    let instances = w.all(rendered, plans.into_iter().map(Some).collect())?;
+    Ok(report(
+        o,
+        common_ops.len(),
+        &analysis,
+        instances,
+        plan_ms,
+        analyse_ms,
+        ms(t2),
+    ))
+}
+
+/// A view of the shared layer as it was analysed: the committed chunks' previous contents
+/// laid over it.
+fn prefilled(dev: &DevRef, undo: &Writes, chunk: u64) -> Result<RecordingDev> {
+    let r = RecordingDev::new(dev.clone(), chunk)?;
+    for (off, data) in undo {
+        diskfab_storage::BlockDev::write_at(&r, data, *off)?;
+    }
+    Ok(r)
+}
+
+fn resume(
+    o: &StampOptions,
+    fp: &str,
+    rendered: &[(Instance, Vec<Op>)],
+    gate: &BackingGate,
+    t0: Instant,
+    progress: &(dyn Fn() + Sync),
+) -> Result<StampReport> {
+    let plan = stamp_plan::load_plan(&o.out, fp)
+        .ok_or_else(|| Error::Failed("stamp plan vanished".into()))?;
+    let mut settings = o.settings.clone();
+    settings.clock = Some(plan.clock);
+    let common = o.out.join(COMMON);
+    let disk = open_disk(&common, false, gate)?;
+    let vol = volume(&disk, o.partition)?;
+    let mut analysis = plan.analysis;
+    let view: DevRef = Arc::new(prefilled(&vol.dev, &analysis.common, analysis.chunk)?);
+    // Plan the instances still missing against the layer as analysed, and find their groups.
+    let todo: Vec<usize> = (0..rendered.len())
+        .filter(|k| {
+            !o.out
+                .join(format!("{}.qcow2", rendered[*k].0.name))
+                .exists()
+        })
+        .collect();
+    let sub: Vec<(Instance, Vec<Op>)> = todo.iter().map(|k| rendered[*k].clone()).collect();
+    let vview = Vol {
+        dev: view.clone(),
+        offset: vol.offset,
+        driver: vol.driver,
+    };
+    let sub_plans = plan_all(&vview, &sub, &settings, o.jobs)?;
+    let mut plans: Vec<Planned> =
+        vec![None; rendered.len()];
+    for (k, p) in todo.iter().zip(sub_plans) {
+        plans[*k] = Some(p);
+    }
+    analysis.group_of = plans
+        .iter()
+        .map(|p| match p {
+            Some((a, _)) => {
+                let s = replay::shape(a, analysis.chunk);
+                analysis
+                    .groups
+                    .iter()
+                    .position(|g| g.shape == s)
+                    .unwrap_or(usize::MAX)
+            }
+            None => 0,
+        })
+        .collect();
+    if analysis.group_of.contains(&usize::MAX) {
+        return Err(Error::Failed(format!(
+            "cannot resume {}: an instance no longer matches the analysed plan; re-run with --force",
+            o.out.display()
+        )));
+    }
+    let plan_ms = ms(t0);
+    let t2 = Instant::now();
+    let w = Writer {
+        o,
+        vol: &vol,
+        view: &view,
+        a: &analysis,
+        gate,
+        progress,
+        clock: plan.clock,
+    };
+    let instances = w.all(rendered, plans)?;
+    Ok(report(o, 0, &analysis, instances, plan_ms, 0, ms(t2)))
+}
+
+fn report(
+    o: &StampOptions,
+    common_ops: usize,
+    a: &Analysis,
+    instances: Vec<InstanceReport>,
+    plan_ms: u64,
+    analyse_ms: u64,
+    write_ms: u64,
+) -> StampReport {
+    StampReport {
+        out: o.out.display().to_string(),
+        common: String::new(),
+        common_ops,
+        shared_blocks: a.common.len(),
+        groups: a
+            .groups
+            .iter()
+            .map(|g| GroupReport {
+                instances: g.members.len().max(
+                    a.group_of
+                        .iter()
+                        .filter(|x| a.groups.get(**x).is_some_and(|y| y.shape == g.shape))
+                        .count(),
+                ),
+                mode: g.mode,
+                reason: g.reason.clone(),
+                varying_files: g.varying.len(),
+                template_blocks: g.writes.len(),
+            })
+            .collect(),
+        instances,
+        resumed: false,
+        plan_ms,
+        analyse_ms,
+        write_ms,
+        total_ms: 0,
+    }
+}
+
+fn build_common(
+    o: &StampOptions,
+    tmp: &Path,
+    ops: &[Op],
+    settings: &Settings,
+    gate: &BackingGate,
+) -> Result<()> {
+    let base_abs =
+        std::fs::canonicalize(&o.base).map_err(|e| Error::io(o.base.display().to_string(), e))?;
+    let out_abs =
+        std::fs::canonicalize(&o.out).map_err(|e| Error::io(o.out.display().to_string(), e))?;
+    let base_img = Image::open(
+        &base_abs,
+        &OpenOptions {
+            writable: false,
+            gate: gate.clone(),
+        },
+    )?;
+    let rel = diskfab_image::relative(&out_abs, &base_abs);
+    let _ = std::fs::remove_file(tmp);
+    diskfab_image::create(
+        tmp,
+        &CreateOptions {
+            format: Format::Qcow2,
+            backing: Some(rel),
+            backing_format: Some(base_img.format()),
+            ..Default::default()
+        },
+    )?;
+    drop(base_img);
+    if ops.is_empty() {
+        return Ok(());
+    }
+    let disk = open_disk(tmp, true, gate)?;
+    {
+        let mut fs = disk.open_fs(o.partition, true)?;
+        diskfab_customize::customize(fs.as_mut(), ops, settings, false)?;
+    }
+    disk.image.flush()
+}
+
+/// Checks the guest filesystem has room for the largest instance and the host for every
+/// overlay (estimated from the blocks each instance writes).
+fn check_space(
+    vol: &Vol,
+    plans: &[(Vec<Action>, BTreeMap<String, String>)],
+    out: &Path,
+    chunk: u64,
+) -> Result<()> {
+    let info = vol.driver.open(vol.dev.clone(), false)?.info()?;
+    let free = info.total_bytes.saturating_sub(info.used_bytes);
+    let need = |a: &Vec<Action>| -> u64 {
+        a.iter()
+            .map(|x| match x {
+                Action::Write { data, .. } => (data.len() as u64).div_ceil(chunk) * chunk + chunk,
+                _ => chunk,
+            })
+            .sum()
+    };
+    let max = plans.iter().map(|(a, _)| need(a)).max().unwrap_or(0);
+    if max > free {
+        return Err(Error::NoSpace(format!(
+            "the guest filesystem has {free} bytes free; an instance needs up to {max}"
+        )));
+    }
+    let host_need = plans
+        .iter()
+        .map(|(a, _)| need(a) * 2 + (256 << 10))
+        .sum::<u64>();
+    let c = std::ffi::CString::new(out.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Invalid("NUL in path".into()))?;
+    // SAFETY: statvfs fills a zeroed struct for a valid C path.
+    let mut sv: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut sv) } == 0 {
+        let avail = sv.f_bavail as u64 * sv.f_frsize as u64;
+        if host_need > avail {
+            return Err(Error::NoSpace(format!(
+                "{} has {avail} bytes free; the clones need about {host_need}",
+                out.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the shared chunks into the (still temporary) shared layer; returns their previous
+/// contents.
+fn commit_common(
+    tmp: &Path,
+    a: &Analysis,
+    gate: &BackingGate,
+    partition: Option<u32>,
+) -> Result<Writes> {
+    let disk = open_disk(tmp, true, gate)?;
+    let vol = volume(&disk, partition)?;
+    let mut undo = Writes::new();
+    for (off, data) in &a.common {
+        let mut old = vec![0u8; data.len()];
+        vol.dev.read_at(&mut old, *off)?;
+        undo.insert(*off, old);
+        vol.dev.write_at(data, *off)?;
+    }
+    disk.image.flush()?;
+    Ok(undo)
+}
+
+/// Replay-vs-full check for every instance (test hook).
+fn verify(vol: &Vol, a: &Analysis, plans: &[Vec<Action>], clock: Timespec) -> Result<()> {
+    for (k, p) in plans.iter().enumerate() {
+        let g = &a.groups[a.group_of[k]];
+        if g.mode != Mode::Replay {
+            continue;
+        }
+        let (real, rec) = replay::record(&vol.dev, vol.driver, p, clock, a.chunk)?;
+        let (_, trec) = replay::record(&vol.dev, vol.driver, &plans[g.members[0]], clock, a.chunk)?;
+        let _ = rec;
+        let mut fs = vol.driver.open(trec, false)?;
+        let synth = replay::synthesize(g, p, fs.as_mut(), a.chunk, &BTreeSet::new())?;
+        if synth != real {
+            return Err(Error::Failed(format!(
+                "replay verification failed for instance {k}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the clones.
+struct Writer<'a> {
+    o: &'a StampOptions,
+    vol: &'a Vol,
+    view: &'a DevRef,
+    a: &'a Analysis,
+    gate: &'a BackingGate,
+    progress: &'a (dyn Fn() + Sync),
+    clock: Timespec,
+}
+
+
+impl Writer<'_> {
+    fn all(
+        &self,
+        rendered: &[(Instance, Vec<Op>)],
+        plans: Vec<Planned>,
+    ) -> Result<Vec<InstanceReport>> {
+        let skip: BTreeSet<u64> = self.a.common.keys().copied().collect();
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Result<InstanceReport>>>> =
+            Mutex::new((0..rendered.len()).map(|_| None).collect());
+        std::thread::scope(|s| {
+            for _ in 0..self.o.jobs.max(1) {
+                s.spawn(|| {
+                    let mut patcher = self.vol.driver.open(self.view.clone(), false);
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        if k >= rendered.len() {
+                            break;
+                        }
+                        let r = match (&mut patcher, &plans[k]) {
+                            (_, None) => Ok(existing(self.o, &rendered[k].0)),
+                            (Err(e), _) => Err(Error::Failed(e.to_string())),
+                            (Ok(p), Some((actions, secrets))) => {
+                                self.one(&skip, k, &rendered[k], actions, secrets, p.as_mut())
+                            }
+                        };
+                        let failed = r.is_err();
+                        if let Ok(mut v) = results.lock() {
+                            v[k] = Some(r);
+                        }
+                        (self.progress)();
+                        if failed {
+                            next.store(rendered.len(), Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+        });
+        let mut out = Vec::new();
+        for r in results
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner())
+            .into_iter()
+            .flatten()
+        {
+            out.push(r?);
+        }
+        if out.len() != rendered.len() {
+            return Err(Error::Failed("not every clone was written".into()));
+        }
+        Ok(out)
+    }
+}
+
+fn existing(o: &StampOptions, inst: &Instance) -> InstanceReport {
+    let f = o.out.join(format!("{}.qcow2", inst.name));
+    InstanceReport {
+        name: inst.name.clone(),
+        file_bytes: std::fs::metadata(&f).map(|m| m.len()).unwrap_or(0),
+        file: f.display().to_string(),
+        blocks_written: 0,
+        bytes_written: 0,
+        mode: "existing".into(),
+        ops_replayed: 0,
+        ops_redone: 0,
+        random_passwords: BTreeMap::new(),
+        us: 0,
+    }
+}
+
+impl Writer<'_> {
+    fn one(
+        &self,
+        skip: &BTreeSet<u64>,
+        k: usize,
+        (inst, ops): &(Instance, Vec<Op>),
+        actions: &[Action],
+        secrets: &BTreeMap<String, String>,
+        patcher: &mut dyn diskfab_fs::Filesystem,
+    ) -> Result<InstanceReport> {
+        let (o, vol, view, a, clock) = (self.o, self.vol, self.view, self.a, self.clock);
+        let t = Instant::now();
+        let g = &a.groups[a.group_of[k]];
+        let (writes, mode) = match g.mode {
+            Mode::Replay => (
+                replay::synthesize(g, actions, patcher, a.chunk, skip)?,
+                "replayed",
+            ),
+            Mode::Redo => (
+                replay::record(view, vol.driver, actions, clock, a.chunk)?.0,
+                "redone",
+            ),
+        };
+        let name = format!("{}.qcow2", inst.name);
+        let tmp = o.out.join(format!(".{name}.tmp"));
+        let fin = o.out.join(&name);
+        let _ = std::fs::remove_file(&tmp);
+        let cluster = a.chunk.clamp(4096, 65536) as u32;
+        diskfab_image::create(
+            &tmp,
+            &CreateOptions {
+                format: Format::Qcow2,
+                backing: Some(PathBuf::from(COMMON)),
+                backing_format: Some(Format::Qcow2),
+                cluster_size: Some(cluster),
+                ..Default::default()
+            },
+        )?;
+        let r = (|| -> Result<u64> {
+            let img = Image::open(
+                &tmp,
+                &OpenOptions {
+                    writable: true,
+                    gate: self.gate.clone(),
+                },
+            )?;
+            let dev = img.dev();
+            let mut bytes = 0;
+            for (off, data) in &writes {
+                dev.write_at(data, vol.offset + off)?;
+                bytes += data.len() as u64;
+            }
+            img.flush()?;
+            Ok(bytes)
+        })();
+        let bytes = match r {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e.context(&name));
+            }
+        };
+        std::fs::rename(&tmp, &fin).map_err(|e| Error::io(fin.display().to_string(), e))?;
+        let (rep, red) = if mode == "replayed" {
+            (ops.len(), 0)
+        } else {
+            (0, ops.len())
+        };
+        Ok(InstanceReport {
+            name: inst.name.clone(),
+            file: fin.display().to_string(),
+            blocks_written: writes.len(),
+            bytes_written: bytes,
+            file_bytes: std::fs::metadata(&fin).map(|m| m.len()).unwrap_or(0),
+            mode: mode.into(),
+            ops_replayed: rep,
+            ops_redone: red,
+            random_passwords: secrets.clone(),
+            us: t.elapsed().as_micros() as u64,
+        })
+    }
+}
