@@ -87,6 +87,11 @@ impl Ctx {
             .ok_or_else(|| Error::Failed("guest detection".into()))
     }
 
+    /// Uses facts detected earlier (stamp detects once for all instances).
+    pub fn set_guest(&mut self, g: Guest) {
+        self.guest = Some(g);
+    }
+
     /// The password hashing to use.
     pub fn crypto(&mut self, st: &mut Staged) -> Result<Crypto> {
         match self.crypto_override {

@@ -38,7 +38,7 @@ fn cluster_bits(cs: Option<u32>) -> Result<u32> {
     Ok(cs.trailing_zeros())
 }
 
-fn new_file(path: &Path) -> Result<std::fs::File> {
+pub(crate) fn new_file(path: &Path) -> Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

@@ -23,7 +23,7 @@ impl Host {
     /// An anonymous in-memory file holding `data` (used by the fuzz entry point).
     pub fn memory(data: &[u8]) -> Result<Self> {
         // SAFETY: memfd_create with a static NUL-terminated name; the fd is owned by the File.
-        let fd = unsafe { libc::memfd_create(c"diskfab-fuzz".as_ptr(), 0) };
+        let fd = unsafe { libc::memfd_create(c"diskfab-mem".as_ptr(), 0) };
         if fd < 0 {
             return Err(Error::io("memfd_create", std::io::Error::last_os_error()));
         }

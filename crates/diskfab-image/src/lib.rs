@@ -30,6 +30,7 @@ pub mod header;
 mod host;
 mod image;
 mod map;
+pub mod overlay;
 mod qcow2;
 mod refcount;
 pub mod vdi;

@@ -329,8 +329,7 @@ fn plan_all(
     jobs: usize,
 ) -> Result<Vec<PlanOut>> {
     let next = AtomicUsize::new(0);
-    let out: Mutex<Vec<Planned>> =
-        Mutex::new(vec![None; rendered.len()]);
+    let out: Mutex<Vec<Planned>> = Mutex::new(vec![None; rendered.len()]);
     let first_err: Mutex<Option<(usize, Error)>> = Mutex::new(None);
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {
@@ -342,6 +341,9 @@ fn plan_all(
                         return;
                     }
                 };
+                let guest = diskfab_customize::guest::detect(
+                    &mut diskfab_customize::staged::Staged::new(fs.as_mut()),
+                );
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
                     if k >= rendered.len() || first_err.lock().map(|e| e.is_some()).unwrap_or(true)
@@ -350,6 +352,9 @@ fn plan_all(
                     }
                     let (inst, ops) = &rendered[k];
                     let mut ctx = Ctx::new(settings, &inst.name);
+                    if let Ok(g) = &guest {
+                        ctx.set_guest(g.clone());
+                    }
                     match diskfab_customize::plan(fs.as_mut(), ops, &mut ctx) {
                         Ok(a) => {
                             if let Ok(mut o) = out.lock() {
@@ -440,6 +445,7 @@ fn fresh(
         gate,
         progress,
         clock,
+        disk_size: disk.image.dev().size(),
     };
     let instances = w.all(rendered, plans.into_iter().map(Some).collect())?;
     Ok(report(
@@ -495,8 +501,7 @@ fn resume(
         driver: vol.driver,
     };
     let sub_plans = plan_all(&vview, &sub, &settings, o.jobs)?;
-    let mut plans: Vec<Planned> =
-        vec![None; rendered.len()];
+    let mut plans: Vec<Planned> = vec![None; rendered.len()];
     for (k, p) in todo.iter().zip(sub_plans) {
         plans[*k] = Some(p);
     }
@@ -530,6 +535,7 @@ fn resume(
         gate,
         progress,
         clock: plan.clock,
+        disk_size: disk.image.dev().size(),
     };
     let instances = w.all(rendered, plans)?;
     Ok(report(o, 0, &analysis, instances, plan_ms, 0, ms(t2)))
@@ -710,8 +716,8 @@ struct Writer<'a> {
     gate: &'a BackingGate,
     progress: &'a (dyn Fn() + Sync),
     clock: Timespec,
+    disk_size: u64,
 }
-
 
 impl Writer<'_> {
     fn all(
@@ -784,6 +790,36 @@ fn existing(o: &StampOptions, inst: &Instance) -> InstanceReport {
 }
 
 impl Writer<'_> {
+    /// Any alignment: create the overlay, then write through the qcow2 engine (COW reads
+    /// from the backing chain where a chunk covers part of a cluster).
+    fn write_slow(&self, tmp: &Path, writes: &Writes, cluster: u32) -> Result<u64> {
+        diskfab_image::create(
+            tmp,
+            &CreateOptions {
+                format: Format::Qcow2,
+                backing: Some(PathBuf::from(COMMON)),
+                backing_format: Some(Format::Qcow2),
+                cluster_size: Some(cluster),
+                ..Default::default()
+            },
+        )?;
+        let img = Image::open(
+            tmp,
+            &OpenOptions {
+                writable: true,
+                gate: self.gate.clone(),
+            },
+        )?;
+        let dev = img.dev();
+        let mut bytes = 0;
+        for (off, data) in writes {
+            dev.write_at(data, self.vol.offset + off)?;
+            bytes += data.len() as u64;
+        }
+        img.flush()?;
+        Ok(bytes)
+    }
+
     fn one(
         &self,
         skip: &BTreeSet<u64>,
@@ -810,34 +846,26 @@ impl Writer<'_> {
         let tmp = o.out.join(format!(".{name}.tmp"));
         let fin = o.out.join(&name);
         let _ = std::fs::remove_file(&tmp);
-        let cluster = a.chunk.clamp(4096, 65536) as u32;
-        diskfab_image::create(
-            &tmp,
-            &CreateOptions {
-                format: Format::Qcow2,
-                backing: Some(PathBuf::from(COMMON)),
-                backing_format: Some(Format::Qcow2),
-                cluster_size: Some(cluster),
-                ..Default::default()
-            },
-        )?;
-        let r = (|| -> Result<u64> {
-            let img = Image::open(
+        let cluster = a.chunk.clamp(4096, 65536);
+        let bytes_in: u64 = writes.values().map(|d| d.len() as u64).sum();
+        let r = if a.chunk == cluster && vol.offset % cluster == 0 {
+            // Fast path: whole clusters, built in memory and written in one call.
+            diskfab_image::overlay::write_overlay(
                 &tmp,
-                &OpenOptions {
-                    writable: true,
-                    gate: self.gate.clone(),
+                &diskfab_image::overlay::OverlaySpec {
+                    size: self.disk_size,
+                    cluster_bits: cluster.trailing_zeros(),
+                    backing: COMMON,
+                    backing_format: Format::Qcow2,
                 },
-            )?;
-            let dev = img.dev();
-            let mut bytes = 0;
-            for (off, data) in &writes {
-                dev.write_at(data, vol.offset + off)?;
-                bytes += data.len() as u64;
-            }
-            img.flush()?;
-            Ok(bytes)
-        })();
+                writes
+                    .iter()
+                    .map(|(off, d)| (vol.offset + off, d.as_slice())),
+            )
+            .map(|_| bytes_in)
+        } else {
+            self.write_slow(&tmp, &writes, cluster as u32)
+        };
         let bytes = match r {
             Ok(b) => b,
             Err(e) => {
