@@ -43,7 +43,7 @@ pub fn write_overlay<'d>(
     let cs = hdr.cluster_size();
     let dev = Qcow2Dev::open(Host::memory(&bytes)?, hdr, None, true)?;
     for (off, data) in clusters {
-        if off % cs != 0 || data.len() as u64 % cs != 0 {
+        if !off.is_multiple_of(cs) || !(data.len() as u64).is_multiple_of(cs) {
             return Err(Error::Invalid(format!(
                 "overlay data at {off} (+{}) is not cluster-aligned",
                 data.len()
