@@ -57,6 +57,16 @@ fn base_name(p: &str) -> Result<String> {
 /// `--upload HOSTFILE:DEST`.
 pub fn upload(st: &mut Staged, ctx: &mut Ctx, arg: &str) -> Result<()> {
     let (h, dest) = two("upload", arg, "HOSTFILE:DEST")?;
+    let len = std::fs::metadata(h)
+        .map_err(|e| Error::io(format!("host file {h}"), e))?
+        .len();
+    let info = st.fs().info()?;
+    let free = info.total_bytes.saturating_sub(info.used_bytes);
+    if len > free {
+        return Err(Error::NoSpace(format!(
+            "{h} is {len} bytes; the guest filesystem has {free} bytes free"
+        )));
+    }
     let data = ctx.host_read(h)?;
     let perm = std::fs::metadata(h)
         .map(|m| m.mode() & 0o7777)

@@ -218,6 +218,7 @@ pub fn stamp(o: &StampOptions, progress: &(dyn Fn() + Sync)) -> Result<StampRepo
     instances::bulk_check(&rendered)?;
     let fp = fingerprint(o, &csv)?;
     let gate = gate_for(o)?;
+    let existed = o.out.exists();
     let resumed = prepare_dir(o, &insts, &fp)?;
     let common = o.out.join(COMMON);
     let res = if resumed {
@@ -225,7 +226,22 @@ pub fn stamp(o: &StampOptions, progress: &(dyn Fn() + Sync)) -> Result<StampRepo
     } else {
         fresh(o, &fp, common_ops, &rendered, &gate, t0, progress)
     };
-    let mut r = res?;
+    let mut r = match res {
+        Ok(r) => r,
+        Err(e) if !resumed => {
+            // Nothing half-done stays behind: a failed check or write removes what this run
+            // made (re-running a job killed mid-way resumes instead).
+            if existed {
+                let _ = std::fs::remove_file(o.out.join(format!(".{COMMON}.tmp")));
+                let _ = std::fs::remove_file(o.out.join(stamp_plan::STATE));
+                let _ = std::fs::remove_file(o.out.join(stamp_plan::PLAN));
+            } else {
+                let _ = std::fs::remove_dir_all(&o.out);
+            }
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     stamp_plan::save_state(
         &o.out,
         &State {
