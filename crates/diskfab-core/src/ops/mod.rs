@@ -12,6 +12,7 @@ pub mod manage;
 mod names;
 pub mod stamp;
 mod stamp_plan;
+mod stamp_write;
 mod timefmt;
 mod xattr_host;
 
