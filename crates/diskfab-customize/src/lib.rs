@@ -14,6 +14,7 @@ pub mod guest;
 pub mod instances;
 pub mod network;
 pub mod ops;
+pub mod planfile;
 pub mod record;
 pub mod replay;
 pub mod runcmd;

@@ -723,4 +723,3 @@ fn verify(vol: &Vol, a: &Analysis, plans: &[Vec<Action>], clock: Timespec) -> Re
     }
     Ok(())
 }
-
