@@ -193,8 +193,12 @@ fn stamped_clones_equal_independent_customizations_file_by_file() {
     let report: serde_json::Value = serde_json::from_str(&ok(&argv)).unwrap();
     let insts = report["instances"].as_array().unwrap();
     assert_eq!(insts.len(), rows.len());
-    for i in insts {
-        assert_eq!(i["mode"], "replayed", "{i}");
+    for (k, i) in insts.iter().enumerate() {
+        assert_eq!(
+            i["mode"],
+            if k == 0 { "recorded" } else { "replayed" },
+            "{i}"
+        );
         assert!(i["file_bytes"].as_u64().unwrap() <= 256 << 10, "{i}");
     }
     assert!(report["shared_blocks"].as_u64().unwrap() > 0);
@@ -689,4 +693,148 @@ fn dry_run_plans_without_writing() {
     ]);
     assert_eq!(e.status.code(), Some(2));
     assert_eq!(sha(&vm), before, "a bad argument writes nothing");
+}
+
+fn tiny_tree(dir: &Path) {
+    std::fs::create_dir_all(dir.join("etc")).unwrap();
+    std::fs::create_dir_all(dir.join("root")).unwrap();
+    std::fs::write(dir.join("etc/os-release"), "ID=debian\n").unwrap();
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    std::fs::write(dir.join("etc/shadow"), "root:*:20000:0:99999:7:::\n").unwrap();
+}
+
+fn stamp_three(base: &Path, csv: &Path, out: &Path, write: &str) -> serde_json::Value {
+    let w = format!("{write}:{{{{name}}}}");
+    serde_json::from_str(&ok(&[
+        "stamp",
+        "--json",
+        base.to_str().unwrap(),
+        "--instances",
+        csv.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--password-crypto",
+        "sha512",
+        "--verify-replay",
+        "--hostname",
+        "{{name}}",
+        "--root-password",
+        "password:{{password}}",
+        "--write",
+        &w,
+    ]))
+    .unwrap()
+}
+
+const THREE: [&str; 3] = ["alpha", "bravo-long-name", "charlie"];
+
+#[test]
+fn stamp_replays_inline_data_ext4_and_records_each_instance_with_templated_paths() {
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    tiny_tree(&tree);
+    let raw = work.path().join("inline.raw");
+    let t = tree.to_str().unwrap();
+    tool(
+        "mke2fs",
+        &[
+            "-q",
+            "-t",
+            "ext4",
+            "-O",
+            "inline_data",
+            "-d",
+            t,
+            raw.to_str().unwrap(),
+            "32M",
+        ],
+    );
+    let csv_path = work.path().join("h.csv");
+    std::fs::write(
+        &csv_path,
+        "name,password\nalpha,pw1\nbravo-long-name,pw2\ncharlie,pw33333\n",
+    )
+    .unwrap();
+    for (case, extra) in [("fixed", "/etc/app/id"), ("paths", "/etc/app/{{name}}.id")] {
+        let out = work.path().join(format!("out-{case}"));
+        let report = stamp_three(&raw, &csv_path, &out, extra);
+        for (i, name) in THREE.iter().enumerate() {
+            let want = match (case, i) {
+                ("fixed", 0) | ("paths", _) => "recorded",
+                _ => "replayed",
+            };
+            assert_eq!(report["instances"][i]["mode"], want, "{report}");
+            let img = out.join(format!("{name}.qcow2"));
+            let check = tool("qemu-img", &["check", img.to_str().unwrap()]);
+            assert!(check.contains("No errors were found"), "{check}");
+            let flat = work.path().join(format!("{case}-{name}.raw"));
+            to_raw(&img, &flat);
+            let len = std::fs::metadata(&flat).unwrap().len();
+            e2fsck_clean(&flat, 0, len);
+            let m = Mount::ext(&flat, 0, len);
+            assert_eq!(
+                std::fs::read_to_string(m.path().join("etc/hostname")).unwrap(),
+                format!("{name}\n")
+            );
+            let p = extra.replace("{{name}}", name);
+            assert_eq!(
+                std::fs::read_to_string(m.path().join(&p[1..])).unwrap(),
+                *name
+            );
+        }
+    }
+}
+
+#[test]
+fn stamp_falls_back_to_full_customization_where_blocks_cannot_be_replayed() {
+    // FAT has no inode records to patch: the analysis must say so and redo each instance.
+    let work = tempfile::tempdir().unwrap();
+    let tree = work.path().join("tree");
+    tiny_tree(&tree);
+    let raw = work.path().join("fat.raw");
+    std::fs::File::create(&raw)
+        .unwrap()
+        .set_len(64 << 20)
+        .unwrap();
+    tool("mkfs.vfat", &[raw.to_str().unwrap()]);
+    let r = raw.to_str().unwrap();
+    tool(
+        "mcopy",
+        &[
+            "-s",
+            "-i",
+            r,
+            tree.join("etc").to_str().unwrap(),
+            tree.join("root").to_str().unwrap(),
+            "::/",
+        ],
+    );
+    let csv_path = work.path().join("h.csv");
+    std::fs::write(
+        &csv_path,
+        "name,password\nalpha,pw1\nbravo-long-name,pw2\ncharlie,pw33333\n",
+    )
+    .unwrap();
+    let out = work.path().join("out");
+    let report = stamp_three(&raw, &csv_path, &out, "/etc/app/id");
+    assert!(
+        report["groups"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("plain blocks"),
+        "{report}"
+    );
+    for (i, name) in THREE.iter().enumerate() {
+        assert_eq!(report["instances"][i]["mode"], "redone", "{report}");
+        let img = out.join(format!("{name}.qcow2"));
+        let flat = work.path().join(format!("{name}.raw"));
+        to_raw(&img, &flat);
+        let f = flat.to_str().unwrap();
+        tool("fsck.vfat", &["-n", f]);
+        assert_eq!(
+            tool("mtype", &["-i", f, "::/etc/hostname"]),
+            format!("{name}\n")
+        );
+        assert_eq!(tool("mtype", &["-i", f, "::/etc/app/id"]), *name);
+    }
 }

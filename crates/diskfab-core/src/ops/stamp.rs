@@ -73,8 +73,9 @@ pub struct InstanceReport {
     pub bytes_written: u64,
     /// Size of the overlay file.
     pub file_bytes: u64,
-    /// `replayed` (synthesized from the template), `redone` (full customization in memory) or
-    /// `existing` (completed by an earlier, interrupted run).
+    /// `replayed` (synthesized from its group's template), `recorded` (the template itself:
+    /// customized for real during the analysis), `redone` (full customization in memory, where
+    /// replay does not apply) or `existing` (completed by an earlier, interrupted run).
     pub mode: String,
     /// Operations whose writes were replayed.
     pub ops_replayed: usize,

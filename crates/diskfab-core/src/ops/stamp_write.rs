@@ -145,7 +145,12 @@ impl Writer<'_> {
         let (writes, mode) = match g.mode {
             Mode::Replay => (
                 replay::synthesize(g, actions, patcher, a.chunk, skip)?,
-                "replayed",
+                // The group's template was customized for real during the analysis.
+                if g.members.first() == Some(&k) {
+                    "recorded"
+                } else {
+                    "replayed"
+                },
             ),
             Mode::Redo => (
                 replay::record(view, vol.driver, actions, clock, a.chunk)?.0,
