@@ -32,6 +32,52 @@ pub enum Fmt {
     Vdi,
 }
 
+/// `delta` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum DeltaCmd {
+    /// Write the changes from image A to image B into a delta file.
+    Create {
+        /// Image A (the "before").
+        a: PathBuf,
+        /// Image B (the "after").
+        b: PathBuf,
+        /// The delta file to write (refused if it exists).
+        #[arg(short = 'o', long)]
+        out: PathBuf,
+        /// Leave out paths matching this glob (repeatable), e.g. '/var/log/**'.
+        #[arg(long, value_name = "GLOB")]
+        exclude: Vec<String>,
+        /// Partition of A.
+        #[arg(long = "partition", short = 'p', value_name = "N")]
+        partition: Option<u32>,
+        /// Partition of B.
+        #[arg(long = "partition-b", value_name = "N")]
+        partition_b: Option<u32>,
+    },
+    /// List a delta file's records (after verifying it).
+    Show {
+        /// The delta file.
+        delta: PathBuf,
+    },
+    /// Apply a delta to an image (usually a fresh overlay): verified first, all or nothing.
+    Apply {
+        /// Image and partition.
+        #[command(flatten)]
+        sel: Sel,
+        /// The delta file.
+        delta: PathBuf,
+        /// Only report conflicts; write nothing.
+        #[arg(long)]
+        check: bool,
+        /// Apply even where the image differs from what the delta expects.
+        #[arg(long)]
+        force: bool,
+        /// Allow the delta to create device nodes.
+        #[arg(long)]
+        allow_devices: bool,
+    },
+}
+
 /// Settings shared by all customization operations.
 #[derive(Args, Debug, Clone)]
 pub struct CustomizeSettings {
@@ -304,6 +350,41 @@ pub enum Cmd {
         /// Also run each instance's full customization and check the replayed writes equal it.
         #[arg(long, hide = true)]
         verify_replay: bool,
+    },
+    /// Compare the files of two images (any formats and filesystems): added, removed, modified.
+    /// Clones of one base compare only what was written above it.
+    Diff {
+        /// Image A.
+        a: PathBuf,
+        /// Image B.
+        b: PathBuf,
+        /// Print CSV (status,type,path,details).
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// Show a unified diff of small text files.
+        #[arg(long)]
+        content: bool,
+        /// Compare extended attributes.
+        #[arg(long)]
+        xattrs: bool,
+        /// Compare modification times.
+        #[arg(long)]
+        times: bool,
+        /// Partition of A (default: the OS root / only filesystem).
+        #[arg(long = "partition", short = 'p', value_name = "N")]
+        partition: Option<u32>,
+        /// Partition of B (default: as for A).
+        #[arg(long = "partition-b", value_name = "N")]
+        partition_b: Option<u32>,
+        /// Compare every file's contents even for clones of one base.
+        #[arg(long, hide = true)]
+        no_fast_path: bool,
+    },
+    /// Make, show and apply deltas: the file-level difference of two images as one verifiable file.
+    Delta {
+        /// What to do.
+        #[command(subcommand)]
+        cmd: DeltaCmd,
     },
     /// Convert an image to another format (sparse: zero and unallocated ranges are not written).
     Convert {

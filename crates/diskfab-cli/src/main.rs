@@ -2,6 +2,7 @@
 
 mod args;
 mod custom;
+mod deltacmd;
 mod docs;
 mod opargs;
 mod print;

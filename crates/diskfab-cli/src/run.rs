@@ -309,6 +309,30 @@ pub fn run(cli: Cli) -> Result<()> {
             let r = images::measure(src, fmt(*format), cluster(cluster_size)?, &gate(&cli))?;
             print::measured(json, &r)
         }
+        Cmd::Diff {
+            a,
+            b,
+            csv,
+            content,
+            xattrs,
+            times,
+            partition,
+            partition_b,
+            no_fast_path,
+        } => crate::deltacmd::diff(
+            &cli,
+            (a, *partition),
+            (b, partition_b.or(*partition)),
+            diskfab_core::delta::diff::DiffOptions {
+                xattrs: *xattrs,
+                times: *times,
+                content: *content,
+            },
+            !*no_fast_path,
+            *csv,
+            gate(&cli),
+        ),
+        Cmd::Delta { cmd } => crate::deltacmd::delta(&cli, cmd, gate(&cli)),
         Cmd::Customize {
             sel,
             ops,

@@ -10,6 +10,7 @@ pub mod open;
 pub mod ops;
 
 pub use diskfab_customize as customize;
+pub use diskfab_delta as delta;
 pub use diskfab_fs as fs;
 pub use diskfab_image as image;
 pub use diskfab_part as part;

@@ -61,6 +61,69 @@ impl ExtFs {
         }))
     }
 
+    /// See [`diskfab_fs::Filesystem::content_ranges`].
+    pub(crate) fn do_content_ranges(&mut self, ino: u64) -> Result<Option<Vec<(u64, u64)>>> {
+        let i = self.ino32(ino)?;
+        let mut inode = self.read_inode(ino)?;
+        let bs = self.block_size();
+        let mut out = vec![(self.inode_offset(ino)?, u64::from(self.inode_size()))];
+        if inode.i_file_acl != 0 {
+            out.push((u64::from(inode.i_file_acl) * bs, bs));
+        }
+        if inode.i_flags & sys::EXT4_INLINE_DATA_FL != 0 {
+            return Ok(Some(out));
+        }
+        if inode.i_flags & sys::EXT4_EXTENTS_FL == 0 {
+            return Ok(None);
+        }
+        let mut h: sys::ext2_extent_handle_t = std::ptr::null_mut();
+        // SAFETY: valid fs, inode buffer and out-pointer.
+        check(
+            unsafe {
+                sys::ext2fs_extent_open2(
+                    self.fs,
+                    i,
+                    &mut inode as *mut _ as *mut sys::ext2_inode,
+                    &mut h,
+                )
+            },
+            "opening the extent tree",
+        )?;
+        struct Handle(sys::ext2_extent_handle_t);
+        impl Drop for Handle {
+            fn drop(&mut self) {
+                // SAFETY: opened above, freed once.
+                unsafe { sys::ext2fs_extent_free(self.0) };
+            }
+        }
+        let h = Handle(h);
+        let mut op = sys::EXT2_EXTENT_ROOT;
+        let total = self.blocks_count();
+        loop {
+            let mut e = sys::ext2fs_extent::default();
+            // SAFETY: h is open; e is a valid out-struct.
+            let rc = unsafe { sys::ext2fs_extent_get(h.0, op as std::ffi::c_int, &mut e) };
+            op = sys::EXT2_EXTENT_NEXT;
+            if rc == sys::EXT2_ET_EXTENT_NO_NEXT as sys::errcode_t {
+                break;
+            }
+            check(rc, "walking an extent tree")?;
+            if e.e_flags & sys::EXT2_EXTENT_FLAGS_SECOND_VISIT != 0 {
+                continue;
+            }
+            let len = if e.e_flags & sys::EXT2_EXTENT_FLAGS_LEAF != 0 {
+                u64::from(e.e_len)
+            } else {
+                1
+            };
+            if e.e_pblk.checked_add(len).is_none_or(|end| end > total) {
+                return Err(Error::bad(format!("inode {ino} has a corrupt extent tree")));
+            }
+            out.push((e.e_pblk * bs, len * bs));
+        }
+        Ok(Some(out))
+    }
+
     /// See [`diskfab_fs::Filesystem::patch_inode_size`].
     pub(crate) fn do_patch_inode_size(
         &mut self,

@@ -155,6 +155,9 @@ impl Filesystem for ExtFs {
     fn file_layout(&mut self, ino: Ino) -> Result<Option<diskfab_fs::FileLayout>> {
         self.do_file_layout(ino)
     }
+    fn content_ranges(&mut self, ino: Ino) -> Result<Option<Vec<(u64, u64)>>> {
+        self.do_content_ranges(ino)
+    }
     fn patch_inode_size(&mut self, ino: Ino, raw: &mut [u8], size: u64) -> Result<bool> {
         self.do_patch_inode_size(ino, raw, size)
     }

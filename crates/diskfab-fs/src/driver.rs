@@ -108,6 +108,13 @@ pub trait Filesystem: Send {
         Ok(None)
     }
 
+    /// Every device byte range a regular file's contents depend on (inode record, extent-tree
+    /// blocks, data blocks), for change detection between clones. `None` when unknown.
+    fn content_ranges(&mut self, ino: Ino) -> Result<Option<Vec<(u64, u64)>>> {
+        let _ = ino;
+        Ok(None)
+    }
+
     /// Rewrites the size field of the raw on-disk inode record `raw` (as read from
     /// [`FileLayout::inode_offset`]) to `size` and recomputes its checksum. `Ok(false)` when
     /// the driver cannot.

@@ -253,6 +253,11 @@ impl Image {
         })
     }
 
+    /// The paths of the layers, top image first (index = the `depth` of [`crate::map`]).
+    pub fn layer_paths(&self) -> Vec<PathBuf> {
+        self.layers.iter().map(|l| l.path.clone()).collect()
+    }
+
     /// The guest-visible device.
     pub fn dev(&self) -> DevRef {
         self.dev.clone()

@@ -2,6 +2,7 @@
 //! server): file operations inside images, host copies, info, create/clone, mkfs, partitioning.
 
 pub mod customize;
+pub mod delta;
 pub mod files;
 pub mod hostcopy;
 pub mod images;
