@@ -80,7 +80,7 @@ type Ranges = Vec<(u64, u64)>;
 fn changed_above_common(
     a: &Opened,
     b: &Opened,
-) -> Result<Option<(Vec<(u64, u64)>, Vec<(u64, u64)>)>> {
+) -> Result<Option<(Ranges, Ranges)>> {
     let (la, lb) = (a.disk.image.layer_paths(), b.disk.image.layer_paths());
     let Some((da, db)) = la
         .iter()
