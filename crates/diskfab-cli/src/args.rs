@@ -386,6 +386,18 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: DeltaCmd,
     },
+    /// Build an image from a TOML recipe: base + deltas + customization ops → output
+    /// (reproducible: the same recipe and inputs give the same bytes).
+    Build {
+        /// The recipe.
+        recipe: PathBuf,
+        /// Output file (default: the recipe's `output`).
+        #[arg(short = 'o', long)]
+        out: Option<PathBuf>,
+        /// Output format (default: the recipe's `format`, else qcow2).
+        #[arg(short = 'O', long, value_enum)]
+        format: Option<Fmt>,
+    },
     /// Convert an image to another format (sparse: zero and unallocated ranges are not written).
     Convert {
         /// Source image (any supported format, with its backing chain).

@@ -169,6 +169,7 @@ pub fn delta(cli: &Cli, cmd: &DeltaCmd, gate: BackingGate) -> Result<()> {
                     force: *force,
                     allow_devices: *allow_devices,
                 },
+                None,
                 &gate,
             )?;
             if !r.conflicts.is_empty() && !r.applied {
@@ -202,4 +203,23 @@ pub fn delta(cli: &Cli, cmd: &DeltaCmd, gate: BackingGate) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `diskfab build`.
+pub fn build(
+    cli: &Cli,
+    recipe: &std::path::Path,
+    out: Option<&std::path::Path>,
+    format: Option<diskfab_core::image::Format>,
+    gate: BackingGate,
+) -> Result<()> {
+    let r = diskfab_core::ops::build::build(recipe, out, format, &gate)?;
+    if cli.json {
+        return emit_json(&r);
+    }
+    println!(
+        "built {} ({}): {} deltas, {} changes, {} bytes, {} ms",
+        r.output, r.format, r.deltas, r.changes, r.output_bytes, r.elapsed_ms
+    );
+    Ok(())
 }

@@ -332,6 +332,11 @@ pub fn run(cli: Cli) -> Result<()> {
             *csv,
             gate(&cli),
         ),
+        Cmd::Build {
+            recipe,
+            out,
+            format,
+        } => crate::deltacmd::build(&cli, recipe, out.as_deref(), format.map(fmt), gate(&cli)),
         Cmd::Delta { cmd } => crate::deltacmd::delta(&cli, cmd, gate(&cli)),
         Cmd::Customize {
             sel,

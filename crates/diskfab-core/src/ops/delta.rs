@@ -77,10 +77,7 @@ fn open(side: &Side, gate: &BackingGate) -> Result<Opened> {
 type Ranges = Vec<(u64, u64)>;
 
 /// Volume-relative byte ranges written in layers above the layer both images share.
-fn changed_above_common(
-    a: &Opened,
-    b: &Opened,
-) -> Result<Option<(Ranges, Ranges)>> {
+fn changed_above_common(a: &Opened, b: &Opened) -> Result<Option<(Ranges, Ranges)>> {
     let (la, lb) = (a.disk.image.layer_paths(), b.disk.image.layer_paths());
     let Some((da, db)) = la
         .iter()
@@ -292,6 +289,7 @@ pub fn delta_apply(
     image: &Side,
     delta: &Path,
     opts: ApplyOptions,
+    clock: Option<diskfab_fs::Timespec>,
     gate: &BackingGate,
 ) -> Result<ApplyReport> {
     let f = std::fs::File::open(delta).map_err(|e| Error::io(delta.display().to_string(), e))?;
@@ -317,6 +315,7 @@ pub fn delta_apply(
     )?);
     let report = {
         let mut fs = driver.open(rec.clone() as DevRef, true)?;
+        fs.set_clock(clock);
         let r = diskfab_delta::apply::apply(fs.as_mut(), std::io::BufReader::new(f), opts)?;
         if r.applied {
             fs.sync()?;

@@ -1,6 +1,7 @@
 //! The user-facing operations, each defined once here and called by the CLI (and later the
 //! server): file operations inside images, host copies, info, create/clone, mkfs, partitioning.
 
+pub mod build;
 pub mod customize;
 pub mod delta;
 pub mod files;
