@@ -139,3 +139,6 @@ row4 "  peak RSS (KiB)" "$rss_in" "-" "-"
   echo "- cat: \`diskfab cat\` of a 100 MB random file in ext4 in qcow2 to tmpfs vs \`qemu-img convert -O raw\` of a qcow2 holding the same 100 MB to tmpfs."
 } > docs/bench.md
 echo "wrote docs/bench.md"
+# Issue 5 and 6 benchmarks append their sections.
+bash bench/stamp.sh 1000
+bash bench/delta.sh
