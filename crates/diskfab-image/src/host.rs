@@ -76,6 +76,11 @@ impl Host {
             .map_err(|e| self.err("write", e))
     }
 
+    /// Sets the file length (truncating or extending with zeroes).
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        self.file.set_len(len).map_err(|e| self.err("truncate", e))
+    }
+
     /// Deallocates a range (best effort; the range reads as zeroes afterwards either way).
     pub fn punch(&self, off: u64, len: u64) -> Result<()> {
         // SAFETY: plain fallocate on our own fd.
