@@ -267,7 +267,8 @@ pub enum Cmd {
         /// Show a progress bar (only on a terminal).
         #[arg(short = 'p', long)]
         progress: bool,
-        /// Compress qcow2 clusters (zlib, or zstd with -o compression_type=zstd).
+        /// Compress qcow2 clusters (zlib, or zstd with -o compression_type=zstd); with -O vmdk, write
+        /// a streamOptimized VMDK.
         #[arg(short = 'c', long)]
         compress: bool,
     },

@@ -342,6 +342,26 @@ impl Image {
         Ok(())
     }
 
+    /// (allocated, total) blocks or grains of a VDI, dynamic VHD or sparse VMDK; walking a
+    /// VMDK's grain tables validates every entry.
+    pub(crate) fn allocation(&self) -> Result<Option<(u64, u64)>> {
+        let size = self.dev.size();
+        Ok(match &self.detail {
+            Some(Detail::Vhd(v)) => v
+                .dynamic
+                .as_ref()
+                .map(|d| (v.allocated(), size.div_ceil(u64::from(d.block_size)))),
+            Some(Detail::Vmdk(v)) => match v.sparse() {
+                Some(s) => Some((s.allocated()?, size.div_ceil(s.hdr.grain_bytes()))),
+                None => None,
+            },
+            _ => self
+                .vdi
+                .as_ref()
+                .map(|v| (u64::from(v.allocated()), u64::from(v.hdr.blocks_in_image))),
+        })
+    }
+
     /// Persists all writes.
     pub fn flush(&self) -> Result<()> {
         self.dev.flush()

@@ -161,6 +161,7 @@ pub fn parse_sparse_header(b: &[u8]) -> Result<SparseHeader> {
         || h.rgd_offset > limit
         || h.overhead > limit
         || h.descriptor_offset > limit
+        || h.descriptor_size > limit
     {
         return Err(Error::bad("VMDK metadata offsets are out of range"));
     }

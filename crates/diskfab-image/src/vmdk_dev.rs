@@ -93,7 +93,7 @@ fn embedded_descriptor(host: &Host, hdr: &SparseHeader) -> Result<Descriptor> {
     if hdr.descriptor_offset == 0 || hdr.descriptor_size == 0 {
         return Ok(Descriptor::default());
     }
-    let n = (hdr.descriptor_size * 512).min(MAX_DESCRIPTOR);
+    let n = hdr.descriptor_size.min(MAX_DESCRIPTOR / 512) * 512;
     let mut raw = vec![0u8; n as usize];
     host.read(&mut raw, hdr.descriptor_offset * 512)?;
     // Informational only (the header is authoritative), except that a parent is refused.

@@ -182,6 +182,11 @@ fn vhd_we_create_and_write_compare_equal_under_qemu() {
         assert!(read_all(&img) == std::fs::read(&e).unwrap());
         assert_eq!(img.info().unwrap().virtual_size, size);
         drop(img);
+        let r = diskfab_image::check(&p).unwrap();
+        assert_eq!((r.format.as_str(), r.exit_code()), ("vpc", 0));
+        if !fixed {
+            assert_eq!((r.allocated_clusters, r.total_clusters), (3, 5), "{r:?}");
+        }
         // qemu writes into our image; we read what it wrote.
         qemu_io("vpc", &p, &["write -P 0x99 6M 70000"]);
         let img = open(&p, false).unwrap();

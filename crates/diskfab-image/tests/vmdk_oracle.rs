@@ -183,6 +183,10 @@ fn sparse_vmdk_we_create_and_write_pass_qemu_img_check_and_compare() {
     run("qemu-img", &["check", "-q", s(&p)]);
     let img = open(&p, false).unwrap();
     assert!(read_all(&img) == qemu_raw(&p));
+    let r = diskfab_image::check(&p).unwrap();
+    assert_eq!((r.format.as_str(), r.exit_code()), ("vmdk", 0));
+    assert_eq!(r.total_clusters, SIZE.div_ceil(65536));
+    assert!(r.allocated_clusters > 50, "{r:?}");
 }
 
 #[test]

@@ -87,7 +87,9 @@ pub fn convert(
             backing_format: None,
             cluster_size: opts.cluster_size,
             fixed: opts.fixed,
-            stream_optimized: opts.stream_optimized,
+            // A compressed VMDK is a stream-optimized one.
+            stream_optimized: opts.stream_optimized
+                || (opts.compress && opts.format == Format::Vmdk),
             zstd: opts.zstd,
         },
     )?;
