@@ -170,7 +170,8 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
     r
 }
 
-fn random_uuid() -> Result<[u8; 16]> {
+/// 16 random bytes shaped as a version-4 UUID.
+pub(crate) fn random_uuid() -> Result<[u8; 16]> {
     use std::io::Read;
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")

@@ -20,6 +20,14 @@ impl Host {
         Host { file, path }
     }
 
+    /// A second handle on the same file.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Host::new(
+            self.file.try_clone().map_err(|e| self.err("dup", e))?,
+            self.path.clone(),
+        ))
+    }
+
     /// An anonymous in-memory file holding `data` (used by the fuzz entry point).
     pub fn memory(data: &[u8]) -> Result<Self> {
         // SAFETY: memfd_create with a static NUL-terminated name; the fd is owned by the File.

@@ -12,7 +12,9 @@ use crate::vmdk_sparse::{Grain, SparseExtent};
 use crate::vmdk_stream::StreamDev;
 use diskfab_storage::{check_range, open_error, BlockDev, Error, Result};
 use std::fs::File;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub(crate) enum Kind {
     Flat { host: Host, offset: u64 },
@@ -38,6 +40,9 @@ pub(crate) struct VmdkDev {
     pub(crate) extents: Vec<Extent>,
     /// The descriptor (embedded or text).
     pub(crate) desc: Descriptor,
+    /// Where the descriptor text is (file, offset, bytes), for the new CID on the first write.
+    desc_at: Option<(Host, u64, u64)>,
+    cid_changed: AtomicBool,
 }
 
 impl std::fmt::Debug for VmdkDev {
@@ -137,9 +142,15 @@ impl VmdkDev {
         if !head.starts_with(&crate::vmdk::MAGIC) {
             return Self::open_descriptor(host, path, writable).map(Opened::Dev);
         }
-        let desc = {
-            let hdr = parse_sparse_header(head).map_err(|e| e.context(path.display()))?;
-            embedded_descriptor(&host, &hdr)?
+        let hdr = parse_sparse_header(head).map_err(|e| e.context(path.display()))?;
+        let desc = embedded_descriptor(&host, &hdr)?;
+        let desc_at = match (writable, hdr.descriptor_offset, hdr.descriptor_size) {
+            (true, o, n) if o > 0 && n > 0 => Some((
+                host.try_clone()?,
+                o * 512,
+                n.min(MAX_DESCRIPTOR / 512) * 512,
+            )),
+            _ => None,
         };
         let (sparse, at_end) = open_sparse(host, head, writable)?;
         if writable && sparse.hdr.compressed() {
@@ -173,6 +184,8 @@ impl VmdkDev {
                 file: None,
             }],
             desc,
+            desc_at,
+            cid_changed: AtomicBool::new(false),
         }))
     }
 
@@ -231,9 +244,18 @@ impl VmdkDev {
                             format!("VMDK extent file {name:?} resolves outside the image's directory or to the descriptor"),
                         ));
                     }
+                    // Checked before opening (a FIFO would block the open), and opened
+                    // non-blocking in case it was swapped in between; checked again below.
+                    if !std::fs::metadata(&c).is_ok_and(|m| m.is_file()) {
+                        return Err(bad(
+                            path,
+                            format!("VMDK extent {name:?} is not a regular file"),
+                        ));
+                    }
                     let f = std::fs::OpenOptions::new()
                         .read(true)
                         .write(ew)
+                        .custom_flags(libc::O_NONBLOCK)
                         .open(&c)
                         .map_err(|err| open_error(&c, err))?;
                     let meta = f
@@ -309,6 +331,8 @@ impl VmdkDev {
             writable,
             extents,
             desc,
+            desc_at: writable.then_some((host, 0, len)),
+            cid_changed: AtomicBool::new(false),
         })
     }
 
@@ -345,6 +369,29 @@ impl VmdkDev {
         Ok(())
     }
 
+    /// Gives the descriptor a new content id (CID), once, before the first write: delta disks
+    /// made elsewhere record their parent's CID, and this is how they notice the change.
+    /// Only a `CID=` line of 8 hex digits is rewritten (same length, in place).
+    fn new_cid(&self) -> Result<()> {
+        let Some((host, at, len)) = &self.desc_at else {
+            return Ok(());
+        };
+        if self.cid_changed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        let mut raw = vec![0u8; *len as usize];
+        host.read(&mut raw, *at)?;
+        let Some(pos) = raw
+            .windows(13)
+            .position(|w| w.starts_with(b"\nCID=") && w[5..13].iter().all(u8::is_ascii_hexdigit))
+        else {
+            return Ok(());
+        };
+        let r = crate::create::random_uuid()?;
+        let cid = u32::from_le_bytes([r[0], r[1], r[2], r[3]]);
+        host.write(format!("{cid:08x}").as_bytes(), at + pos as u64 + 5)
+    }
+
     /// The sparse extent of a monolithic file.
     pub(crate) fn sparse(&self) -> Option<&SparseExtent> {
         match self.extents.first().map(|e| &e.kind) {
@@ -377,6 +424,7 @@ impl BlockDev for VmdkDev {
                 self.path.display()
             )));
         }
+        self.new_cid()?;
         self.pieces(offset, buf.len(), |e, inner, r| {
             let data = &buf[r];
             if !e.writable {

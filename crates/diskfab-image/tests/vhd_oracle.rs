@@ -388,6 +388,39 @@ fn hostile_vhd_footers_headers_and_tables_are_refused() {
 }
 
 #[test]
+fn virtual_size_agrees_with_qemu_for_every_creator_and_geometry() {
+    let t = tempfile::tempdir().unwrap();
+    for sub in ["fixed", "dynamic"] {
+        let base = t.path().join(format!("{sub}.vhd"));
+        let o = format!("subformat={sub}");
+        run(
+            "qemu-img",
+            &["create", "-q", "-f", "vpc", "-o", &o, s(&base), "10M"],
+        );
+        let len = std::fs::metadata(&base).unwrap().len();
+        let footers: &[u64] = if sub == "fixed" {
+            &[len - 512]
+        } else {
+            &[0, len - 512]
+        };
+        for creator in ["qemu", "vpc ", "win ", "vs  ", "qem2", "d2v ", "xyz "] {
+            for (c, h, sec) in [(302u16, 4u8, 17u8), (65535, 16, 255), (100, 4, 17)] {
+                let p = t.path().join("p.vhd");
+                std::fs::copy(&base, &p).unwrap();
+                for &at in footers {
+                    patch(&p, at + 28, creator.as_bytes());
+                    patch(&p, at + 48, &(10u64 << 20).to_be_bytes());
+                    patch(&p, at + 56, &[(c >> 8) as u8, c as u8, h, sec]);
+                    fix_sum(&p, at, 512, 64);
+                }
+                let ours = open(&p, false).unwrap().dev().size();
+                assert_eq!(ours, qemu_size(&p), "{sub} {creator:?} {c}/{h}/{sec}");
+            }
+        }
+    }
+}
+
+#[test]
 fn fuzz_entry_point_survives_vhd_mutations() {
     let t = tempfile::tempdir().unwrap();
     let p = t.path().join("f.vhd");

@@ -116,6 +116,32 @@ fn qemu_made_vmdk_subformats_read_exactly_like_qemu() {
         drop(img);
         assert!(std::fs::read(&p).unwrap() == before, "read-only open wrote");
     }
+    // Descriptors naming sparse and flat extent files; written through the descriptor.
+    for sub in ["twoGbMaxExtentSparse", "twoGbMaxExtentFlat"] {
+        let p = t.path().join(format!("{sub}.vmdk"));
+        run(
+            "qemu-img",
+            &[
+                "convert",
+                "-O",
+                "vmdk",
+                "-o",
+                &format!("subformat={sub}"),
+                s(&src),
+                s(&p),
+            ],
+        );
+        let img = open(&p, true).unwrap();
+        assert!(read_all(&img) == want, "{sub}");
+        img.dev().write_at(&[0x3c; 100_000], 6 << 20).unwrap();
+        img.flush().unwrap();
+        drop(img);
+        let mut all = WRITES.to_vec();
+        all.push((6 << 20, 100_000, 0x3c));
+        let e = raw_with(t.path(), "e.raw", SIZE, &all);
+        run("qemu-img", &["check", "-q", s(&p)]);
+        run("qemu-img", &["compare", "-q", "-F", "raw", s(&p), s(&e)]);
+    }
     // Written in place by qemu (grain tables filled as it goes), with zeroed grains.
     let p = t.path().join("z.vmdk");
     run(
@@ -159,6 +185,12 @@ fn sparse_vmdk_we_create_and_write_pass_qemu_img_check_and_compare() {
     )
     .unwrap();
     run("qemu-img", &["check", "-q", s(&p)]);
+    let cid = |p: &Path| {
+        let info: serde_json::Value =
+            serde_json::from_str(&run("qemu-img", &["info", "--output=json", s(p)])).unwrap();
+        info["format-specific"]["data"]["cid"].as_u64().unwrap()
+    };
+    let cid0 = cid(&p);
     let img = open(&p, true).unwrap();
     for &(o, n, b) in &WRITES {
         img.dev().write_at(&vec![b; n], o).unwrap();
@@ -172,6 +204,7 @@ fn sparse_vmdk_we_create_and_write_pass_qemu_img_check_and_compare() {
     let e = raw_with(t.path(), "e.raw", SIZE, &all);
     run("qemu-img", &["check", "-q", s(&p)]);
     run("qemu-img", &["compare", "-q", "-F", "raw", s(&p), s(&e)]);
+    assert_ne!(cid(&p), cid0, "the content id changes with the content");
     let info: serde_json::Value =
         serde_json::from_str(&run("qemu-img", &["info", "--output=json", s(&p)])).unwrap();
     assert_eq!(info["virtual-size"], SIZE);
@@ -284,11 +317,15 @@ fn flat_vmdk_extents_stay_next_to_the_descriptor() {
 
     std::fs::write(t.path().join("secret"), vec![7u8; 1 << 20]).unwrap();
     std::os::unix::fs::symlink(t.path().join("secret"), dir.join("link")).unwrap();
+    let fifo = std::ffi::CString::new(s(&dir.join("fifo"))).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
     for (name, extent) in [
         ("abs.vmdk", s(&t.path().join("secret")).to_string()),
         ("up.vmdk", "../secret".to_string()),
         ("sub.vmdk", "x/../../secret".to_string()),
         ("link.vmdk", "link".to_string()),
+        ("fifo.vmdk", "fifo".to_string()), // must not block
         ("self.vmdk", "self.vmdk".to_string()),
         ("missing.vmdk", "nothere".to_string()),
         ("short.vmdk", "flat.vmdk".to_string()), // the 512-byte descriptor is not 1 MiB
