@@ -397,16 +397,19 @@ impl Image {
         match &self.detail {
             Some(Detail::Vhd(v)) => {
                 let f = &v.footer;
-                info.cluster_size = v.dynamic.as_ref().map(|d| d.block_size);
-                info.format_specific = Some(serde_json::json!({
+                let mut j = serde_json::json!({
                     "type": if v.dynamic.is_some() { "dynamic" } else { "fixed" },
                     "creator": f.creator(),
                     "current_size": f.current_size,
                     "geometry": [f.cylinders, f.heads, f.sectors],
-                    "block_size": v.dynamic.as_ref().map(|d| d.block_size),
-                    "blocks": v.dynamic.as_ref().map(|d| self.dev.size().div_ceil(u64::from(d.block_size))),
-                    "blocks_allocated": v.dynamic.as_ref().map(|_| v.allocated()),
-                }));
+                });
+                if let Some(d) = &v.dynamic {
+                    info.cluster_size = Some(d.block_size);
+                    j["block_size"] = d.block_size.into();
+                    j["blocks"] = self.dev.size().div_ceil(u64::from(d.block_size)).into();
+                    j["blocks_allocated"] = v.allocated().into();
+                }
+                info.format_specific = Some(j);
             }
             Some(Detail::Vmdk(v)) => {
                 let sparse = v.sparse();
