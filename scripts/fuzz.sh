@@ -10,7 +10,7 @@ command -v cargo-fuzz >/dev/null || cargo install -q --locked cargo-fuzz
 # libFuzzer needs -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
 export RUSTC_BOOTSTRAP=1
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
-mkdir -p fuzz/corpus/qcow2 fuzz/corpus/mbr_gpt fuzz/corpus/vdi
+mkdir -p fuzz/corpus/qcow2 fuzz/corpus/mbr_gpt fuzz/corpus/vdi fuzz/corpus/vhd fuzz/corpus/vmdk
 # qcow2 seeds: small images of several shapes (v2/v3, cluster sizes, backing name, compressed).
 head -c 200000 /dev/urandom > "$S/data.raw"
 qemu-img convert -q -O qcow2 -o cluster_size=512 "$S/data.raw" "$S/c512.qcow2"
@@ -28,8 +28,22 @@ cp "$S/mbr.img" fuzz/corpus/mbr_gpt/seed-mbr; cp "$S/gpt.img" fuzz/corpus/mbr_gp
 qemu-img create -q -f vdi "$S/d.vdi" 4M && qemu-io -f vdi -c "write -P 7 0 8k" "$S/d.vdi" >/dev/null
 qemu-img create -q -f vdi -o static=on "$S/s.vdi" 2M
 for f in "$S"/*.vdi; do head -c 65536 "$f" > "fuzz/corpus/vdi/seed-$(basename "$f")"; done
+# vhd seeds: dynamic with data (2 MiB blocks: the first MiB, footer copy, header, BAT, bitmap),
+# dynamic without data (whole), fixed (data and the footer at its end).
+qemu-img create -q -f vpc "$S/d.vhd" 6M && qemu-io -f vpc -c "write -P 7 0 8k" "$S/d.vhd" >/dev/null
+qemu-img create -q -f vpc "$S/e.vhd" 6M
+qemu-img create -q -f vpc -o subformat=fixed "$S/f.vhd" 64k
+for f in "$S"/*.vhd; do head -c 1048576 "$f" > "fuzz/corpus/vhd/seed-$(basename "$f")"; done
+# vmdk seeds: monolithicSparse and streamOptimized (qemu's layout and ours: GD at the end), and a
+# flat descriptor (parsed only).
+head -c 300000 /dev/urandom > "$S/v.raw"; truncate -s 1M "$S/v.raw"
+qemu-img convert -q -O vmdk -o subformat=monolithicSparse "$S/v.raw" "$S/sparse.vmdk"
+qemu-img convert -q -O vmdk -o subformat=streamOptimized "$S/v.raw" "$S/stream.vmdk"
+qemu-img convert -q -O vmdk -o subformat=monolithicFlat "$S/v.raw" "$S/flat.vmdk"
+cargo run -q -p diskfab-cli -- convert -O vmdk -o subformat=streamOptimized "$S/v.raw" "$S/ours.vmdk" >/dev/null
+for f in "$S"/*.vmdk; do head -c 1048576 "$f" > "fuzz/corpus/vmdk/seed-$(basename "$f")"; done
 status=0
-for t in qcow2 mbr_gpt vdi; do
+for t in qcow2 mbr_gpt vdi vhd vmdk; do
   echo "fuzz: $t for ${SECS}s" >&2
   if ! (cd fuzz && cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -max_len=1048576 \
         -rss_limit_mb=2048 -print_final_stats=1 2>"$S/$t.log"); then

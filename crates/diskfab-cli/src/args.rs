@@ -30,6 +30,11 @@ pub enum Fmt {
     Qcow2,
     /// VirtualBox disk image (dynamic; static with -o static=on).
     Vdi,
+    /// Microsoft VHD (dynamic; fixed with -o subformat=fixed); also accepted as `vhd`.
+    #[value(name = "vpc", alias = "vhd")]
+    Vpc,
+    /// VMware VMDK (monolithicSparse; -o subformat=streamOptimized for a compressed, write-once image).
+    Vmdk,
 }
 
 /// `delta` subcommands.
@@ -126,6 +131,10 @@ pub enum Cmd {
         /// qcow2 cluster size (512 to 2M; small clusters keep clones tiny).
         #[arg(long, value_name = "BYTES")]
         cluster_size: Option<String>,
+        /// Format options: static=on (VDI), subformat=fixed|dynamic (VHD),
+        /// subformat=monolithicSparse|streamOptimized (VMDK), compression_type=zlib|zstd (qcow2).
+        #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
+        options: Option<String>,
     },
     /// Create many thin overlays of one base at once: OUT/<base>-0001.qcow2 ...
     Clone {
@@ -412,13 +421,16 @@ pub enum Cmd {
             default_value = "qcow2"
         )]
         format: Fmt,
-        /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE), static=on (VDI), compression_type=zlib|zstd (qcow2).
+        /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE),
+        /// static=on (VDI), subformat=fixed|dynamic (VHD), subformat=monolithicSparse|streamOptimized
+        /// (VMDK), compression_type=zlib|zstd (qcow2).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,
         /// Show a progress bar (only on a terminal).
         #[arg(short = 'p', long)]
         progress: bool,
-        /// Compress qcow2 clusters (zlib, or zstd with -o compression_type=zstd).
+        /// Compress qcow2 clusters (zlib, or zstd with -o compression_type=zstd); with -O vmdk, write
+        /// a streamOptimized VMDK.
         #[arg(short = 'c', long)]
         compress: bool,
     },

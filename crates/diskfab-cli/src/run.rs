@@ -40,7 +40,42 @@ fn fmt(f: Fmt) -> Format {
         Fmt::Raw => Format::Raw,
         Fmt::Qcow2 => Format::Qcow2,
         Fmt::Vdi => Format::Vdi,
+        Fmt::Vpc => Format::Vhd,
+        Fmt::Vmdk => Format::Vmdk,
     }
+}
+
+/// Layout options shared by `create` and `convert` (`-o`).
+#[derive(Default)]
+struct Layout {
+    fixed: bool,
+    stream_optimized: bool,
+    zstd: bool,
+}
+
+impl Layout {
+    /// Applies one `KEY=VALUE`; returns false if the key is not a layout option.
+    fn apply(&mut self, kv: &str) -> bool {
+        match kv.split_once('=') {
+            Some(("static", "on")) | Some(("subformat", "fixed")) => self.fixed = true,
+            Some(("static", "off")) | Some(("subformat", "dynamic")) => self.fixed = false,
+            Some(("subformat", "streamOptimized")) => self.stream_optimized = true,
+            Some(("subformat", "monolithicSparse")) => self.stream_optimized = false,
+            Some(("compression_type", "zstd")) | Some(("compression", "zstd")) => self.zstd = true,
+            Some(("compression_type", "zlib")) | Some(("compression", "zlib")) => self.zstd = false,
+            _ => return false,
+        }
+        true
+    }
+}
+
+const LAYOUT_HELP: &str = "static=on|off, subformat=fixed|dynamic|monolithicSparse|streamOptimized, compression_type=zlib|zstd";
+
+fn options(s: &Option<String>) -> impl Iterator<Item = &str> {
+    s.as_deref()
+        .unwrap_or("")
+        .split(',')
+        .filter(|s| !s.is_empty())
 }
 
 fn cluster(s: &Option<String>) -> Result<Option<u32>> {
@@ -62,16 +97,26 @@ pub fn run(cli: Cli) -> Result<()> {
             format,
             backing,
             cluster_size,
+            options: o,
         } => {
             let size = size.as_deref().map(parse_size).transpose()?;
+            let mut layout = Layout::default();
+            for kv in options(o) {
+                if !layout.apply(kv) {
+                    return Err(Error::Invalid(format!(
+                        "unknown option {kv:?}: use {LAYOUT_HELP}"
+                    )));
+                }
+            }
             let opts = CreateOptions {
                 format: fmt(*format),
                 size,
                 backing: backing.clone(),
                 backing_format: None,
                 cluster_size: cluster(cluster_size)?,
-                fixed: false,
-                zstd: false,
+                fixed: layout.fixed,
+                stream_optimized: layout.stream_optimized,
+                zstd: layout.zstd,
             };
             image::create(image, &opts)?;
             print::done(
@@ -246,26 +291,22 @@ pub fn run(cli: Cli) -> Result<()> {
                 compress: *compress,
                 ..Default::default()
             };
-            for kv in options
-                .as_deref()
-                .unwrap_or("")
-                .split(',')
-                .filter(|s| !s.is_empty())
-            {
+            let mut layout = Layout::default();
+            for kv in self::options(options) {
                 match kv.split_once('=') {
                     Some(("cluster_size", v)) => opts.cluster_size = cluster(&Some(v.to_string()))?,
                     Some(("backing", v)) => opts.backing = Some(PathBuf::from(v)),
-                    Some(("static", "on")) | Some(("subformat", "fixed")) => opts.fixed = true,
-                    Some(("compression_type", "zstd")) | Some(("compression", "zstd")) => opts.zstd = true,
-                    Some(("compression_type", "zlib")) | Some(("compression", "zlib")) => opts.zstd = false,
-                    Some(("static", "off")) | Some(("subformat", "dynamic")) => opts.fixed = false,
+                    _ if layout.apply(kv) => {}
                     _ => {
                         return Err(Error::Invalid(format!(
-                        "unknown option {kv:?}: use cluster_size=SIZE, backing=BASE, static=on|off, compression_type=zlib|zstd"
+                        "unknown option {kv:?}: use cluster_size=SIZE, backing=BASE, {LAYOUT_HELP}"
                     )))
                     }
                 }
             }
+            opts.fixed = layout.fixed;
+            opts.stream_optimized = layout.stream_optimized;
+            opts.zstd = layout.zstd;
             let pb = if *progress {
                 bytes_bar(None, json)
             } else {

@@ -37,3 +37,13 @@ fn fuzz_regressions_never_panic_mbr_gpt() {
 fn fuzz_regressions_never_panic_vdi() {
     replay("vdi", diskfab_image::fuzz_vdi);
 }
+
+#[test]
+fn fuzz_regressions_never_panic_vhd() {
+    replay("vhd", diskfab_image::fuzz_vhd);
+}
+
+#[test]
+fn fuzz_regressions_never_panic_vmdk() {
+    replay("vmdk", diskfab_image::fuzz_vmdk);
+}

@@ -2,6 +2,8 @@
 //! reference from the header, L1/L2 tables and refcount structures is counted and compared with
 //! the stored refcounts. Corruptions (refcount below the references, entries outside the file,
 //! COPIED flags that lie) and leaks (refcount above the references) are reported separately.
+//! VDI, VHD and VMDK images are checked by opening them (every table entry is validated, a
+//! corrupt one is a bad-image error) and counting their allocated blocks or grains.
 
 use crate::header::{parse_qcow2_header, Qcow2Header};
 use crate::host::Host;
@@ -118,7 +120,22 @@ pub fn check(path: &Path) -> Result<CheckReport> {
         ..Default::default()
     };
     if !head.starts_with(&crate::header::MAGIC) {
-        r.format = "raw".into();
+        let mut tail = [0u8; 512];
+        if file_len >= 512 {
+            host.read(&mut tail, file_len - 512)?;
+        }
+        let format = crate::detect_format_file(&head, &tail, file_len);
+        r.format = format.name().into();
+        if format != crate::Format::Raw {
+            // Opening validates every block-map, BAT and grain-directory entry; the allocation
+            // walk loads (and validates) every VMDK grain table.
+            let img = crate::Image::open(path, &crate::OpenOptions::default())?;
+            if let Some((allocated, total)) = img.allocation()? {
+                r.allocated_clusters = allocated;
+                r.total_clusters = total;
+                r.image_end_offset = file_len;
+            }
+        }
         return Ok(r);
     }
     r.format = "qcow2".into();

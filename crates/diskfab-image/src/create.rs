@@ -22,8 +22,11 @@ pub struct CreateOptions {
     pub backing_format: Option<Format>,
     /// qcow2 cluster size (power of two, 512 B to 2 MiB; default 64 KiB).
     pub cluster_size: Option<u32>,
-    /// Fully allocated layout (VDI static); dynamic when false.
+    /// Fully allocated layout (VDI static, VHD fixed); dynamic when false.
     pub fixed: bool,
+    /// VMDK: streamOptimized (deflated grains, written once and in order, as by `convert`)
+    /// rather than monolithicSparse.
+    pub stream_optimized: bool,
     /// qcow2: compressed clusters use zstd rather than zlib.
     pub zstd: bool,
 }
@@ -79,10 +82,11 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
             (None, size)
         }
         Some(b) => {
-            if opts.format == Format::Raw {
-                return Err(Error::Invalid(
-                    "raw images cannot have a backing file: use -f qcow2".into(),
-                ));
+            if opts.format != Format::Qcow2 {
+                return Err(Error::Invalid(format!(
+                    "{} images cannot have a backing file: use -f qcow2",
+                    opts.format
+                )));
             }
             let dir = path
                 .parent()
@@ -105,7 +109,7 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
     }
     let size = size.div_ceil(512) * 512;
     let file = new_file(path)?;
-    let r = match opts.format {
+    let r = (|| match opts.format {
         Format::Raw => file
             .set_len(size)
             .map_err(|e| Error::io(format!("{}", path.display()), e)),
@@ -116,6 +120,34 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
                 .and_then(|_| file.set_len(len))
                 .and_then(|_| file.sync_all())
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        }
+        Format::Vhd => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let stamp = now.saturating_sub(crate::vhd::EPOCH_OFFSET) as u32;
+            crate::vhd::build(size, opts.fixed, random_uuid()?, stamp).and_then(|n| {
+                file.write_all_at(&n.head, 0)
+                    .and_then(|_| file.write_all_at(&n.footer, n.footer_at))
+                    .and_then(|_| file.sync_all())
+                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+            })
+        }
+        Format::Vmdk => {
+            let name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .ok_or_else(|| Error::Invalid("VMDK file name is not UTF-8".into()))?;
+            let cid = u32::from_le_bytes(random_uuid()?[..4].try_into().unwrap_or([1; 4]));
+            crate::vmdk::build(size, opts.stream_optimized, name, cid).and_then(|n| {
+                n.segments
+                    .iter()
+                    .try_for_each(|(o, b)| file.write_all_at(b, *o))
+                    .and_then(|_| file.set_len(n.len))
+                    .and_then(|_| file.sync_all())
+                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+            })
         }
         Format::Qcow2 => {
             let fmt_name = backing.as_ref().map(|(_, f)| f.to_string());
@@ -131,14 +163,15 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
                 .and_then(|_| file.sync_all())
                 .map_err(|e| Error::io(format!("writing {}", path.display()), e))
         }
-    };
+    })();
     if r.is_err() {
         let _ = std::fs::remove_file(path);
     }
     r
 }
 
-fn random_uuid() -> Result<[u8; 16]> {
+/// 16 random bytes shaped as a version-4 UUID.
+pub(crate) fn random_uuid() -> Result<[u8; 16]> {
     use std::io::Read;
     let mut b = [0u8; 16];
     std::fs::File::open("/dev/urandom")

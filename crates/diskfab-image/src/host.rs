@@ -20,6 +20,14 @@ impl Host {
         Host { file, path }
     }
 
+    /// A second handle on the same file.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Host::new(
+            self.file.try_clone().map_err(|e| self.err("dup", e))?,
+            self.path.clone(),
+        ))
+    }
+
     /// An anonymous in-memory file holding `data` (used by the fuzz entry point).
     pub fn memory(data: &[u8]) -> Result<Self> {
         // SAFETY: memfd_create with a static NUL-terminated name; the fd is owned by the File.
@@ -74,6 +82,11 @@ impl Host {
         self.file
             .write_all_at(buf, off)
             .map_err(|e| self.err("write", e))
+    }
+
+    /// Sets the file length (truncating or extending with zeroes).
+    pub fn set_len(&self, len: u64) -> Result<()> {
+        self.file.set_len(len).map_err(|e| self.err("truncate", e))
     }
 
     /// Deallocates a range (best effort; the range reads as zeroes afterwards either way).

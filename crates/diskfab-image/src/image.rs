@@ -4,7 +4,10 @@ use crate::gate::BackingGate;
 use crate::header::parse_qcow2_header;
 use crate::host::Host;
 use crate::qcow2::Qcow2Dev;
-use crate::{detect_format, Format};
+use crate::vhd_dev::VhdDev;
+use crate::vmdk_dev::{Opened as VmdkOpened, VmdkDev};
+use crate::vmdk_stream::StreamDev;
+use crate::{detect_format_file, Format};
 use diskfab_storage::{open_error, DevRef, Error, FileDev, Result};
 use serde::Serialize;
 use std::os::unix::fs::FileExt;
@@ -67,6 +70,15 @@ pub struct Image {
     chain: Vec<LayerInfo>,
     pub(crate) layers: Vec<Layer>,
     vdi: Option<Arc<crate::vdi::VdiDev>>,
+    detail: Option<Detail>,
+}
+
+/// The open device of a format whose `info` details need it.
+#[derive(Clone)]
+enum Detail {
+    Vhd(Arc<VhdDev>),
+    Vmdk(Arc<VmdkDev>),
+    VmdkStream(Arc<StreamDev>),
 }
 
 impl std::fmt::Debug for Image {
@@ -96,6 +108,26 @@ struct Opened {
     chain: Vec<LayerInfo>,
     layers: Vec<Layer>,
     vdi: Option<Arc<crate::vdi::VdiDev>>,
+    detail: Option<Detail>,
+}
+
+impl Opened {
+    /// A single-file image without backing.
+    fn single(path: &Path, format: Format, dev: DevRef) -> Opened {
+        Opened {
+            format,
+            layers: vec![Layer {
+                path: path.to_path_buf(),
+                dev: dev.clone(),
+                qcow: None,
+            }],
+            dev,
+            qcow: None,
+            chain: Vec::new(),
+            vdi: None,
+            detail: None,
+        }
+    }
 }
 
 /// One layer of an open chain (top first), for `map`.
@@ -129,23 +161,46 @@ fn open_layer(
         )));
     }
     let head = read_head(&file, path, 4096)?;
-    let format = forced.unwrap_or_else(|| detect_format(&head));
+    let format = match forced {
+        Some(f) => f,
+        None => {
+            let mut tail = [0u8; 512];
+            let len = meta.len();
+            if len >= 512 {
+                file.read_exact_at(&mut tail, len - 512)
+                    .map_err(|e| Error::io(format!("{}", path.display()), e))?;
+            }
+            detect_format_file(&head, &tail, len)
+        }
+    };
     match format {
+        Format::Vhd => {
+            let v = Arc::new(VhdDev::open(
+                Host::new(file, path.to_path_buf()),
+                &head,
+                writable,
+            )?);
+            let mut o = Opened::single(path, format, v.clone());
+            o.detail = Some(Detail::Vhd(v));
+            Ok(o)
+        }
+        Format::Vmdk => Ok(match VmdkDev::open(file, path, &head, writable)? {
+            VmdkOpened::Dev(d) => {
+                let d = Arc::new(d);
+                let mut o = Opened::single(path, format, d.clone());
+                o.detail = Some(Detail::Vmdk(d));
+                o
+            }
+            VmdkOpened::Stream(d) => {
+                let d = Arc::new(d);
+                let mut o = Opened::single(path, format, d.clone());
+                o.detail = Some(Detail::VmdkStream(d));
+                o
+            }
+        }),
         Format::Raw => {
             let dev: DevRef = Arc::new(FileDev::from_file(file, path.to_path_buf(), writable)?);
-            let layers = vec![Layer {
-                path: path.to_path_buf(),
-                dev: dev.clone(),
-                qcow: None,
-            }];
-            Ok(Opened {
-                format,
-                dev,
-                qcow: None,
-                chain: Vec::new(),
-                layers,
-                vdi: None,
-            })
+            Ok(Opened::single(path, format, dev))
         }
         Format::Vdi => {
             let mut h512 = head.clone();
@@ -169,6 +224,7 @@ fn open_layer(
                 chain: Vec::new(),
                 layers,
                 vdi: Some(v),
+                detail: None,
             })
         }
         Format::Qcow2 => {
@@ -229,6 +285,7 @@ fn open_layer(
                 chain,
                 layers,
                 vdi: None,
+                detail: None,
             })
         }
     }
@@ -250,6 +307,7 @@ impl Image {
             chain: o.chain,
             layers: o.layers,
             vdi: o.vdi,
+            detail: o.detail,
         })
     }
 
@@ -289,6 +347,26 @@ impl Image {
         Ok(())
     }
 
+    /// (allocated, total) blocks or grains of a VDI, dynamic VHD or sparse VMDK; walking a
+    /// VMDK's grain tables validates every entry.
+    pub(crate) fn allocation(&self) -> Result<Option<(u64, u64)>> {
+        let size = self.dev.size();
+        Ok(match &self.detail {
+            Some(Detail::Vhd(v)) => v
+                .dynamic
+                .as_ref()
+                .map(|d| (v.allocated(), size.div_ceil(u64::from(d.block_size)))),
+            Some(Detail::Vmdk(v)) => match v.sparse() {
+                Some(s) => Some((s.allocated()?, size.div_ceil(s.hdr.grain_bytes()))),
+                None => None,
+            },
+            _ => self
+                .vdi
+                .as_ref()
+                .map(|v| (u64::from(v.allocated()), u64::from(v.hdr.blocks_in_image))),
+        })
+    }
+
     /// Persists all writes.
     pub fn flush(&self) -> Result<()> {
         self.dev.flush()
@@ -320,6 +398,56 @@ impl Image {
                 "blocks": v.hdr.blocks_in_image,
                 "blocks_allocated": v.allocated(),
             }));
+        }
+        match &self.detail {
+            Some(Detail::Vhd(v)) => {
+                let f = &v.footer;
+                let mut j = serde_json::json!({
+                    "type": if v.dynamic.is_some() { "dynamic" } else { "fixed" },
+                    "creator": f.creator(),
+                    "current_size": f.current_size,
+                    "geometry": [f.cylinders, f.heads, f.sectors],
+                });
+                if let Some(d) = &v.dynamic {
+                    info.cluster_size = Some(d.block_size);
+                    j["block_size"] = d.block_size.into();
+                    j["blocks"] = self.dev.size().div_ceil(u64::from(d.block_size)).into();
+                    j["blocks_allocated"] = v.allocated().into();
+                }
+                info.format_specific = Some(j);
+            }
+            Some(Detail::Vmdk(v)) => {
+                let sparse = v.sparse();
+                info.cluster_size = sparse.map(|s| s.hdr.grain_bytes() as u32);
+                let extents: Vec<serde_json::Value> = v
+                    .extents
+                    .iter()
+                    .map(|e| {
+                        let kind = match &e.kind {
+                            crate::vmdk_dev::Kind::Flat { .. } => "flat",
+                            crate::vmdk_dev::Kind::Zero => "zero",
+                            crate::vmdk_dev::Kind::Sparse(s) if s.hdr.compressed() => "compressed",
+                            crate::vmdk_dev::Kind::Sparse(_) => "sparse",
+                        };
+                        serde_json::json!({"type": kind, "file": e.file})
+                    })
+                    .collect();
+                info.format_specific = Some(serde_json::json!({
+                    "create_type": v.desc.create_type,
+                    "cid": v.desc.cid,
+                    "grain_size": sparse.map(|s| s.hdr.grain_bytes()),
+                    "grains_allocated": sparse.map(|s| s.allocated()).transpose()?,
+                    "extents": extents,
+                }));
+            }
+            Some(Detail::VmdkStream(s)) => {
+                info.cluster_size = Some(s.hdr.grain_bytes() as u32);
+                info.format_specific = Some(serde_json::json!({
+                    "create_type": "streamOptimized",
+                    "grain_size": s.hdr.grain_bytes(),
+                }));
+            }
+            None => {}
         }
         if let Some(q) = &self.qcow {
             let h = &q.hdr;

@@ -1,6 +1,8 @@
-//! diskfab image formats: raw and qcow2 (v2/v3) with backing chains, as [`BlockDev`]s.
+//! diskfab image formats: raw, qcow2 (v2/v3) with backing chains, VDI, VHD and VMDK, as
+//! [`BlockDev`]s.
 //!
-//! Formats are detected by magic ([`FormatDriver::probe`]), never by file name. Backing files are
+//! Formats are detected by magic ([`FormatDriver::probe`], plus [`FormatDriver::probe_file`] for
+//! fixed VHDs, whose only signature is their footer), never by file name. Backing files are
 //! opened only through the [`BackingGate`], read-only, depth-limited and loop-checked.
 //!
 //! Why our own qcow2 engine rather than `imago` (0.2.6, evaluated from its source): imago has a
@@ -34,6 +36,12 @@ pub mod overlay;
 mod qcow2;
 mod refcount;
 pub mod vdi;
+pub mod vhd;
+mod vhd_dev;
+pub mod vmdk;
+mod vmdk_dev;
+mod vmdk_sparse;
+mod vmdk_stream;
 
 pub use check::{check, CheckReport};
 pub use create::{clone_many, create, relative, CreateOptions};
@@ -56,6 +64,11 @@ pub enum Format {
     Qcow2,
     /// VirtualBox disk image (dynamic or static).
     Vdi,
+    /// Microsoft Virtual Hard Disk (fixed or dynamic), `vpc` as in QEMU.
+    #[serde(rename = "vpc")]
+    Vhd,
+    /// VMware virtual disk (monolithicSparse, streamOptimized, monolithicFlat).
+    Vmdk,
 }
 
 impl Format {
@@ -65,6 +78,8 @@ impl Format {
             Format::Raw => "raw",
             Format::Qcow2 => "qcow2",
             Format::Vdi => "vdi",
+            Format::Vhd => "vpc",
+            Format::Vmdk => "vmdk",
         }
     }
 }
@@ -82,6 +97,8 @@ impl std::str::FromStr for Format {
             "raw" => Ok(Format::Raw),
             "qcow2" => Ok(Format::Qcow2),
             "vdi" => Ok(Format::Vdi),
+            "vpc" | "vhd" => Ok(Format::Vhd),
+            "vmdk" => Ok(Format::Vmdk),
             other => Err(Error::Unsupported(format!("image format {other:?}"))),
         }
     }
@@ -97,6 +114,12 @@ pub trait FormatDriver: Sync {
     }
     /// Whether `header` (the first up to 4 KiB of the file) is this format.
     fn probe(&self, header: &[u8]) -> bool;
+    /// Whether the file is this format, knowing also its last 512 bytes (`tail`) and its length:
+    /// for signatures at the end (fixed VHD) and size-bounded text descriptors (VMDK).
+    fn probe_file(&self, header: &[u8], tail: &[u8], len: u64) -> bool {
+        let _ = (tail, len);
+        self.probe(header)
+    }
 }
 
 struct Qcow2Driver;
@@ -119,6 +142,40 @@ impl FormatDriver for VdiDriver {
     }
 }
 
+struct VhdDriver;
+impl FormatDriver for VhdDriver {
+    fn format(&self) -> Format {
+        Format::Vhd
+    }
+    fn probe(&self, header: &[u8]) -> bool {
+        header.starts_with(&vhd::COOKIE)
+    }
+    fn probe_file(&self, header: &[u8], tail: &[u8], len: u64) -> bool {
+        // A fixed VHD is raw data plus a footer: only a footer that is valid (checksum, type,
+        // a size that fits the file) counts.
+        self.probe(header)
+            || vhd::parse_vhd_footer(tail).is_ok_and(|f| {
+                f.disk_type == vhd::TYPE_FIXED && f.virtual_size() <= len.saturating_sub(512)
+            })
+    }
+}
+
+struct VmdkDriver;
+impl FormatDriver for VmdkDriver {
+    fn format(&self) -> Format {
+        Format::Vmdk
+    }
+    fn probe(&self, header: &[u8]) -> bool {
+        header.starts_with(&vmdk::MAGIC) || header.starts_with(vmdk::DESCRIPTOR_SIGNATURE)
+    }
+    fn probe_file(&self, header: &[u8], _: &[u8], len: u64) -> bool {
+        // A text descriptor is small: a large file starting with the signature is a raw disk
+        // whose guest wrote it (it must not make diskfab open files named inside).
+        header.starts_with(&vmdk::MAGIC)
+            || (header.starts_with(vmdk::DESCRIPTOR_SIGNATURE) && len <= vmdk::MAX_DESCRIPTOR)
+    }
+}
+
 struct RawDriver;
 impl FormatDriver for RawDriver {
     fn format(&self) -> Format {
@@ -130,8 +187,14 @@ impl FormatDriver for RawDriver {
 }
 
 /// Every format driver, in probe order (raw last: it matches anything).
-pub fn format_drivers() -> [&'static dyn FormatDriver; 3] {
-    [&Qcow2Driver, &VdiDriver, &RawDriver]
+pub fn format_drivers() -> [&'static dyn FormatDriver; 5] {
+    [
+        &Qcow2Driver,
+        &VdiDriver,
+        &VhdDriver,
+        &VmdkDriver,
+        &RawDriver,
+    ]
 }
 
 /// Detects the format of a file from its first bytes.
@@ -139,6 +202,15 @@ pub fn detect_format(header: &[u8]) -> Format {
     format_drivers()
         .iter()
         .find(|d| d.probe(header))
+        .map(|d| d.format())
+        .unwrap_or(Format::Raw)
+}
+
+/// Detects the format of a file from its first bytes, its last 512 bytes and its length.
+pub fn detect_format_file(header: &[u8], tail: &[u8], len: u64) -> Format {
+    format_drivers()
+        .iter()
+        .find(|d| d.probe_file(header, tail, len))
         .map(|d| d.format())
         .unwrap_or(Format::Raw)
 }
@@ -183,4 +255,47 @@ pub fn fuzz_vdi(data: &[u8]) {
             }
         }
     }
+}
+
+/// Fuzz entry point for the VHD footer, dynamic header and BAT. Must never panic.
+pub fn fuzz_vhd(data: &[u8]) {
+    let Ok(host) = host::Host::memory(data) else {
+        return;
+    };
+    let head = &data[..data.len().min(4096)];
+    if let Ok(dev) = vhd_dev::VhdDev::open(host, head, false) {
+        read_some(&dev);
+    }
+}
+
+/// Fuzz entry point for VMDK sparse and stream-optimized extents (header, footer, embedded
+/// descriptor, grain directory and tables, compressed grains) and text descriptors (parsed
+/// only: a fuzzed descriptor must not open files). Must never panic.
+pub fn fuzz_vmdk(data: &[u8]) {
+    let _ = vmdk::parse_descriptor(data);
+    if !data.starts_with(&vmdk::MAGIC) {
+        return;
+    }
+    let Ok(host) = host::Host::memory(data) else {
+        return;
+    };
+    let head = &data[..data.len().min(4096)];
+    if let Ok(vmdk_dev::Opened::Dev(dev)) =
+        vmdk_dev::VmdkDev::open_file(host, std::path::Path::new("<memory>"), head, false)
+    {
+        read_some(&dev);
+    }
+}
+
+/// Reads a spread of 4 KiB blocks and zero hints of a fuzzed device.
+fn read_some(dev: &dyn BlockDev) {
+    let size = dev.size();
+    let mut buf = vec![0u8; 4096];
+    if size >= 4096 {
+        for i in 0..32u64 {
+            let off = (i * (size / 32)).min(size - 4096);
+            let _ = dev.read_at(&mut buf, off);
+        }
+    }
+    let _ = dev.is_zero_hint(0, size.min(16 << 20));
 }

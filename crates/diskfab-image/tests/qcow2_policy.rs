@@ -292,12 +292,13 @@ fn formats_are_detected_by_magic_never_by_file_name() {
     let names: Vec<&str> = format_drivers().iter().map(|d| d.name()).collect();
     assert_eq!(names.last(), Some(&"raw"), "raw must be probed last");
     assert!(names.contains(&"qcow2"));
-    for n in ["raw", "qcow2"] {
+    for n in ["raw", "qcow2", "vdi", "vpc", "vmdk"] {
         let f: Format = n.parse().unwrap();
         assert_eq!(f.to_string(), n);
         assert_eq!(serde_json::to_value(f).unwrap(), n);
     }
-    assert!("vmdk".parse::<Format>().is_err());
+    assert_eq!("vhd".parse::<Format>().unwrap(), Format::Vhd);
+    assert!("qed".parse::<Format>().is_err());
 }
 
 #[test]

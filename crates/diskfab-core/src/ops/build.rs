@@ -8,7 +8,7 @@
 //! base = "debian.qcow2"          # paths are relative to the recipe's directory
 //! deltas = ["app.delta"]
 //! output = "web.qcow2"
-//! format = "qcow2"               # raw, qcow2, vdi
+//! format = "qcow2"               # raw, qcow2, vdi, vpc (vhd), vmdk
 //! compression = "zstd"           # qcow2 only: zlib, zstd or none
 //! time = 1704067200              # timestamp for every change (default: 2024-01-01)
 //! ops = [ { hostname = "web" }, { write = "/etc/motd:built by diskfab" } ]
@@ -254,6 +254,7 @@ pub fn build(
             backing: None,
             gate: gate.clone(),
             fixed: false,
+            stream_optimized: false,
             compress: r.compression.is_some(),
             zstd: r.compression == Some(true),
         },

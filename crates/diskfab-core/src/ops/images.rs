@@ -19,8 +19,10 @@ pub struct ConvertOptions {
     pub backing: Option<PathBuf>,
     /// Policy for backing files of the source (and of the new output's base).
     pub gate: BackingGate,
-    /// Fully allocated output layout (VDI static).
+    /// Fully allocated output layout (VDI static, VHD fixed).
     pub fixed: bool,
+    /// VMDK output is streamOptimized (deflated, written in order) instead of monolithicSparse.
+    pub stream_optimized: bool,
     /// Write compressed qcow2 clusters.
     pub compress: bool,
     /// Use zstd for compressed clusters (zlib otherwise).
@@ -85,6 +87,9 @@ pub fn convert(
             backing_format: None,
             cluster_size: opts.cluster_size,
             fixed: opts.fixed,
+            // A compressed VMDK is a stream-optimized one.
+            stream_optimized: opts.stream_optimized
+                || (opts.compress && opts.format == Format::Vmdk),
             zstd: opts.zstd,
         },
     )?;
@@ -334,7 +339,8 @@ pub fn measure(
     let unit: u64 = match format {
         Format::Qcow2 => u64::from(cluster_size.unwrap_or(65536)),
         Format::Vdi => 1 << 20,
-        Format::Raw => 64 << 10,
+        Format::Vhd => u64::from(diskfab_image::vhd::DEFAULT_BLOCK),
+        Format::Raw | Format::Vmdk => 64 << 10,
     };
     if !unit.is_power_of_two() || !(512..=2 << 20).contains(&unit) {
         return Err(Error::Invalid(
@@ -364,6 +370,17 @@ pub fn measure(
         Format::Vdi => {
             let head = (512 + clusters * 4).div_ceil(512) * 512;
             (head + data * unit, head + clusters * unit)
+        }
+        Format::Vhd => {
+            // Dynamic: footer copy, header, BAT; each block is a sector bitmap and its data.
+            let head = 1536 + (clusters * 4).div_ceil(512) * 512 + 512;
+            (head + data * (512 + unit), head + clusters * (512 + unit))
+        }
+        Format::Vmdk => {
+            // monolithicSparse: header, descriptor, both grain directories and tables.
+            let overhead = diskfab_image::vmdk::build(size.div_ceil(512) * 512, false, "m", 0)
+                .map(|n| n.header.overhead * 512)?;
+            (overhead + data * unit, overhead + clusters * unit)
         }
         Format::Qcow2 => (
             qcow2_bytes(size, unit, data, l2s.len() as u64),
