@@ -171,6 +171,9 @@ impl VmdkDev {
             }
             return StreamDev::open(sparse.host, hdr, trailer_at).map(Opened::Stream);
         }
+        if writable {
+            sparse.check_exclusive()?;
+        }
         let size = sparse.hdr.capacity_bytes();
         Ok(Opened::Dev(VmdkDev {
             path: path.to_path_buf(),
@@ -292,6 +295,9 @@ impl VmdkDev {
                                 "{}: writing compressed VMDK extents",
                                 path.display()
                             )));
+                        }
+                        if ew {
+                            s.check_exclusive()?;
                         }
                         if s.hdr.capacity_bytes() < len {
                             return Err(bad(path, format!(

@@ -303,6 +303,80 @@ impl SparseExtent {
         Ok(())
     }
 
+    /// Before writing in place: every grain and every table must own its sectors, so that a
+    /// write to one guest range can never change another one or the metadata. Loads every
+    /// grain table (4 bytes per allocated grain are kept for the check).
+    pub(crate) fn check_exclusive(&self) -> Result<()> {
+        let mut st = self.lock()?;
+        let gb = self.hdr.grain_bytes();
+        let dir_bytes = self.hdr.gd_entries() * 4;
+        let mut meta: Vec<(u64, u64, &str)> = vec![
+            (0, 512, "header"),
+            (self.hdr.gd_offset * 512, dir_bytes, "grain directory"),
+        ];
+        if st.rgd.is_some() {
+            meta.push((
+                self.hdr.rgd_offset * 512,
+                dir_bytes,
+                "redundant grain directory",
+            ));
+        }
+        let dirs = [Some(st.gd.clone()), st.rgd.clone()];
+        for e in dirs.iter().flatten().flatten().filter(|&&e| e != 0) {
+            meta.push((u64::from(*e) * 512, GT_BYTES, "grain table"));
+        }
+        let mut grains = Vec::new();
+        for t in 0..st.gd.len() as u64 {
+            if st.gd[t as usize] == 0 {
+                continue;
+            }
+            self.load_gt(&mut st, t)?;
+            if let Some(gt) = st.cache.get(&t) {
+                grains.extend(gt.iter().filter(|&&e| e > 1).copied());
+            }
+        }
+        if let Some(r) = st.rgd.clone() {
+            // The redundant tables must agree with the primary ones.
+            for (t, &e) in r.iter().enumerate().filter(|(_, &e)| e != 0) {
+                let mut raw = vec![0u8; GT_BYTES as usize];
+                self.host.read(&mut raw, u64::from(e) * 512)?;
+                let primary = st.gd[t] != 0;
+                if primary {
+                    self.load_gt(&mut st, t as u64)?;
+                }
+                let same = st
+                    .cache
+                    .get(&(t as u64))
+                    .is_some_and(|gt| le32s(&raw) == *gt);
+                if !same && (primary || raw.iter().any(|&b| b != 0)) {
+                    return Err(self.bad(format!(
+                        "VMDK redundant grain table {t} differs from the primary one"
+                    )));
+                }
+            }
+        }
+        meta.sort_unstable();
+        grains.sort_unstable();
+        let overlap = |what: &str| self.bad(format!("VMDK {what} overlap"));
+        if meta.windows(2).any(|w| w[0].0 + w[0].1 > w[1].0) {
+            return Err(overlap("tables or directories"));
+        }
+        if grains.windows(2).any(|w| u64::from(w[1] - w[0]) * 512 < gb) {
+            return Err(overlap("grains"));
+        }
+        for (start, len, what) in &meta {
+            // The first grain ending after this structure starts must start after it ends.
+            let i = grains.partition_point(|&g| u64::from(g) * 512 + gb <= *start);
+            if grains
+                .get(i)
+                .is_some_and(|&g| u64::from(g) * 512 < start + len)
+            {
+                return Err(overlap(&format!("grain and {what}")));
+            }
+        }
+        Ok(())
+    }
+
     /// Grains allocated (data or compressed) in loaded-on-demand tables: walks every GT.
     pub(crate) fn allocated(&self) -> Result<u64> {
         let mut st = self.lock()?;

@@ -414,6 +414,22 @@ fn hostile_vmdk_headers_tables_and_grains_are_refused() {
     let p = fresh(&sparse, "gde.vmdk");
     patch(&p, gd, &0x0fff_ffffu32.to_le_bytes());
     refused(&p);
+    // Two guest grains sharing one host grain, or redundant tables that disagree: readable,
+    // but never written in place.
+    let rgt = le32(&sp, le32(&sp, 48) as usize * 512) as u64 * 512;
+    let first = le32(&sp, gt as usize);
+    let p = fresh(&sparse, "dupgrain.vmdk");
+    patch(&p, gt + 4 * 40, &first.to_le_bytes());
+    patch(&p, rgt + 4 * 40, &first.to_le_bytes());
+    assert!(open(&p, false).is_ok());
+    let e = open(&p, true).unwrap_err();
+    assert!(e.to_string().contains("overlap"), "{e}");
+    let p = fresh(&sparse, "rgt.vmdk");
+    patch(&p, rgt + 4 * 41, &first.to_le_bytes());
+    assert!(open(&p, true)
+        .unwrap_err()
+        .to_string()
+        .contains("redundant"));
     // Absurd capacity and grain sizes, mangled newline characters, unknown versions.
     for (name, off, val) in [
         ("cap.vmdk", 12, &u64::MAX.to_le_bytes()[..]),
