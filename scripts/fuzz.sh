@@ -42,8 +42,18 @@ qemu-img convert -q -O vmdk -o subformat=streamOptimized "$S/v.raw" "$S/stream.v
 qemu-img convert -q -O vmdk -o subformat=monolithicFlat "$S/v.raw" "$S/flat.vmdk"
 cargo run -q -p diskfab-cli -- convert -O vmdk -o subformat=streamOptimized "$S/v.raw" "$S/ours.vmdk" >/dev/null
 for f in "$S"/*.vmdk; do head -c 1048576 "$f" > "fuzz/corpus/vmdk/seed-$(basename "$f")"; done
+# customize seeds: selector byte + instances CSV / spec TOML / network argument.
+mkdir -p fuzz/corpus/customize fuzz/corpus/delta
+printf '\000name,password,ip\nweb1,"a,b",10.0.0.5\nweb2,x,10.0.0.6\n' > fuzz/corpus/customize/seed-csv
+printf '\001ops = [ { hostname = "x" }, { write = "/etc/motd:hi" } ]\npassword-crypto = "md5"\n' > fuzz/corpus/customize/seed-spec
+printf '\002eth0:[2001:db8::5]/64:[2001:db8::1]:1.1.1.1,8.8.8.8' > fuzz/corpus/customize/seed-net
+# delta seeds: a real delta between two small trees made with mke2fs -d.
+mkdir -p "$S/A/etc" && echo one > "$S/A/etc/a" && cp -a "$S/A" "$S/B" && echo two > "$S/B/etc/a" && ln -s x "$S/B/l"
+mke2fs -q -t ext4 -d "$S/A" "$S/a.ext4" 8M && mke2fs -q -t ext4 -d "$S/B" "$S/b.ext4" 8M
+cargo run -q -p diskfab-cli -- delta create "$S/a.ext4" "$S/b.ext4" -o "$S/ab.delta" >/dev/null
+cp "$S/ab.delta" fuzz/corpus/delta/seed-ab
 status=0
-for t in qcow2 mbr_gpt vdi vhd vmdk; do
+for t in qcow2 mbr_gpt vdi vhd vmdk customize delta; do
   echo "fuzz: $t for ${SECS}s" >&2
   if ! (cd fuzz && cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -max_len=1048576 \
         -rss_limit_mb=2048 -print_final_stats=1 2>"$S/$t.log"); then

@@ -47,3 +47,13 @@ fn fuzz_regressions_never_panic_vhd() {
 fn fuzz_regressions_never_panic_vmdk() {
     replay("vmdk", diskfab_image::fuzz_vmdk);
 }
+
+#[test]
+fn fuzz_regressions_never_panic_customize() {
+    replay("customize", diskfab_customize::planfile::fuzz_inputs);
+}
+
+#[test]
+fn fuzz_regressions_never_panic_delta() {
+    replay("delta", diskfab_delta::format::fuzz_read);
+}
