@@ -37,6 +37,57 @@ pub enum Fmt {
     Vmdk,
 }
 
+/// `catalog` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum CatalogCmd {
+    /// Inspect images and record them (re-adding an image updates it, keeping its tags).
+    Add {
+        /// Images.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Tag every image with KEY=VALUE (repeatable).
+        #[arg(long, value_name = "KEY=VALUE")]
+        tag: Vec<String>,
+    },
+    /// List every catalogued image.
+    List,
+    /// Find images: 'distro=debian version>=12 arch=x86_64 package=openssh-server !driver=virtio_blk'.
+    Search {
+        /// Terms, all of which must hold (KEY=V, KEY=V1,V2, KEY>=VERSION, KEY!=V, package=NAME[>=VERSION], driver=NAME, !TERM).
+        #[arg(required = true, num_args = 1..)]
+        query: Vec<String>,
+    },
+    /// Show one entry with its inspection report.
+    Show {
+        /// Id or image path.
+        id: String,
+    },
+    /// Set a tag.
+    Tag {
+        /// Id.
+        id: i64,
+        /// KEY=VALUE.
+        tag: String,
+    },
+    /// Remove a tag.
+    Untag {
+        /// Id.
+        id: i64,
+        /// Key.
+        key: String,
+    },
+    /// Re-inspect images whose content changed (all, or the given ids).
+    Rescan {
+        /// Ids.
+        ids: Vec<i64>,
+    },
+    /// Remove an entry.
+    Remove {
+        /// Id.
+        id: i64,
+    },
+}
+
 /// `delta` subcommands.
 #[derive(Subcommand, Debug)]
 pub enum DeltaCmd {
@@ -406,6 +457,15 @@ pub enum Cmd {
         /// Output format (default: the recipe's `format`, else qcow2).
         #[arg(short = 'O', long, value_enum)]
         format: Option<Fmt>,
+    },
+    /// A catalog of images: inspect once, record, search by content (SQLite).
+    Catalog {
+        /// Catalog file (default: $XDG_DATA_HOME/diskfab/catalog.db).
+        #[arg(long, value_name = "PATH", global = true)]
+        catalog: Option<PathBuf>,
+        /// What to do.
+        #[command(subcommand)]
+        cmd: CatalogCmd,
     },
     /// Convert an image to another format (sparse: zero and unallocated ranges are not written).
     Convert {

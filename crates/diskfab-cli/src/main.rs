@@ -1,6 +1,7 @@
 //! The `diskfab` command: parses arguments, calls diskfab-core, prints results.
 
 mod args;
+mod catalogcmd;
 mod custom;
 mod deltacmd;
 mod docs;

@@ -378,6 +378,9 @@ pub fn run(cli: Cli) -> Result<()> {
             out,
             format,
         } => crate::deltacmd::build(&cli, recipe, out.as_deref(), format.map(fmt), gate(&cli)),
+        Cmd::Catalog { catalog, cmd } => {
+            crate::catalogcmd::run(&cli, catalog.as_deref(), cmd, gate(&cli))
+        }
         Cmd::Delta { cmd } => crate::deltacmd::delta(&cli, cmd, gate(&cli)),
         Cmd::Customize {
             sel,

@@ -9,6 +9,7 @@ pub mod drivers;
 pub mod open;
 pub mod ops;
 
+pub use diskfab_catalog as catalog;
 pub use diskfab_customize as customize;
 pub use diskfab_delta as delta;
 pub use diskfab_fs as fs;

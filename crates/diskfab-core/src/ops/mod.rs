@@ -2,6 +2,7 @@
 //! server): file operations inside images, host copies, info, create/clone, mkfs, partitioning.
 
 pub mod build;
+pub mod catalog;
 pub mod customize;
 pub mod delta;
 pub mod files;
