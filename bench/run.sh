@@ -142,3 +142,4 @@ echo "wrote docs/bench.md"
 # Issue 5 and 6 benchmarks append their sections.
 bash bench/stamp.sh 1000
 bash bench/delta.sh
+bash bench/catalog.sh
