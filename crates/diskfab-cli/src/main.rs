@@ -14,6 +14,10 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Like other Unix tools: a closed pipe (`diskfab ls -R img | head`) ends us quietly
+    // instead of a panic on the next write.
+    // SAFETY: resetting a signal disposition at start-up, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = args::Cli::parse();
     let json = cli.json;
     match run::run(cli) {

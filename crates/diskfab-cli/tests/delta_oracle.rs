@@ -625,6 +625,44 @@ fn factory_builds_are_reproducible_and_never_touch_their_inputs() {
         std::fs::read_to_string(m.path().join("etc/motd")).unwrap(),
         "built by diskfab"
     );
+    // `size` grows the virtual disk (never shrinks it).
+    std::fs::write(
+        w.join("big.toml"),
+        "base = \"base.qcow2\"\nsize = \"3G\"\nops = [ { hostname = \"big\" } ]\n",
+    )
+    .unwrap();
+    ok(&[
+        "build",
+        w.join("big.toml").to_str().unwrap(),
+        "-o",
+        w.join("big.qcow2").to_str().unwrap(),
+    ]);
+    let info: serde_json::Value = serde_json::from_str(&tool(
+        "qemu-img",
+        &[
+            "info",
+            "--output=json",
+            w.join("big.qcow2").to_str().unwrap(),
+        ],
+    ))
+    .unwrap();
+    assert_eq!(info["virtual-size"], 3u64 << 30);
+    std::fs::write(
+        w.join("small.toml"),
+        "base = \"base.qcow2\"\nsize = \"1G\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        diskfab(&[
+            "build",
+            w.join("small.toml").to_str().unwrap(),
+            "-o",
+            w.join("small.qcow2").to_str().unwrap()
+        ])
+        .status
+        .code(),
+        Some(2)
+    );
     // The built output is written once; an existing output is refused.
     let o = diskfab(&["build", recipe.to_str().unwrap()]);
     assert!(!o.status.success());

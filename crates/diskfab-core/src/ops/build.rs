@@ -10,6 +10,7 @@
 //! output = "web.qcow2"
 //! format = "qcow2"               # raw, qcow2, vdi, vpc (vhd), vmdk
 //! compression = "zstd"           # qcow2 only: zlib, zstd or none
+//! size = "8G"                    # optional: a larger virtual disk (the extra space is unpartitioned)
 //! time = 1704067200              # timestamp for every change (default: 2024-01-01)
 //! ops = [ { hostname = "web" }, { write = "/etc/motd:built by diskfab" } ]
 //! ```
@@ -43,6 +44,8 @@ pub struct Recipe {
     pub format: Format,
     /// qcow2 compression: None, or Some(zstd?).
     pub compression: Option<bool>,
+    /// Virtual size of the output (at least the base's).
+    pub size: Option<u64>,
     /// Timestamp of every change.
     pub time: i64,
     /// Fresh salts and secrets (not reproducible).
@@ -93,6 +96,9 @@ pub fn parse_recipe(text: &str, dir: &Path) -> Result<Recipe> {
             )))
         }
     };
+    let size = s(&mut t, "size")?
+        .map(|v| diskfab_part::parse_size(&v))
+        .transpose()?;
     let time = match t.remove("time") {
         None => DEFAULT_TIME,
         Some(toml::Value::Integer(i)) => i,
@@ -115,6 +121,7 @@ pub fn parse_recipe(text: &str, dir: &Path) -> Result<Recipe> {
         output,
         format,
         compression,
+        size,
         time,
         fresh,
         spec,
@@ -177,11 +184,26 @@ pub fn build(
         .tempdir_in(out_dir)
         .map_err(|e| Error::io(out_dir.display().to_string(), e))?;
     let overlay = work.path().join("work.qcow2");
+    let base_size = diskfab_image::Image::open(
+        &base,
+        &diskfab_image::OpenOptions {
+            writable: false,
+            gate: gate.clone(),
+        },
+    )?
+    .dev()
+    .size();
+    if r.size.is_some_and(|s| s < base_size) {
+        return Err(Error::Invalid(format!(
+            "recipe size is smaller than the base ({base_size} bytes); images only grow"
+        )));
+    }
     diskfab_image::create(
         &overlay,
         &CreateOptions {
             format: Format::Qcow2,
             backing: Some(base.clone()),
+            size: r.size,
             ..Default::default()
         },
     )?;
