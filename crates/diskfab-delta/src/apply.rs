@@ -6,7 +6,7 @@
 
 use crate::create::pre_of;
 use crate::format::{read, unhex, Entry};
-use crate::tree::{unshow, Node};
+use crate::tree::unshow;
 use diskfab_fs::{path, FileType, Filesystem, Ino, NewNode, SetAttr, Timespec};
 use diskfab_storage::{Error, Result};
 use serde::Serialize;
@@ -91,28 +91,6 @@ fn locate(fs: &mut dyn Filesystem, p: &str) -> Result<(Ino, Vec<u8>, Option<Ino>
     Ok((dir, last.clone(), here))
 }
 
-fn node_of(fs: &mut dyn Filesystem, ino: Ino) -> Result<Node> {
-    let m = fs.getattr(ino)?;
-    let target = if m.file_type == FileType::Symlink {
-        Some(fs.read_link(ino)?)
-    } else {
-        None
-    };
-    Ok(Node {
-        ino,
-        kind: m.file_type,
-        perm: m.perm,
-        uid: m.uid,
-        gid: m.gid,
-        size: m.size,
-        nlink: m.nlink,
-        mtime: m.mtime,
-        target,
-        rdev: m.rdev,
-        xattrs: None,
-    })
-}
-
 fn conflict(fs: &mut dyn Filesystem, e: &Entry) -> Result<Option<String>> {
     let here = match locate(fs, &e.path) {
         Ok((_, _, h)) => h,
@@ -131,7 +109,7 @@ fn conflict(fs: &mut dyn Filesystem, e: &Entry) -> Result<Option<String>> {
         (None, Some(_)) => Some("exists, but the delta adds it".into()),
         (Some(_), None) => Some("missing".into()),
         (Some(want), Some(ino)) => {
-            let n = node_of(fs, ino)?;
+            let n = crate::tree::node(fs, ino, false)?;
             let have = pre_of(fs, &n)?;
             (have != *want).then(|| {
                 if have.kind != want.kind {

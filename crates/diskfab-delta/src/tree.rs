@@ -99,7 +99,8 @@ pub fn scan(fs: &mut dyn Filesystem, xattrs: bool) -> Result<Tree> {
     Ok(t)
 }
 
-fn node(fs: &mut dyn Filesystem, ino: Ino, xattrs: bool) -> Result<Node> {
+/// The node `ino` (with its xattrs when asked).
+pub fn node(fs: &mut dyn Filesystem, ino: Ino, xattrs: bool) -> Result<Node> {
     let m = fs.getattr(ino)?;
     let target = if m.file_type == FileType::Symlink {
         Some(fs.read_link(ino)?)
