@@ -159,14 +159,16 @@ fn print_stamped(json: bool, r: &StampReport) -> Result<()> {
     }
     let replayed = r.instances.iter().filter(|i| i.mode == "replayed").count();
     let redone = r.instances.iter().filter(|i| i.mode == "redone").count();
+    let recorded = r.instances.iter().filter(|i| i.mode == "recorded").count();
     let existing = r.instances.iter().filter(|i| i.mode == "existing").count();
     let bytes: u64 = r.instances.iter().map(|i| i.file_bytes).sum();
     println!(
-        "stamped {} clones into {} in {} ms ({} replayed, {} redone{}); shared layer {} (+{} shared blocks)",
+        "stamped {} clones into {} in {} ms ({} replayed, {} recorded, {} redone{}); shared layer {} (+{} shared blocks)",
         r.instances.len(),
         r.out,
         r.total_ms,
         replayed,
+        recorded,
         redone,
         if existing > 0 { format!(", {existing} from the interrupted run") } else { String::new() },
         r.common,
