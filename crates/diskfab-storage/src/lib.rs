@@ -5,12 +5,14 @@
 //! in-memory devices ([`MemDev`]) and the shared [`Error`] type.
 #![deny(missing_docs)]
 
+mod cache;
 mod dev;
 mod error;
 mod file;
 mod mem;
 mod slice;
 
+pub use cache::CacheDev;
 pub use dev::{check_range, BlockDev, DevRef};
 pub use error::{Error, Result};
 pub use file::{open_error, FileDev};

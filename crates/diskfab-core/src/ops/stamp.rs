@@ -349,10 +349,12 @@ fn plan_all(
     let next = AtomicUsize::new(0);
     let out: Mutex<Vec<Planned>> = Mutex::new(vec![None; rendered.len()]);
     let first_err: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    // Every instance reads the same few guest files: keep their blocks in memory.
+    let cached: DevRef = Arc::new(diskfab_storage::CacheDev::new(vol.dev.clone(), 256 << 20));
     std::thread::scope(|s| {
         for _ in 0..jobs.max(1) {
             s.spawn(|| {
-                let mut fs = match vol.driver.open(vol.dev.clone(), false) {
+                let mut fs = match vol.driver.open(cached.clone(), false) {
                     Ok(f) => f,
                     Err(e) => {
                         *first_err.lock().unwrap_or_else(|p| p.into_inner()) = Some((0, e));
