@@ -147,3 +147,32 @@ pub fn sfdisk_part(raw: &Path, n: usize) -> (u64, u64) {
         p["size"].as_u64().unwrap() * 512,
     )
 }
+
+/// Writes text file `p` (guest path) under the guest tree `root`, creating directories.
+pub fn write(root: &Path, p: &str, s: &str) {
+    let f = root.join(p.trim_start_matches('/'));
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(f, s).unwrap();
+}
+
+/// Builds an ext4 image from guest tree `g` with mke2fs -d (in `t`) and returns the first OS of
+/// `diskfab inspect --json` on it.
+pub fn inspect_tree(t: &Path, g: &Path) -> serde_json::Value {
+    let raw = t.join(format!("{}.img", g.file_name().unwrap().to_str().unwrap()));
+    tool(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-d",
+            g.to_str().unwrap(),
+            raw.to_str().unwrap(),
+            "16M",
+        ],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", raw.to_str().unwrap()])).unwrap();
+    v["operating_systems"][0].clone()
+}

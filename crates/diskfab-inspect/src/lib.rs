@@ -7,6 +7,7 @@
 mod network;
 pub mod packages;
 mod read;
+pub mod rpm;
 mod system;
 
 pub use network::Interface;
@@ -146,7 +147,7 @@ fn os_release(fs: &mut dyn Filesystem, o: &mut OsInfo) {
 fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
     let fmt = if read::exists(fs, "/var/lib/dpkg/status") {
         Some(("deb", "apt"))
-    } else if read::exists(fs, "/var/lib/rpm") || read::exists(fs, "/usr/lib/sysimage/rpm") {
+    } else if rpm::RPMDB_DIRS.iter().any(|d| read::exists(fs, d)) {
         Some((
             "rpm",
             if read::exists(fs, "/usr/bin/zypper") {
@@ -198,6 +199,7 @@ fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
             }
             o.applications.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        Some("rpm") => o.applications = rpm::packages(fs, &mut o.warnings),
         Some(f) => o.warnings.push(format!(
             "{f} package databases are detected but not yet listed"
         )),
