@@ -4,15 +4,18 @@
 //! never guessed; problems become warnings and the rest of the report still comes out.
 #![deny(missing_docs)]
 
+pub mod hive;
 mod network;
 pub mod packages;
 mod read;
 pub mod rpm;
 mod system;
+pub mod windows;
 
 pub use network::Interface;
 pub use packages::Application;
 pub use system::{arch, Kernel, User, HYPERVISOR_DRIVERS};
+pub use windows::WindowsInfo;
 
 use diskfab_fs::Filesystem;
 use serde::Serialize;
@@ -34,7 +37,7 @@ pub struct Mount {
 /// What inspection found in one OS root.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OsInfo {
-    /// `linux` (others to come).
+    /// `linux` or `windows`.
     #[serde(rename = "type")]
     pub os_type: String,
     /// Distribution id (`debian`, `ubuntu`, `fedora`, …).
@@ -96,6 +99,9 @@ pub struct OsInfo {
     pub network: Vec<Interface>,
     /// Enabled systemd units.
     pub services: Vec<String>,
+    /// Windows only: what the registry says beyond the common fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<WindowsInfo>,
     /// Problems met while inspecting.
     pub warnings: Vec<String>,
 }
@@ -109,7 +115,9 @@ pub struct Options {
 
 /// Whether `fs` looks like an OS root worth inspecting.
 pub fn is_os_root(fs: &mut dyn Filesystem) -> bool {
-    read::exists(fs, "/etc/os-release") || read::exists(fs, "/usr/lib/os-release")
+    read::exists(fs, "/etc/os-release")
+        || read::exists(fs, "/usr/lib/os-release")
+        || windows::system_root(fs).is_some()
 }
 
 fn os_release(fs: &mut dyn Filesystem, o: &mut OsInfo) {
@@ -209,6 +217,14 @@ fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
 
 /// Inspects the OS whose root filesystem is `fs`.
 pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
+    let linux = read::exists(fs, "/etc/os-release") || read::exists(fs, "/usr/lib/os-release");
+    if !linux {
+        if let Some(root) = windows::system_root(fs) {
+            let mut o = OsInfo::default();
+            windows::inspect(fs, &root, &mut o, opts.no_applications);
+            return o;
+        }
+    }
     let mut o = OsInfo {
         os_type: "linux".into(),
         ..Default::default()
