@@ -411,3 +411,101 @@ fn truncated_and_hostile_hives_give_warnings_not_failures() {
     let w = os["warnings"].to_string();
     assert!(w.contains("system") && w.contains("software"), "{w}");
 }
+
+/// An initramfs like the distributions build: an uncompressed early-microcode cpio archive, then
+/// the main cpio archive compressed with `compress` (a shell pipeline stage).
+fn initramfs(dir: &Path, out: &Path, version: &str, compress: &str) {
+    let early = dir.join("early");
+    let main = dir.join("main");
+    let _ = fs::remove_dir_all(&early);
+    let _ = fs::remove_dir_all(&main);
+    write(&early, "kernel/x86/microcode/GenuineIntel.bin", "ucode");
+    let m = format!("usr/lib/modules/{version}/kernel/drivers");
+    write(&main, &format!("{m}/block/virtio_blk.ko.xz"), "x");
+    write(&main, &format!("{m}/scsi/virtio_scsi.ko.zst"), "x");
+    write(&main, &format!("{m}/net/virtio_net.ko"), "x");
+    write(
+        &main,
+        &format!("{m}/net/ethernet/intel/e1000/e1000.ko.gz"),
+        "x",
+    );
+    write(&main, &format!("{m}/hv/hv-vmbus.ko"), "x");
+    write(&main, &format!("{m}/misc/not-a-hypervisor-driver.ko"), "x");
+    write(
+        &main,
+        "usr/lib/firmware/looks-like.ko",
+        "not a module: outside kernel/",
+    );
+    write(&main, "init", "#!/bin/sh\n");
+    let script = format!(
+        "set -e; (cd '{e}' && find . | cpio -o -H newc --quiet) > '{o}'; \
+         (cd '{m}' && find . | cpio -o -H newc --quiet | {compress}) >> '{o}'",
+        e = early.display(),
+        m = main.display(),
+        o = out.display()
+    );
+    tool("bash", &["-c", &script]);
+}
+
+#[test]
+fn initramfs_images_made_by_cpio_and_each_compressor_list_their_hypervisor_drivers() {
+    let t = tempfile::tempdir().unwrap();
+    let g = t.path().join("deb");
+    write(&g, "/etc/os-release", "ID=debian\nVERSION_ID=12\n");
+    let kinds = [
+        ("gzip", "gzip -9"),
+        ("xz", "xz --check=crc32 -T1"),
+        ("zstd", "zstd -q -19"),
+        ("lz4", "lz4 -l -q"),
+        ("lz4f", "lz4 -q"),
+    ];
+    for (i, (k, c)) in kinds.iter().enumerate() {
+        let v = format!("6.1.0-{i}-{k}");
+        write(&g, &format!("/boot/vmlinuz-{v}"), "k");
+        initramfs(t.path(), &g.join(format!("boot/initrd.img-{v}")), &v, c);
+    }
+    // Hostile: cpio header claiming a huge file, then junk that is no known compression.
+    write(&g, "/boot/vmlinuz-9.9.9-bad", "k");
+    write(
+        &g,
+        "/boot/initrd.img-9.9.9-bad",
+        &format!(
+            "070701{}ffffffff{}0000000a00000000../../etc\0",
+            "0".repeat(48),
+            "0".repeat(32)
+        ),
+    );
+    let os = inspect_tree(t.path(), &g);
+    let kernels = os["kernels"].as_array().unwrap();
+    assert_eq!(kernels.len(), 6, "{os}");
+    for (i, (k, _)) in kinds.iter().enumerate() {
+        let kern = &kernels[i];
+        assert_eq!(kern["version"], format!("6.1.0-{i}-{k}"));
+        let ir = &kern["initramfs"];
+        let want_seg = if k.starts_with("lz4") { "lz4" } else { k };
+        assert_eq!(
+            ir["segments"],
+            serde_json::json!(["cpio", want_seg]),
+            "{k}: {ir}"
+        );
+        assert_eq!(ir["modules"], 6, "{k}");
+        assert_eq!(
+            ir["drivers"],
+            serde_json::json!([
+                "virtio_blk",
+                "virtio_scsi",
+                "virtio_net",
+                "e1000",
+                "hv_vmbus"
+            ]),
+            "{k}"
+        );
+    }
+    assert_eq!(kernels[5]["initramfs"]["modules"], 0);
+    let w = os["warnings"].to_string();
+    assert!(
+        w.contains("initrd.img-9.9.9-bad") && w.contains("past the end"),
+        "{w}"
+    );
+    assert_eq!(os["warnings"].as_array().unwrap().len(), 1, "{w}");
+}

@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod hive;
+pub mod initramfs;
 mod network;
 pub mod packages;
 mod read;
