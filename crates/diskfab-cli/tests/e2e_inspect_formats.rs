@@ -1,6 +1,6 @@
 //! `inspect` on guests whose databases come from the reference tools themselves: an rpmdb made by
-//! rpm/rpmbuild, Windows hives made by hivex, initramfs images made by cpio and the compressors,
-//! netplan and the other network/sudo formats.
+//! rpm/rpmbuild, initramfs images made by cpio and the compressors, netplan YAML checked against
+//! netplan's own generator, and the other network, sudo and AppArmor files.
 
 mod common;
 use common::*;
@@ -160,258 +160,6 @@ fn berkeley_db_rpmdb_and_a_corrupt_sqlite_rpmdb_give_warnings() {
     assert!(os["warnings"].to_string().contains("rpmdb.sqlite"), "{os}");
 }
 
-/// A hive built by hivex (hivexregedit --merge) from .reg text onto an empty hive.
-fn hive(dir: &Path, name: &str, reg: &str) -> std::path::PathBuf {
-    let blank = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/blank_hive.py");
-    let h = dir.join(name);
-    tool("python3", &[blank.to_str().unwrap(), h.to_str().unwrap()]);
-    let r = dir.join(format!("{name}.reg"));
-    fs::write(&r, reg).unwrap();
-    tool(
-        "hivexregedit",
-        &["--merge", h.to_str().unwrap(), r.to_str().unwrap()],
-    );
-    h
-}
-
-/// .reg text declaring `path` and every parent key (hivexregedit needs them in order).
-fn reg_key(path: &str, values: &str, declared: &mut Vec<String>) -> String {
-    let mut out = String::new();
-    let mut cur = String::new();
-    for c in path.split('\\').filter(|c| !c.is_empty()) {
-        cur = format!("{cur}\\{c}");
-        if !declared.contains(&cur) {
-            declared.push(cur.clone());
-            out.push_str(&format!("[{cur}]\n\n"));
-        }
-    }
-    out.push_str(&format!("[{cur}]\n{values}\n"));
-    out
-}
-
-#[test]
-fn windows_guest_from_hivex_built_hives_reports_product_build_host_apps_services_drives() {
-    let t = tempfile::tempdir().unwrap();
-    let g = t.path().join("win");
-    let cfg = g.join("Windows/System32/config");
-    fs::create_dir_all(&cfg).unwrap();
-    let mut d = Vec::new();
-    let mut sw = String::new();
-    sw += &reg_key(
-        "\\Microsoft\\Windows NT\\CurrentVersion",
-        "\"ProductName\"=\"Windows 10 Pro\"\n\"CurrentBuild\"=\"22631\"\n\"EditionID\"=\"Professional\"\n\
-         \"InstallationType\"=\"Client\"\n\"DisplayVersion\"=\"23H2\"\n\"CurrentMajorVersionNumber\"=dword:0000000a\n\
-         \"CurrentMinorVersionNumber\"=dword:00000000\n\"CurrentVersion\"=\"6.3\"\n",
-        &mut d,
-    );
-    let un = "\\Microsoft\\Windows\\CurrentVersion\\Uninstall";
-    sw += &reg_key(
-        &format!("{un}\\7-Zip"),
-        "\"DisplayName\"=\"7-Zip 23.01 (x64)\"\n\"DisplayVersion\"=\"23.01\"\n",
-        &mut d,
-    );
-    sw += &reg_key(
-        &format!("{un}\\{{0A1B}}"),
-        "\"DisplayName\"=\"Virtio-win-driver-installer\"\n\"DisplayVersion\"=\"0.1.240\"\n",
-        &mut d,
-    );
-    sw += &reg_key(
-        &format!("{un}\\NoName"),
-        "\"SystemComponent\"=dword:00000001\n",
-        &mut d,
-    );
-    sw += &reg_key(
-        &format!("\\WOW6432Node{un}\\Notepad++"),
-        "\"DisplayName\"=\"Notepad++ (32-bit x86)\"\n\"DisplayVersion\"=\"8.6\"\n",
-        &mut d,
-    );
-    hive(&cfg, "software", &sw);
-    let mut d = Vec::new();
-    let mut sys = reg_key("\\Select", "\"Current\"=dword:00000002\n", &mut d);
-    sys += &reg_key(
-        "\\ControlSet001\\Services\\Tcpip\\Parameters",
-        "\"Hostname\"=\"OLD-NAME\"\n",
-        &mut d,
-    );
-    sys += &reg_key(
-        "\\ControlSet002\\Services\\Tcpip\\Parameters",
-        "\"Hostname\"=\"WIN-TEST01\"\n",
-        &mut d,
-    );
-    sys += &reg_key(
-        "\\ControlSet002\\Control\\Session Manager\\Environment",
-        "\"PROCESSOR_ARCHITECTURE\"=\"AMD64\"\n",
-        &mut d,
-    );
-    for (name, start, ty) in [
-        ("viostor", 0, 1),
-        ("netkvm", 3, 1),
-        ("Dhcp", 2, 0x20),
-        ("Old", 4, 0x10),
-    ] {
-        sys += &reg_key(
-            &format!("\\ControlSet002\\Services\\{name}"),
-            &format!("\"Start\"=dword:{start:08x}\n\"Type\"=dword:{ty:08x}\n\"ImagePath\"=str(2):\"system32\\\\drivers\\\\{name}.sys\"\n"),
-            &mut d,
-        );
-    }
-    // Enough services that hivex spreads the subkey list over its larger list forms.
-    for i in 0..600 {
-        sys += &reg_key(
-            &format!("\\ControlSet002\\Services\\filler{i:04}"),
-            "",
-            &mut d,
-        );
-    }
-    sys += &reg_key(
-        "\\MountedDevices",
-        "\"\\\\DosDevices\\\\C:\"=hex:78,56,34,12,00,00,10,00,00,00,00,00\n\
-         \"\\\\DosDevices\\\\D:\"=hex:44,4d,49,4f,3a,49,44,3a,33,22,11,00,55,44,77,66,88,99,aa,bb,cc,dd,ee,ff\n\
-         \"\\\\??\\\\Volume{{x}}\"=hex:01,02\n",
-        &mut d,
-    );
-    let system = hive(&cfg, "SYSTEM", &sys);
-    // The reference tool's own view of the services key.
-    let script = format!(
-        "printf 'cd \\\\ControlSet002\\\\Services\\nls\\n' | hivexsh '{}'",
-        system.display()
-    );
-    let mut want_services: Vec<String> = tool("bash", &["-c", &script])
-        .lines()
-        .map(str::to_string)
-        .collect();
-    want_services.sort_by_key(|s| s.to_lowercase());
-    assert_eq!(want_services.len(), 605, "Tcpip, 4 named, 600 fillers");
-    let os = inspect_tree(t.path(), &g);
-    assert_eq!(os["type"], "windows", "{os}");
-    assert_eq!(
-        (
-            os["product_name"].as_str(),
-            os["major_version"].as_u64(),
-            os["minor_version"].as_u64(),
-            os["osinfo"].as_str(),
-            os["hostname"].as_str(),
-            os["arch"].as_str()
-        ),
-        (
-            Some("Windows 11 Pro"),
-            Some(10),
-            Some(0),
-            Some("win11"),
-            Some("WIN-TEST01"),
-            Some("x86_64")
-        )
-    );
-    let w = &os["windows"];
-    assert_eq!(
-        (
-            w["build"].as_u64(),
-            w["edition"].as_str(),
-            w["display_version"].as_str(),
-            w["control_set"].as_str()
-        ),
-        (
-            Some(22631),
-            Some("Professional"),
-            Some("23H2"),
-            Some("ControlSet002")
-        )
-    );
-    assert_eq!(
-        w["virtio_drivers"],
-        serde_json::json!(["viostor", "netkvm"])
-    );
-    let apps: Vec<(String, String, String)> = os["applications"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| {
-            (
-                a["name"].as_str().unwrap().into(),
-                a["version"].as_str().unwrap().into(),
-                a["arch"].as_str().unwrap_or("").into(),
-            )
-        })
-        .collect();
-    assert_eq!(
-        apps,
-        [
-            ("7-Zip 23.01 (x64)", "23.01", ""),
-            ("Notepad++ (32-bit x86)", "8.6", "x86"),
-            ("Virtio-win-driver-installer", "0.1.240", "")
-        ]
-        .map(|(a, b, c)| (a.into(), b.into(), c.into()))
-    );
-    let svc = w["services"].as_array().unwrap();
-    let names: Vec<String> = svc
-        .iter()
-        .map(|s| s["name"].as_str().unwrap().into())
-        .collect();
-    assert_eq!(names, want_services);
-    let viostor = svc.iter().find(|s| s["name"] == "viostor").unwrap();
-    assert_eq!(
-        (
-            viostor["start"].as_str(),
-            viostor["kind"].as_str(),
-            viostor["image"].as_str()
-        ),
-        (
-            Some("boot"),
-            Some("kernel-driver"),
-            Some("system32\\drivers\\viostor.sys")
-        )
-    );
-    assert_eq!(os["services"], serde_json::json!(["Dhcp", "viostor"]));
-    let drives = w["drive_letters"].as_array().unwrap();
-    assert_eq!(drives.len(), 2, "{drives:?}");
-    assert_eq!(
-        (
-            drives[0]["letter"].as_str(),
-            drives[0]["mbr_disk_signature"].as_str(),
-            drives[0]["partition_offset"].as_u64()
-        ),
-        (Some("C:"), Some("12345678"), Some(1 << 20))
-    );
-    assert_eq!(
-        drives[1]["gpt_partition_guid"],
-        "00112233-4455-6677-8899-aabbccddeeff"
-    );
-    assert!(os["warnings"].as_array().unwrap().is_empty(), "{os}");
-}
-
-#[test]
-fn truncated_and_hostile_hives_give_warnings_not_failures() {
-    let t = tempfile::tempdir().unwrap();
-    let g = t.path().join("badwin");
-    let cfg = g.join("WINDOWS/system32/CONFIG");
-    fs::create_dir_all(&cfg).unwrap();
-    let mut d = Vec::new();
-    let good = hive(
-        &cfg,
-        "full",
-        &reg_key("\\Select", "\"Current\"=dword:00000001\n", &mut d),
-    );
-    let bytes = fs::read(&good).unwrap();
-    fs::remove_file(&good).unwrap();
-    fs::remove_file(cfg.join("full.reg")).unwrap();
-    // SYSTEM cut inside its first hive bin; SOFTWARE a base block followed by 0xff cells.
-    fs::write(cfg.join("system"), &bytes[..4200]).unwrap();
-    let mut sw = bytes[..4096].to_vec();
-    sw.extend(b"hbin");
-    sw.extend(std::iter::repeat_n(0xffu8, 60_000));
-    fs::write(cfg.join("software"), &sw).unwrap();
-    let t0 = std::time::Instant::now();
-    let os = inspect_tree(t.path(), &g);
-    assert!(t0.elapsed().as_secs() < 20);
-    assert_eq!(os["type"], "windows");
-    assert!(
-        os["product_name"].is_null() && os["hostname"].is_null(),
-        "{os}"
-    );
-    let w = os["warnings"].to_string();
-    assert!(w.contains("system") && w.contains("software"), "{w}");
-}
-
 /// An initramfs like the distributions build: an uncompressed early-microcode cpio archive, then
 /// the main cpio archive compressed with `compress` (a shell pipeline stage).
 fn initramfs(dir: &Path, out: &Path, version: &str, compress: &str) {
@@ -508,4 +256,169 @@ fn initramfs_images_made_by_cpio_and_each_compressor_list_their_hypervisor_drive
         "{w}"
     );
     assert_eq!(os["warnings"].as_array().unwrap().len(), 1, "{w}");
+}
+
+/// (name, mac, method, addresses, gateway, dns, dhcp6) of the interfaces from `source_prefix`.
+fn ifaces(os: &serde_json::Value, source_prefix: &str) -> Vec<String> {
+    let mut v: Vec<String> = os["network"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["source"].as_str().unwrap().starts_with(source_prefix))
+        .map(|i| {
+            format!(
+                "{} {} {} {} {} {} {}",
+                i["name"],
+                i["mac"],
+                i["method"],
+                i["addresses"],
+                i["gateway"],
+                i["dns"],
+                i["dhcp6"]
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn netplan_yaml_means_what_netplan_generate_makes_of_it_for_networkd() {
+    let t = tempfile::tempdir().unwrap();
+    let g = t.path().join("ubuntu");
+    write(&g, "/etc/os-release", "ID=ubuntu\nVERSION_ID=\"24.04\"\n");
+    let yaml = "network:\n  version: 2\n  ethernets:\n    lan:\n      match:\n        macaddress: \"52:54:00:AA:BB:01\"\n      set-name: eth0\n      addresses: [10.0.0.5/24]\n      routes:\n        - to: default\n          via: 10.0.0.1\n      nameservers:\n        addresses: [1.1.1.1, 9.9.9.9]\n    ens4:\n      dhcp4: true\n    ens5:\n      dhcp4: yes\n      dhcp6: true\n      addresses: [\"192.168.5.5/24\"]\n      gateway4: 192.168.5.1\n";
+    write(&g, "/etc/netplan/50-cloud-init.yaml", yaml);
+    let ours = inspect_tree(t.path(), &g);
+    let from_yaml = ifaces(&ours, "netplan:/etc/netplan/50-cloud-init.yaml");
+    assert_eq!(from_yaml.len(), 3, "{ours}");
+    // netplan's own generator turns the same YAML into networkd files; read those instead.
+    let h = t.path().join("generated");
+    write(&h, "/etc/os-release", "ID=ubuntu\nVERSION_ID=\"24.04\"\n");
+    write(&h, "/etc/netplan/50-cloud-init.yaml", yaml);
+    tool(
+        "bash",
+        &[
+            "-c",
+            &format!(
+                "chmod 600 '{0}/etc/netplan/'*; /usr/lib/netplan/generate --root-dir '{0}' && rm -r '{0}/etc/netplan'",
+                h.display()
+            ),
+        ],
+    );
+    let gen = inspect_tree(t.path(), &h);
+    assert_eq!(from_yaml, ifaces(&gen, "systemd-networkd"), "{gen}");
+    assert!(
+        from_yaml
+            .iter()
+            .any(|i| i.contains("\"10.0.0.1\"") && i.contains("\"52:54:00:aa:bb:01\"")),
+        "{from_yaml:?}"
+    );
+    let binds = ours["mac_bindings"].to_string();
+    assert!(
+        binds.contains("52:54:00:aa:bb:01") && binds.contains("eth0"),
+        "{binds}"
+    );
+}
+
+#[test]
+fn mac_bindings_sudo_rights_and_apparmor_mode_come_from_their_files() {
+    let t = tempfile::tempdir().unwrap();
+    let g = t.path().join("guest");
+    write(&g, "/etc/os-release", "ID=debian\nVERSION_ID=12\n");
+    write(&g, "/etc/udev/rules.d/70-persistent-net.rules", "# generated\nSUBSYSTEM==\"net\", ACTION==\"add\", DRIVERS==\"?*\", ATTR{address}==\"52:54:00:00:00:0A\", ATTR{type}==\"1\", KERNEL==\"eth*\", NAME=\"eth0\"\n");
+    write(
+        &g,
+        "/etc/NetworkManager/system-connections/w.nmconnection",
+        "[connection]\nid=w\n[ethernet]\nmac-address=52:54:00:00:00:0B\n[ipv4]\nmethod=auto\n",
+    );
+    write(
+        &g,
+        "/etc/systemd/network/5.network",
+        "[Match]\nMACAddress=52:54:00:00:00:0c\n[Network]\nDHCP=yes\n",
+    );
+    write(&g, "/etc/passwd", "root:x:0:0::/root:/bin/bash\nalice:x:1000:1000::/home/alice:/bin/bash\nbob:x:1001:1001::/home/bob:/bin/bash\ncarol:x:1002:27::/home/carol:/bin/bash\ndave:x:1003:1003::/home/dave:/bin/sh\n");
+    write(
+        &g,
+        "/etc/group",
+        "root:x:0:\nsudo:x:27:alice\nops:x:1500:bob\nusers:x:100:dave\n",
+    );
+    let sudoers = "Defaults env_reset\nroot ALL=(ALL:ALL) ALL\n%sudo ALL=(ALL:ALL) ALL\n@includedir /etc/sudoers.d\n";
+    let ops = "%ops ALL=(ALL) NOPASSWD: /usr/bin/systemctl\n";
+    write(&g, "/etc/sudoers", sudoers);
+    write(&g, "/etc/sudoers.d/ops", ops);
+    write(&g, "/etc/sudoers.d/README.dpkg-old", "dave ALL=(ALL) ALL\n");
+    // The reference tool accepts both files.
+    for f in ["etc/sudoers", "etc/sudoers.d/ops"] {
+        tool("visudo", &["-c", "-q", "-f", g.join(f).to_str().unwrap()]);
+    }
+    write(
+        &g,
+        "/etc/default/grub",
+        "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet\"\n",
+    );
+    write(&g, "/etc/apparmor.d/usr.sbin.a", "/usr/sbin/a {\n}\n");
+    write(
+        &g,
+        "/etc/apparmor.d/usr.sbin.b",
+        "profile b /usr/sbin/b flags=(attach_disconnected,complain) {\n}\n",
+    );
+    write(&g, "/etc/apparmor.d/usr.sbin.c", "/usr/sbin/c {\n}\n");
+    write(&g, "/etc/apparmor.d/usr.sbin.d", "/usr/sbin/d {\n}\n");
+    write(&g, "/etc/apparmor.d/tunables/global", "@{HOME}=/home/\n");
+    write(&g, "/etc/apparmor.d/disable/usr.sbin.c", "");
+    write(&g, "/etc/apparmor.d/force-complain/usr.sbin.d", "");
+    let os = inspect_tree(t.path(), &g);
+    let mut macs: Vec<String> = os["mac_bindings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| {
+            format!(
+                "{} {}",
+                b["mac"].as_str().unwrap(),
+                b["source"].as_str().unwrap().split(':').next().unwrap()
+            )
+        })
+        .collect();
+    macs.sort();
+    assert_eq!(
+        macs,
+        [
+            "52:54:00:00:00:0a udev",
+            "52:54:00:00:00:0b networkmanager",
+            "52:54:00:00:00:0c systemd-networkd"
+        ]
+    );
+    let admins: Vec<(&str, bool)> = os["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["name"].as_str().unwrap(), u["admin"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        admins,
+        [
+            ("root", true),
+            ("alice", true),
+            ("bob", true),
+            ("carol", true),
+            ("dave", false)
+        ],
+        "sudoers user, sudo member, %ops member, sudo as primary group; not the ignored file"
+    );
+    assert_eq!(os["admin_groups"], serde_json::json!(["ops", "sudo"]));
+    assert_eq!(
+        os["apparmor_mode"],
+        serde_json::json!({"mode": "mixed", "enforce": 1, "complain": 2, "disabled": 1})
+    );
+    write(
+        &g,
+        "/etc/default/grub",
+        "GRUB_CMDLINE_LINUX=\"apparmor=0\"\n",
+    );
+    assert_eq!(
+        inspect_tree(t.path(), &g)["apparmor_mode"]["mode"],
+        "disabled"
+    );
 }

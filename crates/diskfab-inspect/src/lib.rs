@@ -6,15 +6,18 @@
 
 pub mod hive;
 pub mod initramfs;
+mod netplan;
 mod network;
 pub mod packages;
 mod read;
 pub mod rpm;
+mod security;
 mod system;
 pub mod windows;
 
-pub use network::Interface;
+pub use network::{Interface, MacBinding};
 pub use packages::Application;
+pub use security::{AppArmor, SudoRule};
 pub use system::{arch, Kernel, User, HYPERVISOR_DRIVERS};
 pub use windows::WindowsInfo;
 
@@ -85,6 +88,9 @@ pub struct OsInfo {
     pub selinux: Option<String>,
     /// AppArmor profiles present.
     pub apparmor: bool,
+    /// AppArmor mode and profile counts from the files (absent without /etc/apparmor.d).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apparmor_mode: Option<AppArmor>,
     /// Password hashing scheme (login.defs ENCRYPT_METHOD).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
@@ -94,10 +100,16 @@ pub struct OsInfo {
     pub applications: Vec<Application>,
     /// User accounts.
     pub users: Vec<User>,
+    /// Existing groups with administrator rights (sudo, wheel, admin, and `%groups` of sudoers).
+    pub admin_groups: Vec<String>,
+    /// sudoers rules: who may run commands as another user.
+    pub sudo: Vec<SudoRule>,
     /// Installed kernels.
     pub kernels: Vec<Kernel>,
     /// Configured network interfaces.
     pub network: Vec<Interface>,
+    /// Interface names bound to MAC addresses (configuration a new NIC would not match).
+    pub mac_bindings: Vec<MacBinding>,
     /// Enabled systemd units.
     pub services: Vec<String>,
     /// Windows only: what the registry says beyond the common fields.
@@ -277,8 +289,12 @@ pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
     let shadow = read::text(fs, "/etc/shadow", &mut o.warnings).unwrap_or_default();
     let group = read::text(fs, "/etc/group", &mut o.warnings).unwrap_or_default();
     o.users = system::users(&passwd, &shadow, &group);
+    o.sudo = security::sudoers(fs, &mut o.warnings);
+    o.admin_groups = security::apply_admin_rights(&mut o.users, &group, &o.sudo);
+    o.apparmor_mode = security::apparmor(fs, &mut o.warnings);
     o.kernels = system::kernels(fs, &mut o.warnings);
     o.network = network::interfaces(fs, &mut o.warnings);
+    o.mac_bindings = network::mac_bindings(fs, &o.network, &mut o.warnings);
     o.services = system::enabled_services(fs);
     o
 }

@@ -61,7 +61,8 @@ pub struct User {
     pub shell: String,
     /// `set`, `locked`, `empty` or `unknown` (no shadow entry).
     pub password: &'static str,
-    /// Member of sudo, wheel or admin.
+    /// Has administrator rights: member (also by primary group) of sudo, wheel, admin or of a
+    /// group sudoers names, or named by a sudoers rule.
     pub admin: bool,
 }
 
