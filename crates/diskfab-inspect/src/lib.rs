@@ -24,6 +24,41 @@ pub use windows::WindowsInfo;
 use diskfab_fs::Filesystem;
 use serde::Serialize;
 
+pub use hive::fuzz_hive;
+pub use initramfs::fuzz_initramfs;
+
+/// Fuzzing entry point for the package database parsers: the first byte selects the parser
+/// (0 rpm header blob, 1 sqlite rpmdb file, 2 dpkg status, 3 apk installed, 4 pacman desc,
+/// 5 netplan YAML), the rest is its input.
+pub fn fuzz_packages(data: &[u8]) {
+    let Some((sel, rest)) = data.split_first() else {
+        return;
+    };
+    let text = || String::from_utf8_lossy(rest);
+    match sel % 6 {
+        0 => rpm::fuzz_header(rest),
+        1 => {
+            let Ok(dir) = tempfile::tempdir() else { return };
+            let f = dir.path().join("rpmdb.sqlite");
+            if std::fs::write(&f, rest).is_ok() {
+                let _ = rpm::read_sqlite(&f, &mut Vec::new());
+            }
+        }
+        2 => {
+            let _ = packages::parse_dpkg_status(&text());
+        }
+        3 => {
+            let _ = packages::parse_apk_installed(&text());
+        }
+        4 => {
+            let _ = packages::parse_pacman_desc(&text());
+        }
+        _ => {
+            let _ = netplan::parse("fuzz", &text());
+        }
+    }
+}
+
 /// Largest package database read (a hostile 2 GB `status` file is skipped with a warning).
 pub const MAX_DB_BYTES: u64 = 64 << 20;
 
