@@ -176,3 +176,31 @@ pub fn inspect_tree(t: &Path, g: &Path) -> serde_json::Value {
         serde_json::from_str(&ok(&["inspect", "--json", raw.to_str().unwrap()])).unwrap();
     v["operating_systems"][0].clone()
 }
+
+/// Asserts every object key in `v` (recursively) is documented as `` `key` `` in
+/// docs/inspect-schema.md.
+pub fn assert_documented(v: &serde_json::Value) {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/inspect-schema.md"),
+    )
+    .unwrap();
+    fn walk(v: &serde_json::Value, doc: &str, missing: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    if !doc.contains(&format!("`{k}`")) {
+                        missing.push(k.clone());
+                    }
+                    walk(x, doc, missing);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, doc, missing)),
+            _ => {}
+        }
+    }
+    let mut missing = Vec::new();
+    walk(v, &doc, &mut missing);
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "undocumented inspect keys: {missing:?}");
+}

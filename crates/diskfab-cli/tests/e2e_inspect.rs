@@ -194,6 +194,7 @@ fn phony_guest_reports_network_formats_kernels_drivers_users_and_resolves_fstab(
     );
     let v: serde_json::Value =
         serde_json::from_str(&ok(&["inspect", "--json", disk.to_str().unwrap()])).unwrap();
+    assert_documented(&v);
     let os = &v["operating_systems"][0];
     assert_eq!(os["root_partition"], 2);
     assert_eq!(

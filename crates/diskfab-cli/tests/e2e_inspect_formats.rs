@@ -123,6 +123,7 @@ fn sqlite_rpmdb_written_by_rpm_lists_the_same_packages_as_rpm_query() {
         .collect();
     ours.sort();
     assert_eq!(ours, want);
+    assert_documented(&os);
     assert_eq!(
         (
             os["package_format"].as_str(),
@@ -250,6 +251,7 @@ fn initramfs_images_made_by_cpio_and_each_compressor_list_their_hypervisor_drive
         );
     }
     assert_eq!(kernels[5]["initramfs"]["modules"], 0);
+    assert_documented(&os);
     let w = os["warnings"].to_string();
     assert!(
         w.contains("initrd.img-9.9.9-bad") && w.contains("past the end"),
@@ -308,6 +310,7 @@ fn netplan_yaml_means_what_netplan_generate_makes_of_it_for_networkd() {
     );
     let gen = inspect_tree(t.path(), &h);
     assert_eq!(from_yaml, ifaces(&gen, "systemd-networkd"), "{gen}");
+    assert_documented(&ours);
     assert!(
         from_yaml
             .iter()
@@ -412,6 +415,7 @@ fn mac_bindings_sudo_rights_and_apparmor_mode_come_from_their_files() {
         os["apparmor_mode"],
         serde_json::json!({"mode": "mixed", "enforce": 1, "complain": 2, "disabled": 1})
     );
+    assert_documented(&os);
     write(
         &g,
         "/etc/default/grub",

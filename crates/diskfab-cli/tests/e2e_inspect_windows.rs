@@ -223,6 +223,7 @@ fn windows_guest_from_hivex_built_hives_reports_product_build_host_apps_services
         "00112233-4455-6677-8899-aabbccddeeff"
     );
     assert!(os["warnings"].as_array().unwrap().is_empty(), "{os}");
+    assert_documented(&os);
 }
 
 #[test]
