@@ -283,7 +283,11 @@ pub fn inspect(fs: &mut dyn Filesystem, root: &str, o: &mut OsInfo, no_applicati
             };
             o.major_version = major;
             o.minor_version = minor;
-            let client = win.installation_type.as_deref() == Some("Client");
+            // InstallationType appeared with Windows 8 / 2012; before, the product name tells.
+            let client = match win.installation_type.as_deref() {
+                Some(t) => t == "Client",
+                None => text(&cv, "ProductName").is_some_and(|p| !p.contains("Server")),
+            };
             // Windows 11 still says "Windows 10" in ProductName: the build tells.
             o.product_name =
                 text(&cv, "ProductName").map(|p| match (build, p.strip_prefix("Windows 10")) {
