@@ -52,8 +52,11 @@ mkdir -p "$S/A/etc" && echo one > "$S/A/etc/a" && cp -a "$S/A" "$S/B" && echo tw
 mke2fs -q -t ext4 -d "$S/A" "$S/a.ext4" 8M && mke2fs -q -t ext4 -d "$S/B" "$S/b.ext4" 8M
 cargo run -q -p diskfab-cli -- delta create "$S/a.ext4" "$S/b.ext4" -o "$S/ab.delta" >/dev/null
 cp "$S/ab.delta" fuzz/corpus/delta/seed-ab
+# hive / packages / initramfs seeds: hives from hivex, an rpm header and rpmdb from rpm, cpio
+# archives compressed by each compressor (scripts/fuzz_inspect_seeds.sh).
+bash scripts/fuzz_inspect_seeds.sh fuzz/corpus
 status=0
-for t in qcow2 mbr_gpt vdi vhd vmdk customize delta; do
+for t in qcow2 mbr_gpt vdi vhd vmdk customize delta hive packages initramfs; do
   echo "fuzz: $t for ${SECS}s" >&2
   if ! (cd fuzz && cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -max_len=1048576 \
         -rss_limit_mb=2048 -print_final_stats=1 2>"$S/$t.log"); then

@@ -147,3 +147,60 @@ pub fn sfdisk_part(raw: &Path, n: usize) -> (u64, u64) {
         p["size"].as_u64().unwrap() * 512,
     )
 }
+
+/// Writes text file `p` (guest path) under the guest tree `root`, creating directories.
+pub fn write(root: &Path, p: &str, s: &str) {
+    let f = root.join(p.trim_start_matches('/'));
+    std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+    std::fs::write(f, s).unwrap();
+}
+
+/// Builds an ext4 image from guest tree `g` with mke2fs -d (in `t`) and returns the first OS of
+/// `diskfab inspect --json` on it.
+pub fn inspect_tree(t: &Path, g: &Path) -> serde_json::Value {
+    let raw = t.join(format!("{}.img", g.file_name().unwrap().to_str().unwrap()));
+    tool(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-d",
+            g.to_str().unwrap(),
+            raw.to_str().unwrap(),
+            "16M",
+        ],
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["inspect", "--json", raw.to_str().unwrap()])).unwrap();
+    v["operating_systems"][0].clone()
+}
+
+/// Asserts every object key in `v` (recursively) is documented as `` `key` `` in
+/// docs/inspect-schema.md.
+pub fn assert_documented(v: &serde_json::Value) {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/inspect-schema.md"),
+    )
+    .unwrap();
+    fn walk(v: &serde_json::Value, doc: &str, missing: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                for (k, x) in m {
+                    if !doc.contains(&format!("`{k}`")) {
+                        missing.push(k.clone());
+                    }
+                    walk(x, doc, missing);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, doc, missing)),
+            _ => {}
+        }
+    }
+    let mut missing = Vec::new();
+    walk(v, &doc, &mut missing);
+    missing.sort();
+    missing.dedup();
+    assert!(missing.is_empty(), "undocumented inspect keys: {missing:?}");
+}

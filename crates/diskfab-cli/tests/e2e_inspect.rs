@@ -92,12 +92,6 @@ fn debian_image_inspection_matches_the_tree_and_dpkg_query() {
     assert!(v["elapsed_ms"].as_u64().unwrap() < 2000);
 }
 
-fn write(root: &std::path::Path, p: &str, s: &str) {
-    let f = root.join(p.trim_start_matches('/'));
-    fs::create_dir_all(f.parent().unwrap()).unwrap();
-    fs::write(f, s).unwrap();
-}
-
 #[test]
 fn phony_guest_reports_network_formats_kernels_drivers_users_and_resolves_fstab() {
     let t = tempfile::tempdir().unwrap();
@@ -200,6 +194,7 @@ fn phony_guest_reports_network_formats_kernels_drivers_users_and_resolves_fstab(
     );
     let v: serde_json::Value =
         serde_json::from_str(&ok(&["inspect", "--json", disk.to_str().unwrap()])).unwrap();
+    assert_documented(&v);
     let os = &v["operating_systems"][0];
     assert_eq!(os["root_partition"], 2);
     assert_eq!(
@@ -366,26 +361,6 @@ fn xml_output_is_well_formed_and_uses_virt_inspector_element_names() {
     fs::write(&f, ok(&["inspect", "--xml", raw.to_str().unwrap()])).unwrap();
     let out = tool("python3", &["-c", "import sys,xml.etree.ElementTree as E\nr=E.parse(sys.argv[1]).getroot()\nprint(r.find('operatingsystem/hostname').text)", f.to_str().unwrap()]);
     assert_eq!(out.trim(), "a&b<c>");
-}
-
-fn inspect_tree(t: &std::path::Path, g: &std::path::Path) -> serde_json::Value {
-    let raw = t.join(format!("{}.img", g.file_name().unwrap().to_str().unwrap()));
-    tool(
-        "mke2fs",
-        &[
-            "-q",
-            "-F",
-            "-t",
-            "ext4",
-            "-d",
-            g.to_str().unwrap(),
-            raw.to_str().unwrap(),
-            "16M",
-        ],
-    );
-    let v: serde_json::Value =
-        serde_json::from_str(&ok(&["inspect", "--json", raw.to_str().unwrap()])).unwrap();
-    v["operating_systems"][0].clone()
 }
 
 #[test]

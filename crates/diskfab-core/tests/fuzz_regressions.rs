@@ -57,3 +57,18 @@ fn fuzz_regressions_never_panic_customize() {
 fn fuzz_regressions_never_panic_delta() {
     replay("delta", diskfab_delta::format::fuzz_read);
 }
+
+#[test]
+fn fuzz_regressions_never_panic_hive() {
+    assert!(replay("hive", diskfab_inspect::fuzz_hive) > 0);
+}
+
+#[test]
+fn fuzz_regressions_never_panic_packages() {
+    assert!(replay("packages", diskfab_inspect::fuzz_packages) > 0);
+}
+
+#[test]
+fn fuzz_regressions_never_panic_initramfs() {
+    assert!(replay("initramfs", diskfab_inspect::fuzz_initramfs) > 0);
+}

@@ -4,17 +4,60 @@
 //! never guessed; problems become warnings and the rest of the report still comes out.
 #![deny(missing_docs)]
 
+pub mod hive;
+pub mod initramfs;
+mod netplan;
 mod network;
 pub mod packages;
 mod read;
+pub mod rpm;
+mod security;
 mod system;
+pub mod windows;
 
-pub use network::Interface;
+pub use network::{Interface, MacBinding};
 pub use packages::Application;
+pub use security::{AppArmor, SudoRule};
 pub use system::{arch, Kernel, User, HYPERVISOR_DRIVERS};
+pub use windows::WindowsInfo;
 
 use diskfab_fs::Filesystem;
 use serde::Serialize;
+
+pub use hive::fuzz_hive;
+pub use initramfs::fuzz_initramfs;
+
+/// Fuzzing entry point for the package database parsers: the first byte selects the parser
+/// (0 rpm header blob, 1 sqlite rpmdb file, 2 dpkg status, 3 apk installed, 4 pacman desc,
+/// 5 netplan YAML), the rest is its input.
+pub fn fuzz_packages(data: &[u8]) {
+    let Some((sel, rest)) = data.split_first() else {
+        return;
+    };
+    let text = || String::from_utf8_lossy(rest);
+    match sel % 6 {
+        0 => rpm::fuzz_header(rest),
+        1 => {
+            let Ok(dir) = tempfile::tempdir() else { return };
+            let f = dir.path().join("rpmdb.sqlite");
+            if std::fs::write(&f, rest).is_ok() {
+                let _ = rpm::read_sqlite(&f, &mut Vec::new());
+            }
+        }
+        2 => {
+            let _ = packages::parse_dpkg_status(&text());
+        }
+        3 => {
+            let _ = packages::parse_apk_installed(&text());
+        }
+        4 => {
+            let _ = packages::parse_pacman_desc(&text());
+        }
+        _ => {
+            let _ = netplan::parse("fuzz", &text());
+        }
+    }
+}
 
 /// Largest package database read (a hostile 2 GB `status` file is skipped with a warning).
 pub const MAX_DB_BYTES: u64 = 64 << 20;
@@ -33,7 +76,7 @@ pub struct Mount {
 /// What inspection found in one OS root.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct OsInfo {
-    /// `linux` (others to come).
+    /// `linux` or `windows`.
     #[serde(rename = "type")]
     pub os_type: String,
     /// Distribution id (`debian`, `ubuntu`, `fedora`, …).
@@ -80,6 +123,9 @@ pub struct OsInfo {
     pub selinux: Option<String>,
     /// AppArmor profiles present.
     pub apparmor: bool,
+    /// AppArmor mode and profile counts from the files (absent without /etc/apparmor.d).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub apparmor_mode: Option<AppArmor>,
     /// Password hashing scheme (login.defs ENCRYPT_METHOD).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub password_hash: Option<String>,
@@ -89,12 +135,21 @@ pub struct OsInfo {
     pub applications: Vec<Application>,
     /// User accounts.
     pub users: Vec<User>,
+    /// Existing groups with administrator rights (sudo, wheel, admin, and `%groups` of sudoers).
+    pub admin_groups: Vec<String>,
+    /// sudoers rules: who may run commands as another user.
+    pub sudo: Vec<SudoRule>,
     /// Installed kernels.
     pub kernels: Vec<Kernel>,
     /// Configured network interfaces.
     pub network: Vec<Interface>,
+    /// Interface names bound to MAC addresses (configuration a new NIC would not match).
+    pub mac_bindings: Vec<MacBinding>,
     /// Enabled systemd units.
     pub services: Vec<String>,
+    /// Windows only: what the registry says beyond the common fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows: Option<WindowsInfo>,
     /// Problems met while inspecting.
     pub warnings: Vec<String>,
 }
@@ -108,7 +163,9 @@ pub struct Options {
 
 /// Whether `fs` looks like an OS root worth inspecting.
 pub fn is_os_root(fs: &mut dyn Filesystem) -> bool {
-    read::exists(fs, "/etc/os-release") || read::exists(fs, "/usr/lib/os-release")
+    read::exists(fs, "/etc/os-release")
+        || read::exists(fs, "/usr/lib/os-release")
+        || windows::system_root(fs).is_some()
 }
 
 fn os_release(fs: &mut dyn Filesystem, o: &mut OsInfo) {
@@ -146,7 +203,7 @@ fn os_release(fs: &mut dyn Filesystem, o: &mut OsInfo) {
 fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
     let fmt = if read::exists(fs, "/var/lib/dpkg/status") {
         Some(("deb", "apt"))
-    } else if read::exists(fs, "/var/lib/rpm") || read::exists(fs, "/usr/lib/sysimage/rpm") {
+    } else if rpm::RPMDB_DIRS.iter().any(|d| read::exists(fs, d)) {
         Some((
             "rpm",
             if read::exists(fs, "/usr/bin/zypper") {
@@ -198,6 +255,7 @@ fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
             }
             o.applications.sort_by(|a, b| a.name.cmp(&b.name));
         }
+        Some("rpm") => o.applications = rpm::packages(fs, &mut o.warnings),
         Some(f) => o.warnings.push(format!(
             "{f} package databases are detected but not yet listed"
         )),
@@ -207,6 +265,14 @@ fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
 
 /// Inspects the OS whose root filesystem is `fs`.
 pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
+    let linux = read::exists(fs, "/etc/os-release") || read::exists(fs, "/usr/lib/os-release");
+    if !linux {
+        if let Some(root) = windows::system_root(fs) {
+            let mut o = OsInfo::default();
+            windows::inspect(fs, &root, &mut o, opts.no_applications);
+            return o;
+        }
+    }
     let mut o = OsInfo {
         os_type: "linux".into(),
         ..Default::default()
@@ -258,8 +324,12 @@ pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
     let shadow = read::text(fs, "/etc/shadow", &mut o.warnings).unwrap_or_default();
     let group = read::text(fs, "/etc/group", &mut o.warnings).unwrap_or_default();
     o.users = system::users(&passwd, &shadow, &group);
+    o.sudo = security::sudoers(fs, &mut o.warnings);
+    o.admin_groups = security::apply_admin_rights(&mut o.users, &group, &o.sudo);
+    o.apparmor_mode = security::apparmor(fs, &mut o.warnings);
     o.kernels = system::kernels(fs, &mut o.warnings);
     o.network = network::interfaces(fs, &mut o.warnings);
+    o.mac_bindings = network::mac_bindings(fs, &o.network, &mut o.warnings);
     o.services = system::enabled_services(fs);
     o
 }

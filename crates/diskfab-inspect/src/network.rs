@@ -1,5 +1,6 @@
 //! Network configuration in the guest's own format: ifupdown, NetworkManager keyfiles,
-//! systemd-networkd and RHEL ifcfg files. (netplan YAML is detected and listed by file.)
+//! systemd-networkd, RHEL ifcfg files and netplan YAML ([`crate::netplan`]); and every MAC
+//! address binding, including udev persistent-net rules.
 
 use crate::read;
 use diskfab_fs::Filesystem;
@@ -20,9 +21,15 @@ pub struct Interface {
     pub method: String,
     /// Addresses (CIDR where known).
     pub addresses: Vec<String>,
-    /// Default gateway.
+    /// Default gateway (IPv4).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway: Option<String>,
+    /// Default gateway (IPv6), where the format says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<String>,
+    /// DHCPv6 on or off, where the format says.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dhcp6: Option<bool>,
     /// DNS servers.
     pub dns: Vec<String>,
 }
@@ -98,14 +105,18 @@ fn networkd(s: &str) -> Interface {
     let mut i = Interface {
         source: "systemd-networkd".into(),
         method: "static".into(),
+        dhcp6: Some(false),
         ..Default::default()
     };
     for (sec, k, v) in read::ini(s) {
         match (sec.as_str(), k.as_str()) {
             ("Match", "Name") => i.name = Some(v),
-            ("Match", "MACAddress") => i.mac = Some(v.to_lowercase()),
-            ("Network", "DHCP") if v == "yes" || v == "ipv4" || v == "true" => {
-                i.method = "dhcp".into()
+            ("Match", "MACAddress" | "PermanentMACAddress") => i.mac = Some(v.to_lowercase()),
+            ("Network", "DHCP") => {
+                if ["yes", "ipv4", "true"].contains(&v.as_str()) {
+                    i.method = "dhcp".into();
+                }
+                i.dhcp6 = Some(["yes", "ipv6", "true"].contains(&v.as_str()));
             }
             ("Network", "Address") | ("Address", "Address") => i.addresses.push(v),
             ("Network", "Gateway") | ("Route", "Gateway") => i.gateway = Some(v),
@@ -185,12 +196,86 @@ pub fn interfaces(fs: &mut dyn Filesystem, warnings: &mut Vec<String>) -> Vec<In
             out.push(ifcfg(&t));
         }
     }
-    for f in read::list(fs, "/etc/netplan") {
-        out.push(Interface {
-            source: format!("netplan:/etc/netplan/{f}"),
-            method: "unparsed".into(),
-            ..Default::default()
-        });
+    for dir in ["/etc/netplan", "/run/netplan", "/lib/netplan"] {
+        for f in read::list(fs, dir)
+            .into_iter()
+            .filter(|f| f.ends_with(".yaml") || f.ends_with(".yml"))
+        {
+            let p = format!("{dir}/{f}");
+            if let Some(t) = read::text(fs, &p, warnings) {
+                match crate::netplan::parse(&p, &t) {
+                    Ok(v) => out.extend(v),
+                    Err(e) => warnings.push(format!("{p}: {e}")),
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An interface name bound to a MAC address: such configuration no longer applies to a clone or
+/// a migrated guest whose NIC gets a new address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MacBinding {
+    /// Where the binding is (`udev:/etc/udev/rules.d/70-persistent-net.rules`, `netplan:…`, …).
+    pub source: String,
+    /// The MAC address (lower case).
+    pub mac: String,
+    /// The interface name it gets or matches.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `ATTR{address}=="…"` / `NAME="…"` pairs of udev persistent-net rules.
+fn udev_rules(file: &str, s: &str) -> Vec<MacBinding> {
+    // Rules are comma-separated `KEY=="value"` (match) or `KEY="value"` (assignment) pairs.
+    let field = |l: &str, key: &str| {
+        l.split(',').find_map(|part| {
+            let rest = part.trim().strip_prefix(key)?;
+            let rest = rest.strip_prefix("==").or_else(|| rest.strip_prefix('='))?;
+            let v = rest.trim().strip_prefix('"')?.strip_suffix('"')?;
+            (!v.is_empty()).then(|| v.to_string())
+        })
+    };
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            Some(MacBinding {
+                source: format!("udev:{file}"),
+                mac: field(l, "ATTR{address}")?.to_lowercase(),
+                name: field(l, "NAME"),
+            })
+        })
+        .collect()
+}
+
+/// Every MAC binding: those of the configured interfaces and of udev rules.
+pub fn mac_bindings(
+    fs: &mut dyn Filesystem,
+    ifaces: &[Interface],
+    warnings: &mut Vec<String>,
+) -> Vec<MacBinding> {
+    let mut out: Vec<MacBinding> = ifaces
+        .iter()
+        .filter_map(|i| {
+            Some(MacBinding {
+                source: i.source.clone(),
+                mac: i.mac.clone()?,
+                name: i.name.clone(),
+            })
+        })
+        .collect();
+    for dir in ["/etc/udev/rules.d", "/lib/udev/rules.d"] {
+        for f in read::list(fs, dir)
+            .into_iter()
+            .filter(|f| f.contains("persistent-net") && f.ends_with(".rules"))
+        {
+            let p = format!("{dir}/{f}");
+            if let Some(t) = read::text(fs, &p, warnings) {
+                out.extend(udev_rules(&p, &t));
+            }
+        }
     }
     out
 }
@@ -219,8 +304,17 @@ mod tests {
         );
         let d = networkd("[Match]\nName=en*\n[Network]\nDHCP=yes\n");
         assert_eq!(
-            (d.name.as_deref(), d.method.as_str()),
-            (Some("en*"), "dhcp")
+            (d.name.as_deref(), d.method.as_str(), d.dhcp6),
+            (Some("en*"), "dhcp", Some(true))
+        );
+        let u = udev_rules("r", "# comment ATTR{address}==\"x\"\nSUBSYSTEM==\"net\", ACTION==\"add\", DRIVERS==\"?*\", ATTR{address}==\"52:54:00:AB:00:01\", ATTR{type}==\"1\", KERNEL==\"eth*\", NAME=\"eth0\"\nbroken ATTR{address}==52\n");
+        assert_eq!(
+            u,
+            vec![MacBinding {
+                source: "udev:r".into(),
+                mac: "52:54:00:ab:00:01".into(),
+                name: Some("eth0".into())
+            }]
         );
         let r = ifcfg("DEVICE=eth0\nBOOTPROTO=none\nIPADDR=10.1.1.2\nPREFIX=16\nGATEWAY=10.1.0.1\nDNS1=10.1.0.2\nHWADDR=00:11:22:33:44:55\n");
         assert_eq!(

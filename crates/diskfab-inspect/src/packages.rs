@@ -1,5 +1,5 @@
-//! Package databases. dpkg's `status` file (Debian, Ubuntu) is parsed here; the formats of rpm,
-//! pacman and apk are detected and reported (their parsers are still to come).
+//! Package databases in text formats: dpkg's `status` file (Debian, Ubuntu), pacman's local
+//! `desc` files (Arch) and apk's `installed` (Alpine). rpm's sqlite database is in [`crate::rpm`].
 
 use serde::Serialize;
 

@@ -64,6 +64,24 @@ pub fn list(fs: &mut dyn Filesystem, p: &str) -> Vec<String> {
     v
 }
 
+/// `p` with each component matched case-insensitively (Windows names on a case-sensitive
+/// filesystem): the path as it is spelled in the guest, if it exists.
+pub fn find_ci(fs: &mut dyn Filesystem, p: &str) -> Option<String> {
+    let mut cur = String::new();
+    for comp in p.split('/').filter(|c| !c.is_empty()) {
+        let dir = if cur.is_empty() { "/" } else { cur.as_str() };
+        let name = if exists(fs, &format!("{cur}/{comp}")) {
+            comp.to_string()
+        } else {
+            list(fs, dir)
+                .into_iter()
+                .find(|n| n.eq_ignore_ascii_case(comp))?
+        };
+        cur = format!("{cur}/{name}");
+    }
+    Some(cur)
+}
+
 /// The target of symlink `p`, if it is one.
 pub fn link(fs: &mut dyn Filesystem, p: &str) -> Option<String> {
     let ino = path::resolve(fs, p.as_bytes(), false).ok()?;

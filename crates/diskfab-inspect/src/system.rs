@@ -61,7 +61,8 @@ pub struct User {
     pub shell: String,
     /// `set`, `locked`, `empty` or `unknown` (no shadow entry).
     pub password: &'static str,
-    /// Member of sudo, wheel or admin.
+    /// Has administrator rights: member (also by primary group) of sudo, wheel, admin or of a
+    /// group sudoers names, or named by a sudoers rule.
     pub admin: bool,
 }
 
@@ -135,6 +136,9 @@ pub struct Kernel {
     pub image: Option<String>,
     /// Hypervisor drivers available: built in or as modules.
     pub drivers: Vec<String>,
+    /// The initramfs of this kernel and the drivers it carries (what the guest can boot with).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub initramfs: Option<crate::initramfs::Initramfs>,
 }
 
 /// Kernels from /boot and the module trees, with the hypervisor drivers each one has.
@@ -178,10 +182,28 @@ pub fn kernels(fs: &mut dyn Filesystem, warnings: &mut Vec<String>) -> Vec<Kerne
                 .collect();
             let image = read::exists(fs, &format!("/boot/vmlinuz-{v}"))
                 .then(|| format!("/boot/vmlinuz-{v}"));
+            let initramfs = [
+                format!("/boot/initrd.img-{v}"),
+                format!("/boot/initramfs-{v}.img"),
+                format!("/boot/initrd-{v}"),
+            ]
+            .into_iter()
+            .find(|p| read::exists(fs, p))
+            .and_then(|p| {
+                match read::file(fs, &p, crate::initramfs::MAX_INITRAMFS_BYTES) {
+                    Ok(Some(b)) => Some(crate::initramfs::inspect(&p, &b, warnings)),
+                    Ok(None) => None,
+                    Err(w) => {
+                        warnings.push(w);
+                        None
+                    }
+                }
+            });
             Kernel {
                 version: v,
                 image,
                 drivers,
+                initramfs,
             }
         })
         .collect()

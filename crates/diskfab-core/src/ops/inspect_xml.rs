@@ -63,6 +63,30 @@ pub fn to_xml(r: &InspectReport) -> String {
         );
         el(&mut x, 4, "hostname", o.hostname.as_deref());
         el(&mut x, 4, "osinfo", o.osinfo.as_deref());
+        if let Some(w) = &o.windows {
+            el(&mut x, 4, "windows_systemroot", Some(&w.system_root));
+            el(
+                &mut x,
+                4,
+                "windows_current_control_set",
+                w.control_set.as_deref(),
+            );
+            el(&mut x, 4, "product_variant", w.installation_type.as_deref());
+            x.push_str("    <drive_mappings>\n");
+            for d in &w.drive_letters {
+                let target = d
+                    .gpt_partition_guid
+                    .clone()
+                    .or_else(|| d.mbr_disk_signature.clone())
+                    .unwrap_or_default();
+                x.push_str(&format!(
+                    "      <drive_mapping name=\"{}\">{}</drive_mapping>\n",
+                    esc(d.letter.trim_end_matches(':')),
+                    esc(&target)
+                ));
+            }
+            x.push_str("    </drive_mappings>\n");
+        }
         x.push_str("    <mountpoints>\n");
         for m in &e.mountpoints {
             if let Some(p) = m.partition {

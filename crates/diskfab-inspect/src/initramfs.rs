@@ -1,0 +1,265 @@
+//! Kernel modules inside initramfs images: concatenated cpio (newc) archives, an uncompressed
+//! first segment (early microcode) possibly followed by a gzip, xz, zstd or lz4 compressed one.
+//! Nothing is extracted: entry names are only matched as strings, and every size is bounded.
+
+use crate::system::HYPERVISOR_DRIVERS;
+use serde::Serialize;
+use std::io::{Read, Write};
+
+/// Largest initramfs file read.
+pub const MAX_INITRAMFS_BYTES: u64 = 512 << 20;
+/// Largest decompressed segment (bigger ones are cut with a warning).
+const MAX_DECOMPRESSED: u64 = 1 << 30;
+/// Most cpio entries looked at.
+const MAX_ENTRIES: usize = 1_000_000;
+/// Longest cpio entry name.
+const MAX_NAME: usize = 4096;
+
+/// What one initramfs holds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Initramfs {
+    /// Path in the guest.
+    pub path: String,
+    /// Segments in order: `cpio` (uncompressed), `gzip`, `xz`, `zstd`, `lz4`.
+    pub segments: Vec<String>,
+    /// Number of kernel modules inside.
+    pub modules: usize,
+    /// Hypervisor drivers among them.
+    pub drivers: Vec<String>,
+}
+
+fn hex8(b: &[u8]) -> Option<u64> {
+    u64::from_str_radix(std::str::from_utf8(b).ok()?, 16).ok()
+}
+
+/// Walks the cpio archives at the start of `d` (zero padding between them is skipped), pushing
+/// entry names; returns where a non-cpio byte sequence starts (or `d.len()`).
+fn cpio_names(d: &[u8], names: &mut Vec<String>) -> Result<usize, String> {
+    let mut pos = 0usize;
+    loop {
+        while d.get(pos) == Some(&0) {
+            pos += 1;
+        }
+        let Some(h) = d.get(pos..pos + 110) else {
+            return Ok(pos.min(d.len()));
+        };
+        if &h[..6] != b"070701" && &h[..6] != b"070702" {
+            return Ok(pos);
+        }
+        if names.len() >= MAX_ENTRIES {
+            return Err(format!("more than {MAX_ENTRIES} cpio entries"));
+        }
+        let field = |i: usize| hex8(&h[6 + i * 8..14 + i * 8]).ok_or("bad cpio header field");
+        let filesize = field(6)? as usize;
+        let namesize = field(11)? as usize;
+        if namesize == 0 || namesize > MAX_NAME {
+            return Err(format!("cpio name of {namesize} bytes"));
+        }
+        let name = d
+            .get(pos + 110..pos + 110 + namesize - 1)
+            .ok_or("cpio name past the end")?;
+        let name = String::from_utf8_lossy(name).into_owned();
+        let data = (pos + 110 + namesize + 3) & !3;
+        let next = data
+            .checked_add(filesize)
+            .map(|e| (e + 3) & !3)
+            .ok_or("cpio size overflow")?;
+        if next > d.len() && name != "TRAILER!!!" {
+            return Err(format!("cpio entry {name:?} runs past the end"));
+        }
+        if name != "TRAILER!!!" {
+            names.push(name);
+        }
+        pos = next.min(d.len());
+    }
+}
+
+/// A writer that refuses to grow past a cap (bounded decompression).
+struct Capped(Vec<u8>);
+impl Write for Capped {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() as u64 + b.len() as u64 > MAX_DECOMPRESSED {
+            return Err(std::io::Error::other("decompressed size limit"));
+        }
+        self.0.extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn read_capped(mut r: impl Read) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    r.by_ref()
+        .take(MAX_DECOMPRESSED + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| e.to_string())?;
+    if out.len() as u64 > MAX_DECOMPRESSED {
+        return Err("decompressed size limit".into());
+    }
+    Ok(out)
+}
+
+/// Linux's legacy lz4 format (`lz4 -l`): magic, then blocks of [le32 size][lz4 block of ≤ 8 MiB].
+fn lz4_legacy(d: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Capped(Vec::new());
+    let mut pos = 4;
+    while let Some(s) = d.get(pos..pos + 4) {
+        let n = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
+        if n == 0x184c_2102 {
+            pos += 4; // a following legacy stream
+            continue;
+        }
+        let Some(block) = d.get(pos + 4..pos + 4 + n) else {
+            break; // trailing padding
+        };
+        let b = lz4_flex::block::decompress(block, 8 << 20).map_err(|e| e.to_string())?;
+        out.write_all(&b).map_err(|e| e.to_string())?;
+        pos += 4 + n;
+    }
+    Ok(out.0)
+}
+
+/// Decompresses the segment at the start of `d`: (method, bytes).
+fn decompress(d: &[u8]) -> Result<(&'static str, Vec<u8>), String> {
+    match d.get(..6).unwrap_or(d) {
+        [0x1f, 0x8b, ..] => Ok(("gzip", read_capped(flate2::read::MultiGzDecoder::new(d))?)),
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => {
+            let mut out = Capped(Vec::new());
+            let mut input = d;
+            lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| format!("xz: {e}"))?;
+            Ok(("xz", out.0))
+        }
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => {
+            let dec =
+                ruzstd::decoding::StreamingDecoder::new(d).map_err(|e| format!("zstd: {e}"))?;
+            Ok(("zstd", read_capped(dec)?))
+        }
+        [0x02, 0x21, 0x4c, 0x18, ..] => Ok(("lz4", lz4_legacy(d)?)),
+        [0x04, 0x22, 0x4d, 0x18, ..] => {
+            Ok(("lz4", read_capped(lz4_flex::frame::FrameDecoder::new(d))?))
+        }
+        _ => Err("unknown compression after the cpio archives".into()),
+    }
+}
+
+/// Entry names of every archive in an initramfs, with the segment kinds; problems are returned
+/// as warnings next to what could be read.
+pub fn entries(d: &[u8]) -> (Vec<String>, Vec<String>, Option<String>) {
+    let mut names = Vec::new();
+    let mut segments = Vec::new();
+    let pos = match cpio_names(d, &mut names) {
+        Ok(p) => p,
+        Err(e) => return (names, segments, Some(e)),
+    };
+    if pos > 0 {
+        segments.push("cpio".into());
+    }
+    if pos >= d.len() {
+        return (names, segments, None);
+    }
+    match decompress(&d[pos..]) {
+        Ok((kind, inner)) => {
+            segments.push(kind.into());
+            match cpio_names(&inner, &mut names) {
+                Ok(p) if p < inner.len() => (
+                    names,
+                    segments,
+                    Some("data after the compressed cpio archives".into()),
+                ),
+                Ok(_) => (names, segments, None),
+                Err(e) => (names, segments, Some(e)),
+            }
+        }
+        Err(e) => (names, segments, Some(e)),
+    }
+}
+
+/// The module name of a kernel module entry (`…/kernel/…/virtio_blk.ko.xz` → `virtio_blk`).
+pub fn module_name(entry: &str) -> Option<String> {
+    if !entry.contains("/kernel/") && !entry.starts_with("kernel/") {
+        return None;
+    }
+    let file = entry.rsplit('/').next()?;
+    let stem = [".ko", ".ko.xz", ".ko.zst", ".ko.gz"]
+        .iter()
+        .find_map(|s| file.strip_suffix(s))?;
+    (!stem.is_empty()).then(|| stem.replace('-', "_"))
+}
+
+/// Reads an initramfs image: its segments, module count and hypervisor drivers.
+pub fn inspect(path: &str, d: &[u8], warnings: &mut Vec<String>) -> Initramfs {
+    let (names, segments, warn) = entries(d);
+    if let Some(w) = warn {
+        warnings.push(format!("{path}: {w}"));
+    }
+    let mut mods: Vec<String> = names.iter().filter_map(|n| module_name(n)).collect();
+    mods.sort();
+    mods.dedup();
+    Initramfs {
+        path: path.into(),
+        segments,
+        modules: mods.len(),
+        drivers: HYPERVISOR_DRIVERS
+            .iter()
+            .filter(|d| mods.iter().any(|m| m == *d))
+            .map(|d| d.to_string())
+            .collect(),
+    }
+}
+
+/// Fuzzing entry point: an initramfs image through the cpio walker and decompressors.
+pub fn fuzz_initramfs(data: &[u8]) {
+    let _ = inspect("fuzz", data, &mut Vec::new());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = format!("070701{}", "00000000".repeat(6)).into_bytes();
+        h.extend(format!("{:08x}", data.len()).bytes());
+        h.extend("00000000".repeat(4).bytes());
+        h.extend(format!("{:08x}00000000", name.len() + 1).bytes());
+        h.extend(name.bytes());
+        h.push(0);
+        while h.len() % 4 != 0 {
+            h.push(0);
+        }
+        h.extend(data);
+        while h.len() % 4 != 0 {
+            h.push(0);
+        }
+        h
+    }
+
+    #[test]
+    fn hostile_cpio_names_and_sizes_are_bounded_and_never_extracted() {
+        let mut a = entry("../../etc/passwd", b"x");
+        a.extend(entry(
+            "/lib/modules/6.1/kernel/drivers/block/virtio_blk.ko",
+            b"",
+        ));
+        a.extend(entry("TRAILER!!!", b""));
+        let (names, seg, w) = entries(&a);
+        assert_eq!(names.len(), 2);
+        assert_eq!((seg, w), (vec!["cpio".to_string()], None));
+        // A file size of 4 GiB in a 200-byte archive.
+        let mut huge = entry("big", b"");
+        huge[6 + 6 * 8..6 + 7 * 8].copy_from_slice(b"ffffffff");
+        assert!(entries(&huge).2.unwrap().contains("past the end"));
+        let mut long = entry("n", b"");
+        long[6 + 11 * 8..6 + 12 * 8].copy_from_slice(b"7fffffff");
+        assert!(entries(&long).2.is_some());
+        let mut nothex = entry("n", b"");
+        nothex[6 + 6 * 8] = b'z';
+        assert!(entries(&nothex).2.is_some());
+        assert_eq!(
+            module_name("usr/lib/modules/6.1/kernel/net/vmw-vsock.ko.zst").as_deref(),
+            Some("vmw_vsock")
+        );
+        assert_eq!(module_name("usr/lib/firmware/a.ko"), None);
+    }
+}
