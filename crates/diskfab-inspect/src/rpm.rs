@@ -10,6 +10,8 @@ use std::io::Write;
 
 /// Largest rpmdb.sqlite copied out of a guest (real ones are tens to hundreds of MiB).
 pub const MAX_RPMDB_BYTES: u64 = 1 << 30;
+/// Longest time spent in sqlite on one database.
+const SQLITE_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(60);
 /// Most packages listed from one database.
 const MAX_PACKAGES: usize = 200_000;
 /// Largest header blob decoded (rpm itself refuses headers over 256 MiB).
@@ -152,6 +154,25 @@ pub fn read_sqlite(db: &std::path::Path, warnings: &mut Vec<String>) -> Vec<Appl
             return out;
         }
     };
+    // A hostile file may make `Packages` a view computing forever, or return huge blobs:
+    // only a real table is read, within a time limit and a value-size limit.
+    let deadline = std::time::Instant::now() + SQLITE_TIME_LIMIT;
+    conn.progress_handler(10_000, Some(move || std::time::Instant::now() > deadline));
+    conn.set_limit(
+        rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH,
+        MAX_HEADER_BYTES as i32,
+    );
+    let is_table = conn
+        .query_row(
+            "SELECT type FROM sqlite_master WHERE name = 'Packages'",
+            [],
+            |r| r.get::<_, String>(0),
+        )
+        .is_ok_and(|t| t == "table");
+    if !is_table {
+        warnings.push("rpmdb.sqlite: no Packages table".into());
+        return out;
+    }
     let rows = conn
         .prepare("SELECT blob FROM Packages")
         .and_then(|mut st| {
@@ -299,6 +320,24 @@ mod tests {
         let mut with_magic = vec![0x8e, 0xad, 0xe8, 0x01, 0, 0, 0, 0];
         with_magic.extend_from_slice(&h);
         assert_eq!(parse_header(&with_magic), Some(a));
+    }
+
+    #[test]
+    fn an_rpmdb_whose_packages_is_a_view_is_not_queried() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("rpmdb.sqlite");
+        let c = rusqlite::Connection::open(&f).unwrap();
+        c.execute_batch(
+            // A view is refused whatever it computes (this one ends; a hostile one might not).
+            "CREATE VIEW Packages AS SELECT zeroblob(16) AS blob;",
+        )
+        .unwrap();
+        drop(c);
+        let mut w = Vec::new();
+        let t0 = std::time::Instant::now();
+        assert!(read_sqlite(&f, &mut w).is_empty());
+        assert!(t0.elapsed().as_secs() < 5);
+        assert_eq!(w, ["rpmdb.sqlite: no Packages table"]);
     }
 
     #[test]
