@@ -46,7 +46,7 @@ for f in "$W"/fleet/vm00000*.qcow2 "$W/fleet/_common.qcow2"; do qemu-img check -
 # The per-clone alternative without a helper VM: a fresh overlay + `diskfab customize`, 50 times.
 M=50
 a=$(now)
-tail -n +2 "$W/hosts.csv" | head -n $M | while IFS=, read -r name pw ip; do
+sed -n "2,$((M + 1))p" "$W/hosts.csv" | while IFS=, read -r name pw ip; do
   "$DF" create "$W/one-$name.qcow2" -b "$W/debian.qcow2" >/dev/null
   "$DF" customize "$W/one-$name.qcow2" --hostname "$name" --root-password "password:$pw" --password-crypto sha512 \
     --write '/etc/motd:Managed by diskfab' --ssh-inject "root:file:$W/ops.pub" \
