@@ -57,3 +57,8 @@ fn fuzz_regressions_never_panic_customize() {
 fn fuzz_regressions_never_panic_delta() {
     replay("delta", diskfab_delta::format::fuzz_read);
 }
+
+#[test]
+fn fuzz_regressions_never_panic_vhdx() {
+    replay("vhdx", diskfab_image::fuzz_vhdx);
+}

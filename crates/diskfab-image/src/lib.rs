@@ -308,7 +308,8 @@ pub fn fuzz_vmdk(data: &[u8]) {
 ///
 /// VHDX structures sit at 1 MiB boundaries, beyond a fuzzer's input length, so the input is
 /// spread out: its first 320 KiB (identifier, headers, region tables) stay in place and each
-/// following 64 KiB piece `k` goes to offset `(k + 1)` MiB of a sparse in-memory file.
+/// following 64 KiB piece `k` goes to offset `(k + 1)` MiB of a sparse in-memory file, which
+/// is then 32 MiB longer (holes read as zeroes), so blocks near the pieces are in the file.
 pub fn fuzz_vhdx(data: &[u8]) {
     const HEAD: usize = 320 << 10;
     let Ok(host) = host::Host::memory(&data[..data.len().min(HEAD)]) else {
@@ -320,6 +321,10 @@ pub fn fuzz_vhdx(data: &[u8]) {
                 return;
             }
         }
+    }
+    let Ok(len) = host.len() else { return };
+    if host.set_len(len.div_ceil(1 << 20) * (1 << 20) + (32 << 20)).is_err() {
+        return;
     }
     let head = &data[..data.len().min(4096)];
     if let Ok(dev) = vhdx_dev::VhdxDev::open(host, head, false) {
