@@ -10,7 +10,7 @@ command -v cargo-fuzz >/dev/null || cargo install -q --locked cargo-fuzz
 # libFuzzer needs -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
 export RUSTC_BOOTSTRAP=1
 S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
-mkdir -p fuzz/corpus/qcow2 fuzz/corpus/mbr_gpt fuzz/corpus/vdi fuzz/corpus/vhd fuzz/corpus/vmdk
+mkdir -p fuzz/corpus/qcow2 fuzz/corpus/mbr_gpt fuzz/corpus/vdi fuzz/corpus/vhd fuzz/corpus/vmdk fuzz/corpus/vhdx
 # qcow2 seeds: small images of several shapes (v2/v3, cluster sizes, backing name, compressed).
 head -c 200000 /dev/urandom > "$S/data.raw"
 qemu-img convert -q -O qcow2 -o cluster_size=512 "$S/data.raw" "$S/c512.qcow2"
@@ -42,6 +42,16 @@ qemu-img convert -q -O vmdk -o subformat=streamOptimized "$S/v.raw" "$S/stream.v
 qemu-img convert -q -O vmdk -o subformat=monolithicFlat "$S/v.raw" "$S/flat.vmdk"
 cargo run -q -p diskfab-cli -- convert -O vmdk -o subformat=streamOptimized "$S/v.raw" "$S/ours.vmdk" >/dev/null
 for f in "$S"/*.vmdk; do head -c 1048576 "$f" > "fuzz/corpus/vmdk/seed-$(basename "$f")"; done
+# vhdx seeds (fuzz_vhdx's layout: the first 320 KiB, then the first 64 KiB of each following MiB):
+# dynamic with data (qemu's 8 MiB and 1 MiB blocks), fixed, and ours.
+qemu-img create -q -f vhdx "$S/d.vhdx" 24M && qemu-io -f vhdx -c "write -P 7 0 8k" "$S/d.vhdx" >/dev/null
+qemu-img create -q -f vhdx -o block_size=1M "$S/s.vhdx" 24M && qemu-io -f vhdx -c "write -P 7 3M 8k" "$S/s.vhdx" >/dev/null
+qemu-img create -q -f vhdx -o subformat=fixed,block_size=1M "$S/f.vhdx" 4M
+cargo run -q -p diskfab-cli -- convert -O vhdx -o block_size=1M "$S/v.raw" "$S/ours.vhdx" >/dev/null
+for f in "$S"/*.vhdx; do
+  { head -c 327680 "$f"; for m in 1 2 3 4 5 6 7 8 9 10 11; do dd if="$f" bs=64K skip=$((m * 16)) count=1 status=none; done; } \
+    > "fuzz/corpus/vhdx/seed-$(basename "$f")"
+done
 # customize seeds: selector byte + instances CSV / spec TOML / network argument.
 mkdir -p fuzz/corpus/customize fuzz/corpus/delta
 printf '\000name,password,ip\nweb1,"a,b",10.0.0.5\nweb2,x,10.0.0.6\n' > fuzz/corpus/customize/seed-csv
@@ -56,7 +66,7 @@ cp "$S/ab.delta" fuzz/corpus/delta/seed-ab
 # archives compressed by each compressor (scripts/fuzz_inspect_seeds.sh).
 bash scripts/fuzz_inspect_seeds.sh fuzz/corpus
 status=0
-for t in qcow2 mbr_gpt vdi vhd vmdk customize delta hive packages initramfs; do
+for t in qcow2 mbr_gpt vdi vhd vmdk vhdx customize delta hive packages initramfs; do
   echo "fuzz: $t for ${SECS}s" >&2
   if ! (cd fuzz && cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$SECS" -max_len=1048576 \
         -rss_limit_mb=2048 -print_final_stats=1 2>"$S/$t.log"); then

@@ -35,6 +35,8 @@ pub enum Fmt {
     Vpc,
     /// VMware VMDK (monolithicSparse; -o subformat=streamOptimized for a compressed, write-once image).
     Vmdk,
+    /// Microsoft Hyper-V VHDX (dynamic; fixed with -o subformat=fixed; -o block_size=SIZE).
+    Vhdx,
 }
 
 /// `catalog` subcommands.
@@ -182,7 +184,7 @@ pub enum Cmd {
         /// qcow2 cluster size (512 to 2M; small clusters keep clones tiny).
         #[arg(long, value_name = "BYTES")]
         cluster_size: Option<String>,
-        /// Format options: static=on (VDI), subformat=fixed|dynamic (VHD),
+        /// Format options: static=on (VDI), subformat=fixed|dynamic (VHD, VHDX), block_size=SIZE (VHDX),
         /// subformat=monolithicSparse|streamOptimized (VMDK), compression_type=zlib|zstd (qcow2).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,
@@ -482,7 +484,7 @@ pub enum Cmd {
         )]
         format: Fmt,
         /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE),
-        /// static=on (VDI), subformat=fixed|dynamic (VHD), subformat=monolithicSparse|streamOptimized
+        /// static=on (VDI), subformat=fixed|dynamic (VHD, VHDX), block_size=SIZE (VHDX), subformat=monolithicSparse|streamOptimized
         /// (VMDK), compression_type=zlib|zstd (qcow2).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,

@@ -42,6 +42,7 @@ fn fmt(f: Fmt) -> Format {
         Fmt::Vdi => Format::Vdi,
         Fmt::Vpc => Format::Vhd,
         Fmt::Vmdk => Format::Vmdk,
+        Fmt::Vhdx => Format::Vhdx,
     }
 }
 
@@ -51,9 +52,16 @@ struct Layout {
     fixed: bool,
     stream_optimized: bool,
     zstd: bool,
+    /// VHDX block size as given.
+    block_size: Option<String>,
 }
 
 impl Layout {
+    /// The VHDX block size, if given.
+    fn block_size(&self) -> Result<Option<u32>> {
+        cluster(&self.block_size)
+    }
+
     /// Applies one `KEY=VALUE`; returns false if the key is not a layout option.
     fn apply(&mut self, kv: &str) -> bool {
         match kv.split_once('=') {
@@ -63,13 +71,14 @@ impl Layout {
             Some(("subformat", "monolithicSparse")) => self.stream_optimized = false,
             Some(("compression_type", "zstd")) | Some(("compression", "zstd")) => self.zstd = true,
             Some(("compression_type", "zlib")) | Some(("compression", "zlib")) => self.zstd = false,
+            Some(("block_size", v)) => self.block_size = Some(v.to_string()),
             _ => return false,
         }
         true
     }
 }
 
-const LAYOUT_HELP: &str = "static=on|off, subformat=fixed|dynamic|monolithicSparse|streamOptimized, compression_type=zlib|zstd";
+const LAYOUT_HELP: &str = "static=on|off, subformat=fixed|dynamic|monolithicSparse|streamOptimized, compression_type=zlib|zstd, block_size=SIZE";
 
 fn options(s: &Option<String>) -> impl Iterator<Item = &str> {
     s.as_deref()
@@ -113,7 +122,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 size,
                 backing: backing.clone(),
                 backing_format: None,
-                cluster_size: cluster(cluster_size)?,
+                cluster_size: cluster(cluster_size)?.or(layout.block_size()?),
                 fixed: layout.fixed,
                 stream_optimized: layout.stream_optimized,
                 zstd: layout.zstd,
@@ -303,6 +312,9 @@ pub fn run(cli: Cli) -> Result<()> {
                     )))
                     }
                 }
+            }
+            if let Some(b) = layout.block_size()? {
+                opts.cluster_size = Some(b);
             }
             opts.fixed = layout.fixed;
             opts.stream_optimized = layout.stream_optimized;

@@ -1,7 +1,9 @@
 //! Every source format to every target format through our `convert`, checked by
 //! `qemu-img compare` against the source: raw, qcow2, qcow2 with compressed clusters, VDI, VHD
-//! (dynamic; fixed as a target), VMDK (monolithicSparse; streamOptimized as a target). Sources
-//! are 64 MiB images made by qemu-img and written by qemu-io at scattered, unaligned offsets.
+//! (dynamic; fixed as a target), VMDK (monolithicSparse; streamOptimized as a target), VHDX
+//! (dynamic; fixed as a target). Sources are 64 MiB images made by qemu-img and written by
+//! qemu-io at scattered, unaligned offsets. Every output is also converted back to the source's
+//! format (A -> B -> A), which must compare identical to the source.
 
 use diskfab_core::image::Format;
 use diskfab_core::ops::images::{convert, ConvertOptions};
@@ -59,6 +61,7 @@ fn source(dir: &Path, name: &str, raw: &Path) -> (PathBuf, &'static str) {
         "vdi" => ("vdi", "vdi"),
         "vpc" => ("vpc", "vhd"),
         "vmdk" => ("vmdk", "vmdk"),
+        "vhdx" => ("vhdx", "vhdx"),
         other => panic!("{other}"),
     };
     let p = dir.join(format!("src-{name}.{ext}"));
@@ -85,7 +88,7 @@ fn source(dir: &Path, name: &str, raw: &Path) -> (PathBuf, &'static str) {
 }
 
 #[test]
-fn every_format_converts_to_every_format_and_qemu_img_compare_agrees() {
+fn every_format_converts_to_every_format_and_back_and_qemu_img_compare_agrees() {
     let t = tempfile::tempdir().unwrap();
     let raw = t.path().join("data.raw");
     run(
@@ -101,7 +104,7 @@ fn every_format_converts_to_every_format_and_qemu_img_compare_agrees() {
     let a: Vec<&str> = args.iter().map(String::as_str).collect();
     run("qemu-io", &a);
 
-    let targets: [(&str, &str, ConvertOptions); 8] = [
+    let targets: [(&str, &str, ConvertOptions); 10] = [
         ("raw", "raw", opts(Format::Raw)),
         ("qcow2", "qcow2", opts(Format::Qcow2)),
         (
@@ -131,8 +134,18 @@ fn every_format_converts_to_every_format_and_qemu_img_compare_agrees() {
                 ..opts(Format::Vmdk)
             },
         ),
+        ("vhdx", "vhdx", opts(Format::Vhdx)),
+        (
+            "vhdxfixed",
+            "vhdx",
+            ConvertOptions {
+                fixed: true,
+                cluster_size: Some(1 << 20),
+                ..opts(Format::Vhdx)
+            },
+        ),
     ];
-    for src_name in ["raw", "qcow2", "qcow2c", "vdi", "vpc", "vmdk"] {
+    for src_name in ["raw", "qcow2", "qcow2c", "vdi", "vpc", "vmdk", "vhdx"] {
         let (src, sfmt) = source(t.path(), src_name, &raw);
         // Every source holds the same guest data as the raw file.
         run(
@@ -154,12 +167,38 @@ fn every_format_converts_to_every_format_and_qemu_img_compare_agrees() {
                 String::from_utf8_lossy(&o.stdout),
                 String::from_utf8_lossy(&o.stderr)
             );
-            if matches!(*tfmt, "qcow2" | "vdi" | "vmdk") {
+            if matches!(*tfmt, "qcow2" | "vdi" | "vmdk" | "vhdx") {
                 run("qemu-img", &["check", "-q", "-f", tfmt, s(&out)]);
             }
+            // Round trip: back to the source's format, identical to the source.
+            let back = t.path().join(format!("{src_name}-to-{tname}-back"));
+            convert(&out, &back, &back_opts(src_name), &|_| {})
+                .unwrap_or_else(|e| panic!("{src_name} -> {tname} -> {src_name}: {e}"));
+            run(
+                "qemu-img",
+                &["compare", "-q", "-f", sfmt, "-F", sfmt, s(&src), s(&back)],
+            );
+            std::fs::remove_file(&back).unwrap();
             std::fs::remove_file(&out).unwrap();
         }
         std::fs::remove_file(&src).unwrap();
+    }
+}
+
+/// Options converting back into the format of source `name`.
+fn back_opts(name: &str) -> ConvertOptions {
+    match name {
+        "raw" => opts(Format::Raw),
+        "qcow2" => opts(Format::Qcow2),
+        "qcow2c" => ConvertOptions {
+            compress: true,
+            ..opts(Format::Qcow2)
+        },
+        "vdi" => opts(Format::Vdi),
+        "vpc" => opts(Format::Vhd),
+        "vmdk" => opts(Format::Vmdk),
+        "vhdx" => opts(Format::Vhdx),
+        other => panic!("{other}"),
     }
 }
 

@@ -72,3 +72,8 @@ fn fuzz_regressions_never_panic_packages() {
 fn fuzz_regressions_never_panic_initramfs() {
     assert!(replay("initramfs", diskfab_inspect::fuzz_initramfs) > 0);
 }
+
+#[test]
+fn fuzz_regressions_never_panic_vhdx() {
+    replay("vhdx", diskfab_image::fuzz_vhdx);
+}

@@ -20,9 +20,10 @@ pub struct CreateOptions {
     pub backing: Option<PathBuf>,
     /// Backing format; detected when `None`.
     pub backing_format: Option<Format>,
-    /// qcow2 cluster size (power of two, 512 B to 2 MiB; default 64 KiB).
+    /// qcow2 cluster size (power of two, 512 B to 2 MiB; default 64 KiB); for VHDX the block
+    /// size (power of two, 1 MiB to 256 MiB; default 32 MiB).
     pub cluster_size: Option<u32>,
-    /// Fully allocated layout (VDI static, VHD fixed); dynamic when false.
+    /// Fully allocated layout (VDI static, VHD and VHDX fixed); dynamic when false.
     pub fixed: bool,
     /// VMDK: streamOptimized (deflated grains, written once and in order, as by `convert`)
     /// rather than monolithicSparse.
@@ -73,7 +74,11 @@ fn open_base(base: &Path, forced: Option<Format>) -> Result<(Format, u64)> {
 
 /// Creates an empty image, or a thin qcow2 overlay of `opts.backing`. Never overwrites.
 pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
-    let bits = cluster_bits(opts.cluster_size)?;
+    let bits = if opts.format == Format::Vhdx {
+        16
+    } else {
+        cluster_bits(opts.cluster_size)?
+    };
     let (backing, size) = match &opts.backing {
         None => {
             let size = opts.size.ok_or_else(|| {
@@ -130,6 +135,17 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
             crate::vhd::build(size, opts.fixed, random_uuid()?, stamp).and_then(|n| {
                 file.write_all_at(&n.head, 0)
                     .and_then(|_| file.write_all_at(&n.footer, n.footer_at))
+                    .and_then(|_| file.sync_all())
+                    .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+            })
+        }
+        Format::Vhdx => {
+            let guids = [random_uuid()?, random_uuid()?, random_uuid()?];
+            crate::vhdx::build(size, opts.fixed, opts.cluster_size, guids).and_then(|n| {
+                n.segments
+                    .iter()
+                    .try_for_each(|(o, b)| file.write_all_at(b, *o))
+                    .and_then(|_| file.set_len(n.len))
                     .and_then(|_| file.sync_all())
                     .map_err(|e| Error::io(format!("writing {}", path.display()), e))
             })

@@ -5,6 +5,7 @@ use crate::header::parse_qcow2_header;
 use crate::host::Host;
 use crate::qcow2::Qcow2Dev;
 use crate::vhd_dev::VhdDev;
+use crate::vhdx_dev::VhdxDev;
 use crate::vmdk_dev::{Opened as VmdkOpened, VmdkDev};
 use crate::vmdk_stream::StreamDev;
 use crate::{detect_format_file, Format};
@@ -77,6 +78,7 @@ pub struct Image {
 #[derive(Clone)]
 enum Detail {
     Vhd(Arc<VhdDev>),
+    Vhdx(Arc<VhdxDev>),
     Vmdk(Arc<VmdkDev>),
     VmdkStream(Arc<StreamDev>),
 }
@@ -182,6 +184,16 @@ fn open_layer(
             )?);
             let mut o = Opened::single(path, format, v.clone());
             o.detail = Some(Detail::Vhd(v));
+            Ok(o)
+        }
+        Format::Vhdx => {
+            let v = Arc::new(VhdxDev::open(
+                Host::new(file, path.to_path_buf()),
+                &head,
+                writable,
+            )?);
+            let mut o = Opened::single(path, format, v.clone());
+            o.detail = Some(Detail::Vhdx(v));
             Ok(o)
         }
         Format::Vmdk => Ok(match VmdkDev::open(file, path, &head, writable)? {
@@ -356,6 +368,8 @@ impl Image {
                 .dynamic
                 .as_ref()
                 .map(|d| (v.allocated(), size.div_ceil(u64::from(d.block_size)))),
+            Some(Detail::Vhdx(v)) => (!v.meta.leave_allocated)
+                .then(|| (v.allocated(), size.div_ceil(u64::from(v.meta.block_size)))),
             Some(Detail::Vmdk(v)) => match v.sparse() {
                 Some(s) => Some((s.allocated()?, size.div_ceil(s.hdr.grain_bytes()))),
                 None => None,
@@ -415,6 +429,18 @@ impl Image {
                     j["blocks_allocated"] = v.allocated().into();
                 }
                 info.format_specific = Some(j);
+            }
+            Some(Detail::Vhdx(v)) => {
+                let m = &v.meta;
+                info.cluster_size = Some(m.block_size);
+                info.format_specific = Some(serde_json::json!({
+                    "type": if m.leave_allocated { "fixed" } else { "dynamic" },
+                    "block_size": m.block_size,
+                    "logical_sector_size": m.logical_sector,
+                    "physical_sector_size": m.physical_sector,
+                    "blocks": self.dev.size().div_ceil(u64::from(m.block_size)),
+                    "blocks_allocated": v.allocated(),
+                }));
             }
             Some(Detail::Vmdk(v)) => {
                 let sparse = v.sparse();

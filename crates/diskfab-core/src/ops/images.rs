@@ -341,11 +341,24 @@ pub fn measure(
         Format::Vdi => 1 << 20,
         Format::Vhd => u64::from(diskfab_image::vhd::DEFAULT_BLOCK),
         Format::Raw | Format::Vmdk => 64 << 10,
+        Format::Vhdx => u64::from(cluster_size.unwrap_or(diskfab_image::vhdx::DEFAULT_BLOCK)),
     };
-    if !unit.is_power_of_two() || !(512..=2 << 20).contains(&unit) {
-        return Err(Error::Invalid(
-            "cluster size must be a power of two from 512 to 2M".into(),
-        ));
+    let range = if format == Format::Vhdx {
+        1 << 20..=256 << 20
+    } else {
+        512..=2 << 20
+    };
+    if !unit.is_power_of_two() || !range.contains(&unit) {
+        return Err(Error::Invalid(format!(
+            "{} size must be a power of two from {} to {}",
+            if format == Format::Vhdx {
+                "block"
+            } else {
+                "cluster"
+            },
+            range.start(),
+            range.end()
+        )));
     }
     let (mut data, mut l2s) = (0u64, std::collections::BTreeSet::new());
     let mut buf = vec![0u8; CHUNK.max(unit) as usize];
@@ -375,6 +388,17 @@ pub fn measure(
             // Dynamic: footer copy, header, BAT; each block is a sector bitmap and its data.
             let head = 1536 + (clusters * 4).div_ceil(512) * 512 + 512;
             (head + data * (512 + unit), head + clusters * (512 + unit))
+        }
+        Format::Vhdx => {
+            // Headers, log, metadata, the BAT (1 MiB aligned), then whole payload blocks.
+            let n = diskfab_image::vhdx::build(
+                size.div_ceil(512) * 512,
+                true,
+                Some(unit as u32),
+                [[0; 16]; 3],
+            )?;
+            let head = n.len - clusters * unit;
+            (head + data * unit, n.len)
         }
         Format::Vmdk => {
             // monolithicSparse: header, descriptor, both grain directories and tables.
