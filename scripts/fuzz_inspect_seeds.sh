@@ -35,3 +35,8 @@ echo u > "$S/ir/kernel/x86/microcode/GenuineIntel.bin"; echo m > "$S/irm/lib/mod
 for c in "gzip -9" "xz --check=crc32" "zstd -q" "lz4 -l -q"; do
   n=${c%% *}; { cat "$S/early.cpio"; $c < "$S/main.cpio"; } > "$OUT/initramfs/seed-$n"
 done
+# Multi-segment images: early cpio, zstd, zero padding, xz; and two gzip members then lz4 legacy.
+mkdir -p "$S/irn/lib/modules/6.1/kernel/drivers/net"; echo m > "$S/irn/lib/modules/6.1/kernel/drivers/net/virtio_net.ko"
+(cd "$S/irn" && find . | cpio -o -H newc --quiet) > "$S/net.cpio"
+{ cat "$S/early.cpio"; zstd -q < "$S/main.cpio"; head -c 8 /dev/zero; xz --check=crc32 < "$S/net.cpio"; } > "$OUT/initramfs/seed-multi-zstd-xz"
+{ gzip < "$S/main.cpio"; gzip < "$S/net.cpio"; lz4 -l -q < "$S/net.cpio"; } > "$OUT/initramfs/seed-multi-gzip2-lz4"

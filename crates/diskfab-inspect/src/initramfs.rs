@@ -75,10 +75,10 @@ fn cpio_names(d: &[u8], names: &mut Vec<String>) -> Result<usize, String> {
 }
 
 /// A writer that refuses to grow past a cap (bounded decompression).
-struct Capped(Vec<u8>);
+struct Capped(Vec<u8>, u64);
 impl Write for Capped {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        if self.0.len() as u64 + b.len() as u64 > MAX_DECOMPRESSED {
+        if self.0.len() as u64 + b.len() as u64 > self.1 {
             return Err(std::io::Error::other("decompressed size limit"));
         }
         self.0.extend_from_slice(b);
@@ -89,90 +89,155 @@ impl Write for Capped {
     }
 }
 
-fn read_capped(mut r: impl Read) -> Result<Vec<u8>, String> {
+fn read_capped(mut r: impl Read, cap: u64) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     r.by_ref()
-        .take(MAX_DECOMPRESSED + 1)
+        .take(cap + 1)
         .read_to_end(&mut out)
         .map_err(|e| e.to_string())?;
-    if out.len() as u64 > MAX_DECOMPRESSED {
+    if out.len() as u64 > cap {
         return Err("decompressed size limit".into());
     }
     Ok(out)
 }
 
+const LZ4_LEGACY_MAGIC: [u8; 4] = [0x02, 0x21, 0x4c, 0x18];
+/// Largest compressed block of the legacy lz4 format (the bound for 8 MiB of input).
+const LZ4_LEGACY_MAX_BLOCK: usize = (8 << 20) + (8 << 20) / 255 + 16;
+
+/// Whether `d` starts with the magic of a segment kind other than legacy lz4.
+fn other_magic(d: &[u8]) -> bool {
+    d.starts_with(b"0707")
+        || d.starts_with(&[0x1f, 0x8b])
+        || d.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
+        || d.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
+        || d.starts_with(&[0x04, 0x22, 0x4d, 0x18])
+}
+
 /// Linux's legacy lz4 format (`lz4 -l`): magic, then blocks of [le32 size][lz4 block of ≤ 8 MiB].
-fn lz4_legacy(d: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Capped(Vec::new());
+/// The stream has no end marker: it ends at zero padding, at the end of the data or where another
+/// segment's magic starts. Returns (bytes, bytes consumed).
+fn lz4_legacy(d: &[u8], cap: u64) -> Result<(Vec<u8>, usize), String> {
+    let mut out = Capped(Vec::new(), cap);
     let mut pos = 4;
     while let Some(s) = d.get(pos..pos + 4) {
-        let n = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
-        if n == 0x184c_2102 {
+        if s == LZ4_LEGACY_MAGIC {
             pos += 4; // a following legacy stream
             continue;
         }
-        let Some(block) = d.get(pos + 4..pos + 4 + n) else {
-            break; // trailing padding
-        };
-        let b = lz4_flex::block::decompress(block, 8 << 20).map_err(|e| e.to_string())?;
+        let n = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
+        if n == 0 || other_magic(&d[pos..]) {
+            break;
+        }
+        if n > LZ4_LEGACY_MAX_BLOCK {
+            return Err(format!("lz4 block of {n} bytes"));
+        }
+        let block = d
+            .get(pos + 4..pos + 4 + n)
+            .ok_or("lz4 block runs past the end")?;
+        let b = lz4_flex::block::decompress(block, 8 << 20).map_err(|e| format!("lz4: {e}"))?;
         out.write_all(&b).map_err(|e| e.to_string())?;
         pos += 4 + n;
     }
-    Ok(out.0)
+    Ok((out.0, pos.min(d.len())))
 }
 
-/// Decompresses the segment at the start of `d`: (method, bytes).
-fn decompress(d: &[u8]) -> Result<(&'static str, Vec<u8>), String> {
-    match d.get(..6).unwrap_or(d) {
-        [0x1f, 0x8b, ..] => Ok(("gzip", read_capped(flate2::read::MultiGzDecoder::new(d))?)),
+/// Consecutive gzip members (one stream to the kernel): (bytes, bytes consumed).
+fn gzip_members(d: &[u8], cap: u64) -> Result<(Vec<u8>, usize), String> {
+    let mut out = Vec::new();
+    let mut rest = d;
+    while rest.starts_with(&[0x1f, 0x8b]) {
+        let mut dec = flate2::bufread::GzDecoder::new(rest);
+        let left = cap.saturating_sub(out.len() as u64);
+        out.extend(read_capped(&mut dec, left).map_err(|e| format!("gzip: {e}"))?);
+        rest = dec.into_inner();
+    }
+    Ok((out, d.len() - rest.len()))
+}
+
+/// Decompresses the segment at the start of `d` into at most `cap` bytes:
+/// (method, bytes, compressed bytes consumed).
+fn decompress(d: &[u8], cap: u64) -> Result<(&'static str, Vec<u8>, usize), String> {
+    let mut input = d;
+    let (kind, out) = match d.get(..6).unwrap_or(d) {
+        [0x1f, 0x8b, ..] => {
+            let (out, used) = gzip_members(d, cap)?;
+            return Ok(("gzip", out, used));
+        }
+        [0x02, 0x21, 0x4c, 0x18, ..] => {
+            let (out, used) = lz4_legacy(d, cap)?;
+            return Ok(("lz4", out, used));
+        }
         [0xfd, b'7', b'z', b'X', b'Z', 0] => {
-            let mut out = Capped(Vec::new());
-            let mut input = d;
+            let mut out = Capped(Vec::new(), cap);
             lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| format!("xz: {e}"))?;
-            Ok(("xz", out.0))
+            ("xz", out.0)
         }
         [0x28, 0xb5, 0x2f, 0xfd, ..] => {
-            let dec =
-                ruzstd::decoding::StreamingDecoder::new(d).map_err(|e| format!("zstd: {e}"))?;
-            Ok(("zstd", read_capped(dec)?))
+            let dec = ruzstd::decoding::StreamingDecoder::new(&mut input)
+                .map_err(|e| format!("zstd: {e}"))?;
+            (
+                "zstd",
+                read_capped(dec, cap).map_err(|e| format!("zstd: {e}"))?,
+            )
         }
-        [0x02, 0x21, 0x4c, 0x18, ..] => Ok(("lz4", lz4_legacy(d)?)),
         [0x04, 0x22, 0x4d, 0x18, ..] => {
-            Ok(("lz4", read_capped(lz4_flex::frame::FrameDecoder::new(d))?))
+            let dec = lz4_flex::frame::FrameDecoder::new(&mut input);
+            (
+                "lz4",
+                read_capped(dec, cap).map_err(|e| format!("lz4: {e}"))?,
+            )
         }
-        _ => Err("unknown compression after the cpio archives".into()),
-    }
+        _ => return Err("unknown compression after the cpio archives".into()),
+    };
+    Ok((kind, out, d.len() - input.len()))
 }
 
-/// Entry names of every archive in an initramfs, with the segment kinds; problems are returned
-/// as warnings next to what could be read.
+/// Most segments (cpio runs and compressed streams) looked at.
+const MAX_SEGMENTS: usize = 64;
+
+/// Entry names of every archive in an initramfs, with the segment kinds in order; the first
+/// problem met ends the walk and is returned as a warning next to what could be read.
 pub fn entries(d: &[u8]) -> (Vec<String>, Vec<String>, Option<String>) {
     let mut names = Vec::new();
     let mut segments = Vec::new();
-    let pos = match cpio_names(d, &mut names) {
-        Ok(p) => p,
-        Err(e) => return (names, segments, Some(e)),
-    };
-    if pos > 0 {
-        segments.push("cpio".into());
-    }
-    if pos >= d.len() {
-        return (names, segments, None);
-    }
-    match decompress(&d[pos..]) {
-        Ok((kind, inner)) => {
-            segments.push(kind.into());
-            match cpio_names(&inner, &mut names) {
-                Ok(p) if p < inner.len() => (
-                    names,
-                    segments,
-                    Some("data after the compressed cpio archives".into()),
-                ),
-                Ok(_) => (names, segments, None),
-                Err(e) => (names, segments, Some(e)),
-            }
+    let warn = walk(d, &mut names, &mut segments).err();
+    (names, segments, warn)
+}
+
+fn walk(d: &[u8], names: &mut Vec<String>, segments: &mut Vec<String>) -> Result<(), String> {
+    let mut pos = 0usize;
+    let mut budget = MAX_DECOMPRESSED;
+    loop {
+        while d.get(pos) == Some(&0) {
+            pos += 1;
         }
-        Err(e) => (names, segments, Some(e)),
+        if pos >= d.len() {
+            return Ok(());
+        }
+        if segments.len() >= MAX_SEGMENTS {
+            return Err(format!("more than {MAX_SEGMENTS} segments"));
+        }
+        let at = pos;
+        if d[pos..].starts_with(b"0707") {
+            pos += cpio_names(&d[pos..], names)?;
+            segments.push("cpio".into());
+            if pos == at {
+                return Err(format!("unknown data at offset {at}"));
+            }
+            continue;
+        }
+        let (kind, inner, used) = decompress(&d[pos..], budget)
+            .map_err(|e| format!("segment {} at offset {at}: {e}", segments.len() + 1))?;
+        segments.push(kind.into());
+        budget -= inner.len() as u64;
+        let end = cpio_names(&inner, names)?;
+        if end < inner.len() {
+            return Err(format!(
+                "data after the cpio archives of the {kind} segment"
+            ));
+        }
+        pos += used.max(1);
     }
 }
 
