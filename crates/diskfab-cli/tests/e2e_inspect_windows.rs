@@ -231,7 +231,8 @@ fn windows_guest_from_hivex_built_hives_reports_product_build_host_apps_services
     let script = "import sys,xml.etree.ElementTree as E\no=E.parse(sys.argv[1]).getroot().find('operatingsystem')\nprint(o.find('name').text, o.find('windows_systemroot').text, o.find('windows_current_control_set').text, o.find('product_variant').text, [(d.get('name'), d.text) for d in o.find('drive_mappings')])";
     assert_eq!(
         tool("python3", &["-c", script, xml.to_str().unwrap()]).trim(),
-        "windows /Windows ControlSet002 Client [('C', '12345678'), ('D', '00112233-4455-6677-8899-aabbccddeeff')]"
+        "windows /Windows ControlSet002 Client []",
+        "a disk without a partition table resolves no drive letter"
     );
 }
 
@@ -266,4 +267,201 @@ fn truncated_and_hostile_hives_give_warnings_not_failures() {
     );
     let w = os["warnings"].to_string();
     assert!(w.contains("system") && w.contains("software"), "{w}");
+}
+
+/// `.reg` hex of a GUID in its on-disk (mixed-endian) byte order, after `DMIO:ID:`.
+fn dmio(guid: &str) -> String {
+    let h: String = guid.chars().filter(|c| *c != '-').collect();
+    let b: Vec<String> = (0..16).map(|i| h[i * 2..i * 2 + 2].to_string()).collect();
+    let order = [3, 2, 1, 0, 5, 4, 7, 6, 8, 9, 10, 11, 12, 13, 14, 15];
+    let mut out: Vec<String> = b"DMIO:ID:".iter().map(|c| format!("{c:02x}")).collect();
+    out.extend(order.iter().map(|&i| b[i].clone()));
+    out.join(",")
+}
+
+/// `.reg` hex of an MBR MountedDevices value: disk signature and partition byte offset.
+fn mbr_id(sig: u32, offset: u64) -> String {
+    let mut v = sig.to_le_bytes().to_vec();
+    v.extend(offset.to_le_bytes());
+    v.iter()
+        .map(|c| format!("{c:02x}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A FAT volume image (mkfs.fat + mtools) of `mib` MiB holding `files` (guest path, host file).
+fn fat_volume(path: &Path, mib: u64, files: &[(&str, &Path)]) {
+    let p = path.to_str().unwrap();
+    tool("mkfs.fat", &["-C", p, &(mib * 1024).to_string()]);
+    for (dest, src) in files {
+        let mut dir = String::from("::");
+        for c in dest
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .collect::<Vec<_>>()
+            .split_last()
+            .unwrap()
+            .1
+        {
+            dir = format!("{}/{c}", dir.trim_end_matches('/'));
+            let _ = std::process::Command::new("mmd")
+                .args(["-i", p, &dir])
+                .output();
+        }
+        tool(
+            "mcopy",
+            &["-i", p, src.to_str().unwrap(), &format!("::{dest}")],
+        );
+    }
+}
+
+#[test]
+fn drive_letters_resolve_to_partitions_of_mbr_and_gpt_disks_and_unmatched_keep_raw_identity() {
+    let t = tempfile::tempdir().unwrap();
+    let (gpt_win, gpt_other) = (
+        "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+        "00112233-4455-6677-8899-aabbccddeeff",
+    );
+    let device: String = "\\??\\SCSI#CdRom&Ven_QEMU#1"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .map(|c| format!("{c:02x}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let mut d = Vec::new();
+    let mut sys = reg_key("\\Select", "\"Current\"=dword:00000001\n", &mut d);
+    sys += &reg_key(
+        "\\MountedDevices",
+        &format!(
+            "\"\\\\DosDevices\\\\C:\"=hex:{}\n\"\\\\DosDevices\\\\E:\"=hex:{}\n\
+             \"\\\\DosDevices\\\\F:\"=hex:{}\n\"\\\\DosDevices\\\\G:\"=hex:{device}\n\
+             \"\\\\DosDevices\\\\H:\"=hex:{}\n\"\\\\DosDevices\\\\I:\"=hex:{}\n",
+            mbr_id(0x1234_abcd, 9 << 20),
+            mbr_id(0x1234_abcd, 1 << 20),
+            mbr_id(0xdead_beef, 1 << 20),
+            dmio(gpt_win),
+            dmio(gpt_other),
+        ),
+        &mut d,
+    );
+    let system = hive(t.path(), "SYSTEM", &sys);
+    let mut d = Vec::new();
+    let sw = reg_key(
+        "\\Microsoft\\Windows NT\\CurrentVersion",
+        "\"ProductName\"=\"Windows 10 Pro\"\n\"CurrentBuild\"=\"19045\"\n",
+        &mut d,
+    );
+    let software = hive(t.path(), "SOFTWARE", &sw);
+    let win = t.path().join("win.fat");
+    fat_volume(
+        &win,
+        16,
+        &[
+            ("Windows/System32/config/SYSTEM", &system),
+            ("Windows/System32/config/SOFTWARE", &software),
+        ],
+    );
+    let data = t.path().join("data.fat");
+    fat_volume(&data, 8, &[]);
+    let (mbr, gpt) = (t.path().join("mbr.raw"), t.path().join("gpt.raw"));
+    for disk in [&mbr, &gpt] {
+        tool("truncate", &["-s", "32M", disk.to_str().unwrap()]);
+    }
+    let sfdisk = format!(
+        "printf 'label: dos\\nlabel-id: 0x1234abcd\\nstart=2048, size=16384, type=c\\n\
+         start=18432, size=32768, type=7\\n' | sfdisk -q '{}'",
+        mbr.display()
+    );
+    tool("bash", &["-c", &sfdisk]);
+    tool(
+        "sgdisk",
+        &[
+            "-n",
+            "1:2048:+8M",
+            "-t",
+            "1:0700",
+            "-u",
+            "1:8a5ab0a7-0c9e-4e0f-9a51-1f6f0e9c7c11",
+            "-n",
+            "2:18432:+16M",
+            "-t",
+            "2:0700",
+            "-u",
+            &format!("2:{gpt_win}"),
+            gpt.to_str().unwrap(),
+        ],
+    );
+    for disk in [&mbr, &gpt] {
+        for (vol, mib) in [(&data, 1), (&win, 9)] {
+            tool(
+                "dd",
+                &[
+                    &format!("if={}", vol.display()),
+                    &format!("of={}", disk.display()),
+                    "bs=1M",
+                    &format!("seek={mib}"),
+                    "conv=notrunc",
+                    "status=none",
+                ],
+            );
+        }
+    }
+    // (letter, partition, fs_type, raw identity) as reported.
+    let letters = |disk: &Path| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(&["inspect", "--json", disk.to_str().unwrap()])).unwrap();
+        let os = &v["operating_systems"][0];
+        assert_eq!(os["type"], "windows", "{v}");
+        assert_documented(os);
+        os["windows"]["drive_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let raw = l["gpt_partition_guid"]
+                    .as_str()
+                    .or(l["mbr_disk_signature"].as_str())
+                    .or(l["device"].as_str())
+                    .unwrap();
+                format!(
+                    "{} {} {} {raw}",
+                    l["letter"].as_str().unwrap(),
+                    l["partition"],
+                    l["fs_type"]
+                )
+            })
+            .collect()
+    };
+    let gpt_raw = |l: &str, g: &str| format!("{l} null null {g}");
+    let cdrom = "G: null null \\??\\SCSI#CdRom&Ven_QEMU#1".to_string();
+    assert_eq!(
+        letters(&mbr),
+        vec![
+            "C: 2 \"vfat\" 1234abcd".to_string(),
+            "E: 1 \"vfat\" 1234abcd".into(),
+            "F: null null deadbeef".into(),
+            cdrom.clone(),
+            gpt_raw("H:", gpt_win),
+            gpt_raw("I:", gpt_other),
+        ]
+    );
+    assert_eq!(
+        letters(&gpt),
+        vec![
+            "C: null null 1234abcd".to_string(),
+            "E: null null 1234abcd".into(),
+            "F: null null deadbeef".into(),
+            cdrom,
+            format!("H: 2 \"vfat\" {gpt_win}"),
+            gpt_raw("I:", gpt_other),
+        ]
+    );
+    // XML: virt-inspector's drive_mappings name only the letters found on this disk.
+    let xml = t.path().join("mbr.xml");
+    fs::write(&xml, ok(&["inspect", "--xml", mbr.to_str().unwrap()])).unwrap();
+    let script = "import sys,xml.etree.ElementTree as E\no=E.parse(sys.argv[1]).getroot().find('operatingsystem')\nprint([(d.get('name'), d.text) for d in o.find('drive_mappings')])";
+    assert_eq!(
+        tool("python3", &["-c", script, xml.to_str().unwrap()]).trim(),
+        "[('C', '/dev/sda2'), ('E', '/dev/sda1')]"
+    );
 }

@@ -45,6 +45,16 @@ pub struct DriveLetter {
     /// GPT partition GUID.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gpt_partition_guid: Option<String>,
+    /// Any other identity (removable media, CD-ROM): the UTF-16 device path, or the bytes in hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// The partition of the inspected disk it is (left empty here: matching against the
+    /// partition table is done where the disk is known, by the inspect operation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<u32>,
+    /// Filesystem type of that partition (filled with `partition`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<String>,
 }
 
 /// What only Windows has.
@@ -156,6 +166,49 @@ fn guid(b: &[u8]) -> Option<String> {
     ))
 }
 
+/// Longest device path kept from a MountedDevices value.
+const MAX_DEVICE_PATH: usize = 512;
+
+/// Decodes one MountedDevices value: 12 bytes (MBR disk signature + partition byte offset),
+/// `DMIO:ID:` + GPT partition GUID, or a device path in UTF-16 (anything else in hex).
+pub fn drive_letter(letter: String, b: &[u8]) -> DriveLetter {
+    let mut d = DriveLetter {
+        letter,
+        mbr_disk_signature: None,
+        partition_offset: None,
+        gpt_partition_guid: None,
+        device: None,
+        partition: None,
+        fs_type: None,
+    };
+    if b.len() == 12 {
+        d.mbr_disk_signature = Some(format!(
+            "{:08x}",
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        ));
+        d.partition_offset = b[4..12].try_into().ok().map(u64::from_le_bytes);
+    } else if b.len() == 24 && b.starts_with(b"DMIO:ID:") {
+        d.gpt_partition_guid = guid(&b[8..]);
+    } else {
+        let b = &b[..b.len().min(MAX_DEVICE_PATH * 2)];
+        let units: Vec<u16> = b
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        d.device = match String::from_utf16(&units) {
+            Ok(s)
+                if b.len().is_multiple_of(2)
+                    && !s.is_empty()
+                    && s.chars().all(|c| !c.is_control()) =>
+            {
+                Some(s)
+            }
+            _ => Some(hex(b)),
+        };
+    }
+    d
+}
+
 fn drive_letters(system: &Hive) -> Vec<DriveLetter> {
     let Some(k) = system.key("MountedDevices") else {
         return Vec::new();
@@ -166,22 +219,7 @@ fn drive_letters(system: &Hive) -> Vec<DriveLetter> {
         .filter_map(|(n, v)| {
             let letter = n.strip_prefix("\\DosDevices\\")?.to_string();
             let Value::Bytes(b) = v else { return None };
-            let mut d = DriveLetter {
-                letter,
-                mbr_disk_signature: None,
-                partition_offset: None,
-                gpt_partition_guid: None,
-            };
-            if b.len() == 12 {
-                d.mbr_disk_signature = Some(format!(
-                    "{:08x}",
-                    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-                ));
-                d.partition_offset = b[4..12].try_into().ok().map(u64::from_le_bytes);
-            } else if b.len() == 24 && b.starts_with(b"DMIO:ID:") {
-                d.gpt_partition_guid = guid(&b[8..]);
-            }
-            Some(d)
+            Some(drive_letter(letter, &b))
         })
         .collect();
     out.sort_by(|a, b| a.letter.cmp(&b.letter));

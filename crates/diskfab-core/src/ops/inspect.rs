@@ -2,8 +2,10 @@
 
 use crate::open::Disk;
 use diskfab_fs::FsInfo;
+use diskfab_inspect::windows::DriveLetter;
 pub use diskfab_inspect::Options;
 use diskfab_inspect::{is_os_root, OsInfo};
+use diskfab_part::{PartitionTable, TableKind};
 use diskfab_storage::Result;
 use serde::Serialize;
 use std::time::Instant;
@@ -69,6 +71,12 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
     }
     let operating_systems = found
         .into_iter()
+        .map(|(n, info, mut os)| {
+            if let Some(w) = os.windows.as_mut() {
+                match_drive_letters(&mut w.drive_letters, disk.table.as_ref(), &vols);
+            }
+            (n, info, os)
+        })
         .map(|(n, info, os)| OsEntry {
             root_partition: n,
             root_filesystem: info,
@@ -117,4 +125,44 @@ fn resolve(spec: &str, vols: &[(u32, Option<String>, FsInfo)]) -> Option<u32> {
         .collect();
     let n: u32 = digits.parse().ok()?;
     vols.iter().find(|v| v.0 == n).map(|v| v.0)
+}
+
+/// Resolves Windows drive letters to partitions of this disk: an MBR entry when the disk
+/// signature (MBR offset 440) matches and a partition starts at its byte offset, a GPT entry by
+/// unique partition GUID. Entries that match nothing keep only their raw identity.
+fn match_drive_letters(
+    letters: &mut [DriveLetter],
+    table: Option<&PartitionTable>,
+    vols: &[(u32, Option<String>, FsInfo)],
+) {
+    let Some(t) = table else { return };
+    for d in letters.iter_mut() {
+        let part = match (&t.kind, &d.mbr_disk_signature, d.partition_offset) {
+            (TableKind::Mbr, Some(sig), Some(off)) => {
+                let disk_sig = t.disk_id.as_deref().and_then(|s| s.strip_prefix("0x"));
+                if disk_sig.is_some_and(|s| s.eq_ignore_ascii_case(sig)) {
+                    t.partitions
+                        .iter()
+                        .find(|p| p.start == off && p.type_name != "extended")
+                } else {
+                    None
+                }
+            }
+            (TableKind::Gpt, _, _) => d.gpt_partition_guid.as_deref().and_then(|g| {
+                t.partitions.iter().find(|p| {
+                    p.part_uuid
+                        .as_deref()
+                        .is_some_and(|u| u.eq_ignore_ascii_case(g))
+                })
+            }),
+            _ => None,
+        };
+        if let Some(p) = part {
+            d.partition = Some(p.number);
+            d.fs_type = vols
+                .iter()
+                .find(|v| v.0 == p.number)
+                .map(|v| v.2.fs_type.clone());
+        }
+    }
 }

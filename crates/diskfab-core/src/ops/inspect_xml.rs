@@ -73,16 +73,13 @@ pub fn to_xml(r: &InspectReport) -> String {
             );
             el(&mut x, 4, "product_variant", w.installation_type.as_deref());
             x.push_str("    <drive_mappings>\n");
+            // Like virt-inspector: only the letters resolved to a partition of this disk.
             for d in &w.drive_letters {
-                let target = d
-                    .gpt_partition_guid
-                    .clone()
-                    .or_else(|| d.mbr_disk_signature.clone())
-                    .unwrap_or_default();
+                let Some(p) = d.partition else { continue };
                 x.push_str(&format!(
                     "      <drive_mapping name=\"{}\">{}</drive_mapping>\n",
                     esc(d.letter.trim_end_matches(':')),
-                    esc(&target)
+                    dev(p)
                 ));
             }
             x.push_str("    </drive_mappings>\n");
