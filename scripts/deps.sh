@@ -15,3 +15,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "deps: cargo not found: install Rust (rustup) first" >&2; exit 1; }
+# regipy: an independent registry transaction-log implementation, the oracle of the hive log tests.
+python3 -c 'import regipy' 2>/dev/null || python3 -m pip install -q regipy

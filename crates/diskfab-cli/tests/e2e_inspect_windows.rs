@@ -465,3 +465,141 @@ fn drive_letters_resolve_to_partitions_of_mbr_and_gpt_disks_and_unmatched_keep_r
         "[('C', '/dev/sda2'), ('E', '/dev/sda1')]"
     );
 }
+
+/// A dirty hive `name` (+ `name.LOG1`/`.LOG2`) in `cfg`: `before` merged by hivexregedit, then
+/// a transaction log (tests/hive_log.py, `flags`) carrying the pages `after` changes.
+fn dirty_hive(cfg: &Path, name: &str, before: &str, after: &str, log: &str, flags: &[&str]) {
+    let t = tempfile::tempdir().unwrap();
+    let b = hive(t.path(), "before", before);
+    let a = t.path().join("after");
+    fs::copy(&b, &a).unwrap();
+    let r = t.path().join("after.reg");
+    fs::write(&r, after).unwrap();
+    tool(
+        "hivexregedit",
+        &["--merge", a.to_str().unwrap(), r.to_str().unwrap()],
+    );
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/hive_log.py");
+    let (out, out_log) = (cfg.join(name), cfg.join(format!("{name}.{log}")));
+    let mut args = vec![
+        script.to_str().unwrap(),
+        b.to_str().unwrap(),
+        a.to_str().unwrap(),
+    ];
+    args.extend([out.to_str().unwrap(), out_log.to_str().unwrap()]);
+    args.extend(flags);
+    tool("python3", &args);
+}
+
+/// What regipy (an independent implementation) reads at `key`/`value` after applying `log`.
+fn regipy_recovered(hive: &Path, log: &Path, key: &str, value: &str) -> String {
+    let script = "import sys\nfrom regipy.recovery import apply_transaction_logs\nfrom regipy.registry import RegistryHive\n\
+                  p,_=apply_transaction_logs(sys.argv[1],sys.argv[2],restored_hive_path=sys.argv[1]+'.regipy')\n\
+                  print(RegistryHive(p).get_key(sys.argv[3]).get_value(sys.argv[4]))";
+    let args = [
+        script,
+        hive.to_str().unwrap(),
+        log.to_str().unwrap(),
+        key,
+        value,
+    ];
+    let out = tool(
+        "python3",
+        &std::iter::once("-c").chain(args).collect::<Vec<_>>(),
+    );
+    fs::remove_file(format!("{}.regipy", hive.display())).unwrap();
+    out.trim().to_string()
+}
+
+#[test]
+fn dirty_hives_are_recovered_from_their_transaction_logs_like_regipy_does() {
+    let sys = |host: &str| {
+        let mut d = Vec::new();
+        let mut s = reg_key("\\Select", "\"Current\"=dword:00000001\n", &mut d);
+        s += &reg_key(
+            "\\ControlSet001\\Services\\Tcpip\\Parameters",
+            &format!("\"Hostname\"=\"{host}\"\n"),
+            &mut d,
+        );
+        s
+    };
+    let sw_before = reg_key(
+        "\\Microsoft\\Windows NT\\CurrentVersion",
+        "\"ProductName\"=\"Windows 10 Pro\"\n\"CurrentBuild\"=\"19045\"\n",
+        &mut Vec::new(),
+    );
+    let sw_after =
+        "[\\Microsoft\\Windows NT\\CurrentVersion]\n\"ProductName\"=\"Windows 10 Enterprise\"\n";
+    let host_after =
+        "[\\ControlSet001\\Services\\Tcpip\\Parameters]\n\"Hostname\"=\"WIN-AFTER1\"\n";
+    let tcpip = "\\ControlSet001\\Services\\Tcpip\\Parameters";
+    let t = tempfile::tempdir().unwrap();
+    // (guest, SYSTEM log flags, product and hostname inspect must report, warning expected)
+    let cases = [
+        (
+            "good",
+            vec![],
+            "Windows 10 Enterprise",
+            "WIN-AFTER1",
+            "recovered in memory",
+        ),
+        (
+            "badhash",
+            vec!["--bad-hash"],
+            "Windows 10 Enterprise",
+            "WIN-BEFORE",
+            "wrong hash",
+        ),
+        (
+            "old",
+            vec!["--old"],
+            "Windows 10 Enterprise",
+            "WIN-BEFORE",
+            "older than the hive",
+        ),
+    ];
+    for (guest, flags, product, host, warning) in cases {
+        let g = t.path().join(guest);
+        let cfg = g.join("Windows/System32/config");
+        fs::create_dir_all(&cfg).unwrap();
+        dirty_hive(
+            &cfg,
+            "SYSTEM",
+            &sys("WIN-BEFORE"),
+            host_after,
+            "LOG1",
+            &flags,
+        );
+        // SOFTWARE's changes are in LOG2, LOG1 left empty (as Windows leaves an unused log).
+        dirty_hive(&cfg, "SOFTWARE", &sw_before, sw_after, "LOG2", &[]);
+        fs::write(cfg.join("SOFTWARE.LOG1"), b"").unwrap();
+        if guest == "good" {
+            assert_eq!(
+                regipy_recovered(
+                    &cfg.join("SYSTEM"),
+                    &cfg.join("SYSTEM.LOG1"),
+                    tcpip,
+                    "Hostname"
+                ),
+                host
+            );
+            assert_eq!(
+                regipy_recovered(
+                    &cfg.join("SOFTWARE"),
+                    &cfg.join("SOFTWARE.LOG2"),
+                    "\\Microsoft\\Windows NT\\CurrentVersion",
+                    "ProductName"
+                ),
+                product
+            );
+        }
+        let os = inspect_tree(t.path(), &g);
+        assert_eq!(
+            (os["product_name"].as_str(), os["hostname"].as_str()),
+            (Some(product), Some(host)),
+            "{guest}: {os}"
+        );
+        let w = os["warnings"].to_string();
+        assert!(w.contains("SYSTEM") && w.contains(warning), "{guest}: {w}");
+    }
+}

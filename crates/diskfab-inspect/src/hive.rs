@@ -308,9 +308,16 @@ impl<'a> Key<'a> {
     }
 }
 
-/// Fuzzing entry point: a hive through every lookup inspection makes.
+/// Fuzzing entry point: a hive, recovered with the transaction log that may follow it (from
+/// the next `regf` signature at a 512-byte boundary), through every lookup inspection makes.
 pub fn fuzz_hive(data: &[u8]) {
-    let Ok(h) = Hive::new(data.to_vec()) else {
+    let split = (1..data.len() / 512)
+        .map(|i| i * 512)
+        .find(|&o| data.get(o..o + 4) == Some(b"regf"))
+        .unwrap_or(data.len());
+    let (hive, log) = data.split_at(split);
+    let (hive, _) = crate::hivelog::recover(hive.to_vec(), &[("LOG1", log)]);
+    let Ok(h) = Hive::new(hive) else {
         return;
     };
     let _ = h.dirty();

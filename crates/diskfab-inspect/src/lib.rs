@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod hive;
+pub mod hivelog;
 pub mod initramfs;
 mod netplan;
 mod network;

@@ -106,15 +106,24 @@ fn open_hive(fs: &mut dyn Filesystem, root: &str, name: &str, w: &mut Vec<String
             return None;
         }
     };
-    match Hive::new(bytes) {
-        Ok(h) => {
-            if h.dirty() {
-                w.push(format!(
-                    "{p}: the hive is dirty; changes still in its transaction logs are not shown"
-                ));
+    let logs: Vec<(String, Vec<u8>)> = ["LOG1", "LOG2"]
+        .iter()
+        .filter_map(|ext| {
+            let lp = read::find_ci(fs, &format!("{p}.{ext}"))?;
+            match read::file(fs, &lp, MAX_HIVE_BYTES) {
+                Ok(b) => Some((lp, b?)),
+                Err(e) => {
+                    w.push(e);
+                    None
+                }
             }
-            Some(h)
-        }
+        })
+        .collect();
+    let refs: Vec<(&str, &[u8])> = logs.iter().map(|(n, b)| (n.as_str(), &b[..])).collect();
+    let (bytes, log_warnings) = crate::hivelog::recover(bytes, &refs);
+    w.extend(log_warnings.into_iter().map(|m| format!("{p}: {m}")));
+    match Hive::new(bytes) {
+        Ok(h) => Some(h),
         Err(e) => {
             w.push(format!("{p}: {e}"));
             None
