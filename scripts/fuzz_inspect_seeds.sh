@@ -40,3 +40,9 @@ mkdir -p "$S/irn/lib/modules/6.1/kernel/drivers/net"; echo m > "$S/irn/lib/modul
 (cd "$S/irn" && find . | cpio -o -H newc --quiet) > "$S/net.cpio"
 { cat "$S/early.cpio"; zstd -q < "$S/main.cpio"; head -c 8 /dev/zero; xz --check=crc32 < "$S/net.cpio"; } > "$OUT/initramfs/seed-multi-zstd-xz"
 { gzip < "$S/main.cpio"; gzip < "$S/net.cpio"; lz4 -l -q < "$S/net.cpio"; } > "$OUT/initramfs/seed-multi-gzip2-lz4"
+# A dirty hive followed by its transaction log (fuzz_hive splits at the log's regf signature).
+cp "$S/SYSTEM" "$S/S1"
+printf '[\\ControlSet001\\Services\\viostor]\n"Start"=dword:00000003\n"Group"="SCSI miniport"\n' > "$S/s1.reg"
+hivexregedit --merge "$S/S1" "$S/s1.reg"
+python3 crates/diskfab-cli/tests/hive_log.py "$S/SYSTEM" "$S/S1" "$S/dirty" "$S/dirty.LOG1"
+cat "$S/dirty" "$S/dirty.LOG1" > "$OUT/hive/seed-dirty-with-log"

@@ -1,4 +1,5 @@
-//! Fuzzes the initramfs reader: concatenated cpio archives and gzip/xz/zstd/lz4 segments.
+//! Fuzzes the initramfs reader: every segment of concatenated cpio archives and gzip/xz/zstd/lz4
+//! streams with zero padding between them.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
