@@ -156,27 +156,63 @@ fn entries<'a>(name: &str, log: &'a [u8], w: &mut Vec<String>) -> Vec<Entry<'a>>
     out
 }
 
+/// A primary base block with a wrong checksum is replaced by the first valid partial copy
+/// (512 bytes) a log holds, as Windows does; false when there is none.
+fn restore_base_block(base: &mut [u8], logs: &[(&str, &[u8])], w: &mut Vec<String>) -> bool {
+    let copy = logs.iter().find(|(_, l)| {
+        l.get(..4) == Some(b"regf") && l.len() >= 512 && base_checksum(l) == u32le(l, 508)
+    });
+    let (Some((name, log)), true) = (copy, base.len() >= 512) else {
+        w.push("base block checksum is wrong and no log holds a valid copy; not recovered".into());
+        return false;
+    };
+    base[..512].copy_from_slice(&log[..512]);
+    base[28..32].copy_from_slice(&0u32.to_le_bytes()); // file type: primary
+    w.push(format!(
+        "base block checksum is wrong; restored from {name}"
+    ));
+    true
+}
+
 /// Recovers a dirty hive with its transaction logs (`logs`: (name, bytes) of LOG1 then LOG2):
 /// entries from the hive's secondary sequence number on are applied in sequence order while
-/// the numbers follow each other; older entries (already in the hive) are ignored. Returns the
-/// hive to read and what happened. A clean hive is returned unchanged.
-pub fn recover(base: Vec<u8>, logs: &[(&str, &[u8])]) -> (Vec<u8>, Vec<String>) {
+/// the numbers follow each other; older entries (already in the hive) are ignored. A base block
+/// with a wrong checksum is first restored from a log. Returns the hive to read and what
+/// happened. A clean hive is returned unchanged.
+pub fn recover(mut hive: Vec<u8>, logs: &[(&str, &[u8])]) -> (Vec<u8>, Vec<String>) {
     let mut w = Vec::new();
-    let (Some(primary), Some(secondary)) = (u32le(&base, 4), u32le(&base, 8)) else {
-        return (base, w);
+    let (Some(primary), Some(secondary)) = (u32le(&hive, 4), u32le(&hive, 8)) else {
+        return (hive, w);
     };
-    if base.get(..4) != Some(b"regf") || primary == secondary {
-        return (base, w);
+    let torn = base_checksum(&hive) != u32le(&hive, 508);
+    if hive.get(..4) != Some(b"regf") || (primary == secondary && !torn) {
+        return (hive, w);
     }
-    if base_checksum(&base) != u32le(&base, 508) {
-        w.push("dirty hive with a wrong base block checksum; not recovered".into());
-        return (base, w);
+    if torn && !restore_base_block(&mut hive, logs, &mut w) {
+        return (hive, w);
     }
+    let secondary = u32le(&hive, 8).unwrap_or(secondary);
+    let all = applicable(logs, secondary, &mut w);
+    match apply(&mut hive, &all, &mut w) {
+        Some(last) => w.push(format!(
+            "dirty hive recovered in memory from its transaction logs (entries {}..={last})",
+            all[0].seq
+        )),
+        None => w.push(
+            "dirty hive: no applicable transaction log entry; changes still in the logs are not shown"
+                .into(),
+        ),
+    }
+    (hive, w)
+}
+
+/// The checked entries of every log from sequence number `from` on, sorted, without repeats.
+fn applicable<'a>(logs: &[(&str, &'a [u8])], from: u32, w: &mut Vec<String>) -> Vec<Entry<'a>> {
     let mut all: Vec<Entry> = Vec::new();
     let mut older = 0;
     for (name, log) in logs {
-        for e in entries(name, log, &mut w) {
-            if e.seq < secondary {
+        for e in entries(name, log, w) {
+            if e.seq < from {
                 older += 1;
             } else {
                 all.push(e);
@@ -185,20 +221,21 @@ pub fn recover(base: Vec<u8>, logs: &[(&str, &[u8])]) -> (Vec<u8>, Vec<String>) 
     }
     if older > 0 {
         w.push(format!(
-            "{older} log entries older than the hive (sequence < {secondary}) ignored"
+            "{older} log entries older than the hive (sequence < {from}) ignored"
         ));
     }
     all.sort_by_key(|e| e.seq);
     all.dedup_by_key(|e| e.seq);
-    let mut hive = base;
+    all
+}
+
+/// Applies consecutive entries to `hive` (stopping at a gap) and updates its base block;
+/// returns the last sequence number applied.
+fn apply(hive: &mut Vec<u8>, all: &[Entry], w: &mut Vec<String>) -> Option<u32> {
     let mut applied: Option<u32> = None;
-    for e in &all {
-        if applied.is_some_and(|a| e.seq != a.wrapping_add(1)) {
-            w.push(format!(
-                "log entry {} does not follow {}; stopped",
-                e.seq,
-                applied.unwrap_or(0)
-            ));
+    for e in all {
+        if let Some(a) = applied.filter(|a| e.seq != a.wrapping_add(1)) {
+            w.push(format!("log entry {} does not follow {a}; stopped", e.seq));
             break;
         }
         hive.resize(BASE + e.bins_size, 0);
@@ -208,21 +245,13 @@ pub fn recover(base: Vec<u8>, logs: &[(&str, &[u8])]) -> (Vec<u8>, Vec<String>) 
         hive[40..44].copy_from_slice(&(e.bins_size as u32).to_le_bytes());
         applied = Some(e.seq);
     }
-    match applied {
-        Some(last) => {
-            hive[4..8].copy_from_slice(&last.to_le_bytes());
-            hive[8..12].copy_from_slice(&last.to_le_bytes());
-            if let Some(c) = base_checksum(&hive) {
-                hive[508..512].copy_from_slice(&c.to_le_bytes());
-            }
-            w.push(format!(
-                "dirty hive recovered in memory from its transaction logs (entries {}..={last})",
-                all[0].seq
-            ));
-        }
-        None => w.push("dirty hive: no applicable transaction log entry; changes still in the logs are not shown".into()),
+    let last = applied?;
+    hive[4..8].copy_from_slice(&last.to_le_bytes());
+    hive[8..12].copy_from_slice(&last.to_le_bytes());
+    if let Some(c) = base_checksum(hive) {
+        hive[508..512].copy_from_slice(&c.to_le_bytes());
     }
-    (hive, w)
+    Some(last)
 }
 
 #[cfg(test)]
@@ -244,6 +273,92 @@ mod tests {
             marvin32(b"abc", 0xd53c_d9ce_cd08_93b7),
             0x22c7_4339_4927_69bf
         );
+    }
+
+    /// A dirty hive (primary = secondary + 1 = `seq` + 1) of one 4 KiB bin filled with `fill`.
+    fn dirty_hive(seq: u32, fill: u8) -> Vec<u8> {
+        let mut h = vec![fill; BASE + 4096];
+        h[..BASE].fill(0);
+        h[..4].copy_from_slice(b"regf");
+        h[4..8].copy_from_slice(&(seq + 1).to_le_bytes());
+        h[8..12].copy_from_slice(&seq.to_le_bytes());
+        h[40..44].copy_from_slice(&4096u32.to_le_bytes());
+        let c = base_checksum(&h).unwrap();
+        h[508..512].copy_from_slice(&c.to_le_bytes());
+        h
+    }
+
+    /// A log (partial base block + entries) with (sequence, bins size, [(offset, byte, len)]).
+    /// A dirty page of a test entry: (offset in the bins, fill byte, length).
+    type Page = (u32, u8, usize);
+
+    fn log(entries: &[(u32, u32, &[Page])]) -> Vec<u8> {
+        let mut l = dirty_hive(7, 0)[..512].to_vec();
+        l[4..8].copy_from_slice(&7u32.to_le_bytes());
+        let c = base_checksum(&l).unwrap();
+        l[508..512].copy_from_slice(&c.to_le_bytes());
+        for (seq, bins, pages) in entries {
+            let mut e = vec![0u8; 40];
+            e[..4].copy_from_slice(b"HvLE");
+            e[12..16].copy_from_slice(&seq.to_le_bytes());
+            e[16..20].copy_from_slice(&bins.to_le_bytes());
+            e[20..24].copy_from_slice(&(pages.len() as u32).to_le_bytes());
+            for (off, _, len) in *pages {
+                e.extend(off.to_le_bytes());
+                e.extend((*len as u32).to_le_bytes());
+            }
+            for (_, b, len) in *pages {
+                e.extend(std::iter::repeat_n(*b, *len));
+            }
+            e.resize(e.len().div_ceil(512) * 512, 0);
+            let n = e.len() as u32;
+            e[4..8].copy_from_slice(&n.to_le_bytes());
+            let h1 = marvin32(&e[40..], MARVIN_SEED);
+            e[24..32].copy_from_slice(&h1.to_le_bytes());
+            let h2 = marvin32(&e[..32], MARVIN_SEED);
+            e[32..40].copy_from_slice(&h2.to_le_bytes());
+            l.extend(e);
+        }
+        l
+    }
+
+    #[test]
+    fn entries_of_both_logs_apply_in_sequence_order_growing_the_hive_until_a_gap() {
+        let hive = dirty_hive(7, 0xaa);
+        // LOG1 holds 8 and an old 6; LOG2 holds 9 (grows the bins to 8 KiB) and 11 (a gap).
+        let l1 = log(&[(6, 4096, &[(0, 0x66, 4096)]), (8, 4096, &[(0, 0x88, 512)])]);
+        let l2 = log(&[
+            (9, 8192, &[(4096, 0x99, 4096)]),
+            (11, 8192, &[(0, 0x11, 512)]),
+        ]);
+        let (out, w) = recover(hive.clone(), &[("L1", &l1), ("L2", &l2)]);
+        assert_eq!(out.len(), BASE + 8192, "{w:?}");
+        assert_eq!(
+            (out[BASE], out[BASE + 512], out[BASE + 4096]),
+            (0x88, 0xaa, 0x99)
+        );
+        assert_eq!(
+            (u32le(&out, 4), u32le(&out, 8), u32le(&out, 40)),
+            (Some(9), Some(9), Some(8192))
+        );
+        assert_eq!(base_checksum(&out), u32le(&out, 508));
+        let w = w.join("\n");
+        assert!(
+            w.contains("1 log entries older") && w.contains("11 does not follow 9"),
+            "{w}"
+        );
+        // A clean hive ignores its logs; a torn base block is restored from the log's copy.
+        let mut clean = hive.clone();
+        clean[4..8].copy_from_slice(&7u32.to_le_bytes());
+        let c = base_checksum(&clean).unwrap();
+        clean[508..512].copy_from_slice(&c.to_le_bytes());
+        let (out, w) = recover(clean.clone(), &[("L1", &l1)]);
+        assert!(out == clean && w.is_empty(), "{w:?}");
+        let mut torn = hive;
+        torn[508] ^= 1;
+        let (out, w) = recover(torn, &[("L1", &l1)]);
+        assert!(w[0].contains("restored from L1"), "{w:?}");
+        assert_eq!((out[BASE], u32le(&out, 8)), (0x88, Some(8)), "{w:?}");
     }
 
     #[test]
