@@ -226,11 +226,24 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
         }
         copied_checks.push((off, e & COPIED != 0, format!("L2 table at {off:#x}")));
         host.read(&mut l2, off)?;
-        for (j, &ent) in be64s(&l2).iter().enumerate() {
+        let words = be64s(&l2);
+        let w = (h.l2_entry_bytes() / 8) as usize;
+        for (j, e) in words.chunks_exact(w).enumerate() {
+            let (ent, bitmap) = (e[0], if w == 2 { e[1] } else { 0 });
+            let guest = (i as u64 * h.l2_entries() + j as u64) * cs;
+            if let Some(why) = (w == 2)
+                .then(|| crate::qcow2::invalid_bitmap(ent, bitmap))
+                .flatten()
+            {
+                r.problem(
+                    true,
+                    format!("ERROR L2 entry for guest offset {guest:#x}: {why}"),
+                );
+                continue;
+            }
             if ent == 0 {
                 continue;
             }
-            let guest = (i as u64 * h.l2_entries() + j as u64) * cs;
             if ent & COMPRESSED != 0 {
                 let hoff = ent & ((1u64 << x) - 1);
                 let sectors = ((ent >> x) & ((1u64 << (h.cluster_bits - 8)) - 1)) + 1;
@@ -247,7 +260,7 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
             if hoff == 0 {
                 continue; // unallocated or zero without a host cluster
             }
-            r.allocated_clusters += u64::from(ent & 1 == 0 || h.version < 3);
+            r.allocated_clusters += u64::from(ent & 1 == 0 || h.version < 3 || w == 2);
             if !hoff.is_multiple_of(cs) || !refs.add(hoff, cs) {
                 r.problem(true, format!("ERROR L2 entry for guest offset {guest:#x} points to {hoff:#x}, outside the file or unaligned"));
                 continue;
@@ -265,7 +278,13 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
             r.problem(true, format!("ERROR OFLAG_COPIED {what}: refcount={rc}"));
         }
     }
-    let max = nclusters.max(blocks.len() * per_block);
+    // Up to the last refcount block present (not the whole table: 2 MiB clusters give a table
+    // of 256K entries of 1M refcounts each).
+    let used_blocks = blocks
+        .iter()
+        .rposition(Option::is_some)
+        .map_or(0, |i| i + 1);
+    let max = nclusters.max(used_blocks * per_block);
     for c in 0..max {
         let want = u64::from(refs.counts.get(c).copied().unwrap_or(0));
         let have = refcount(c);

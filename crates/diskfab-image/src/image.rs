@@ -492,6 +492,7 @@ impl Image {
                 "l1_entries": h.l1_size,
                 "bitmaps": h.has_bitmaps,
                 "compression_type": if h.compression_type == 1 { "zstd" } else { "zlib" },
+                "extended_l2": h.extended_l2(),
             }));
         }
         Ok(info)
