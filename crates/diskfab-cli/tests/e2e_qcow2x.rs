@@ -76,3 +76,50 @@ fn create_and_convert_with_extended_l2_make_images_qemu_reads_identically() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("16K"));
     assert!(!t.path().join("bad.qcow2").exists());
 }
+
+#[test]
+fn info_shows_the_external_data_file_and_the_gate_refuses_one_outside_with_exit_code_3() {
+    let t = tempfile::tempdir().unwrap();
+    let (img_dir, other) = (t.path().join("a/b"), t.path().join("other"));
+    std::fs::create_dir_all(&img_dir).unwrap();
+    std::fs::create_dir_all(&other).unwrap();
+    let img = img_dir.join("img.qcow2");
+    let img = img.to_str().unwrap();
+    // Relative data file names: this QEMU resolves them against its working directory.
+    let o = std::process::Command::new("qemu-img")
+        .current_dir(&img_dir)
+        .args([
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-o",
+            "data_file=d.raw",
+            img,
+            "1M",
+        ])
+        .status()
+        .unwrap();
+    assert!(o.success());
+    let v: serde_json::Value = serde_json::from_str(&ok(&["info", "--json", img])).unwrap();
+    assert_eq!(v["image"]["format_specific"]["data_file"], "d.raw");
+    assert_eq!(v["image"]["format_specific"]["data_file_raw"], false);
+    // Now the data file is a symlink to a directory the gate does not allow.
+    std::fs::rename(img_dir.join("d.raw"), other.join("d.raw")).unwrap();
+    std::os::unix::fs::symlink(other.join("d.raw"), img_dir.join("d.raw")).unwrap();
+    let o = diskfab(&["info", "--json", img]);
+    assert_eq!(o.status.code(), Some(3));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("external data file") && err.contains("--backing-dir"),
+        "{err}"
+    );
+    let allowed = ok(&[
+        "info",
+        "--json",
+        "--backing-dir",
+        other.to_str().unwrap(),
+        img,
+    ]);
+    assert!(allowed.contains("d.raw"));
+}

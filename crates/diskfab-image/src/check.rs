@@ -209,6 +209,8 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
         }
     };
     let x = 62 - (h.cluster_bits - 8);
+    // Data clusters in an external data file are not refcounted in the image.
+    let ext_data = h.data_file.is_some();
     let mut copied_checks: Vec<(u64, bool, String)> = Vec::new();
     r.total_clusters = h.size.div_ceil(cs);
     let mut l2 = vec![0u8; cs as usize];
@@ -232,7 +234,7 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
             let (ent, bitmap) = (e[0], if w == 2 { e[1] } else { 0 });
             let guest = (i as u64 * h.l2_entries() + j as u64) * cs;
             if let Some(why) = (w == 2)
-                .then(|| crate::qcow2::invalid_bitmap(ent, bitmap))
+                .then(|| crate::qcow2::invalid_bitmap(ent, bitmap, ext_data))
                 .flatten()
             {
                 r.problem(
@@ -257,6 +259,10 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
                 continue;
             }
             let hoff = ent & OFFSET_MASK;
+            if ext_data {
+                r.allocated_clusters += u64::from(hoff != 0 || ent & COPIED != 0);
+                continue;
+            }
             if hoff == 0 {
                 continue; // unallocated or zero without a host cluster
             }

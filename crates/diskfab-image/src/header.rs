@@ -25,7 +25,10 @@ const EXT_CRYPTO: u32 = 0x0537_be77;
 pub const INCOMPAT_DIRTY: u64 = 1;
 /// Image marked corrupt by QEMU.
 pub const INCOMPAT_CORRUPT: u64 = 2;
-const INCOMPAT_DATA_FILE: u64 = 4;
+/// The guest data lives in an external data file named by a header extension.
+pub const INCOMPAT_DATA_FILE: u64 = 4;
+/// Autoclear bit: the external data file is a valid raw image of the guest (offset = guest).
+pub const AUTOCLEAR_DATA_FILE_RAW: u64 = 2;
 const INCOMPAT_COMPRESSION: u64 = 8;
 /// Extended L2 entries: 128-bit entries with a 32-subcluster allocation/zero bitmap.
 pub const INCOMPAT_EXTL2: u64 = 16;
@@ -67,6 +70,8 @@ pub struct Qcow2Header {
     pub has_bitmaps: bool,
     /// Compression of compressed clusters: 0 = zlib (deflate), 1 = zstd.
     pub compression_type: u8,
+    /// The external data file name as stored (the data-file extension), when the image has one.
+    pub data_file: Option<String>,
 }
 
 impl Qcow2Header {
@@ -203,7 +208,12 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
         )));
     }
     let backing_file = parse_backing_name(b, backing_off, backing_len, cs)?;
-    let (backing_format, has_bitmaps) = parse_extensions(b, header_length as usize)?;
+    let ext = parse_extensions(b, header_length as usize)?;
+    if (incompatible & INCOMPAT_DATA_FILE != 0) != ext.data_file.is_some() {
+        return Err(Error::bad(
+            "qcow2 external data file bit and data-file header extension disagree",
+        ));
+    }
     Ok(Qcow2Header {
         version,
         cluster_bits,
@@ -219,8 +229,9 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
         refcount_order,
         header_length,
         backing_file,
-        backing_format,
-        has_bitmaps,
+        backing_format: ext.backing_format,
+        has_bitmaps: ext.has_bitmaps,
+        data_file: ext.data_file,
         compression_type: if incompatible & INCOMPAT_COMPRESSION != 0 && header_length > 104 {
             b.get(104).copied().unwrap_or(0)
         } else {
@@ -240,11 +251,6 @@ fn check_features(incompat: u64, b: &[u8], header_length: u32) -> Result<()> {
             "qcow2 incompatible feature bits {:#x}",
             incompat & !known
         )));
-    }
-    if incompat & INCOMPAT_DATA_FILE != 0 {
-        return Err(Error::Unsupported(
-            "qcow2 with an external data file".into(),
-        ));
     }
     if incompat & INCOMPAT_COMPRESSION != 0
         && header_length > 104
@@ -287,13 +293,20 @@ fn parse_backing_name(b: &[u8], off: u64, len: u32, cs: u64) -> Result<Option<St
     Ok(Some(s.to_string()))
 }
 
-fn parse_extensions(b: &[u8], start: usize) -> Result<(Option<String>, bool)> {
+/// What the header extensions say.
+#[derive(Default)]
+struct Extensions {
+    backing_format: Option<String>,
+    has_bitmaps: bool,
+    data_file: Option<String>,
+}
+
+fn parse_extensions(b: &[u8], start: usize) -> Result<Extensions> {
     let mut off = start;
-    let mut fmt = None;
-    let mut bitmaps = false;
+    let mut x = Extensions::default();
     for _ in 0..1024 {
         if off + 8 > b.len() {
-            return Ok((fmt, bitmaps)); // no end marker inside what we have: stop
+            return Ok(x); // no end marker inside what we have: stop
         }
         let ty = be32(b, off)?;
         let len = be32(b, off + 4)? as usize;
@@ -303,20 +316,42 @@ fn parse_extensions(b: &[u8], start: usize) -> Result<(Option<String>, bool)> {
             .filter(|&e| e <= b.len())
             .ok_or_else(|| Error::bad("qcow2 header extension runs past the header"))?;
         match ty {
-            EXT_END => return Ok((fmt, bitmaps)),
+            EXT_END => return Ok(x),
             EXT_BACKING_FORMAT => {
                 let s = std::str::from_utf8(&b[data..end])
                     .map_err(|_| Error::bad("qcow2 backing format is not UTF-8"))?;
-                fmt = Some(s.trim_end_matches('\0').to_string());
+                x.backing_format = Some(s.trim_end_matches('\0').to_string());
             }
-            EXT_BITMAPS => bitmaps = true,
+            EXT_BITMAPS => x.has_bitmaps = true,
             EXT_CRYPTO => return Err(Error::Unsupported("encrypted qcow2 images".into())),
-            EXT_FEATURE_NAMES | EXT_DATA_FILE => {}
+            EXT_DATA_FILE => x.data_file = Some(parse_data_file_name(&b[data..end])?),
+            EXT_FEATURE_NAMES => {}
             _ => {}
         }
         off = end.div_ceil(8) * 8;
     }
     Err(Error::bad("qcow2 has too many header extensions"))
+}
+
+/// Checks an external data file name: 1..=1023 bytes of UTF-8 without NUL, and a plain file
+/// name (no `/`, not `.` or `..`): the data file must sit next to the image. Where it really
+/// leads (symlinks) is then decided by the backing-file gate.
+pub fn parse_data_file_name(raw: &[u8]) -> Result<String> {
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| Error::bad("qcow2 external data file name is not UTF-8"))?;
+    if s.is_empty() || s.len() > 1023 || s.contains('\0') {
+        return Err(Error::bad(
+            "qcow2 external data file name is empty, too long or contains NUL",
+        ));
+    }
+    if s.contains('/') || s == "." || s == ".." {
+        return Err(Error::bad(format!(
+            "qcow2 external data file {s:?} is not a plain file name; diskfab opens data files \
+             only next to the image (put it there and rewrite the name with \
+             `qemu-img amend -o data_file=NAME`)"
+        )));
+    }
+    Ok(s.to_string())
 }
 
 /// What to put in a new qcow2 header.

@@ -153,7 +153,7 @@ fn header_length_must_fit_v3_fields_and_the_first_cluster() {
 
 #[test]
 fn unknown_incompatible_features_encryption_and_data_files_are_unsupported() {
-    for bits in [1u64 << 5, 1 << 63, INCOMPAT_DATA_FILE] {
+    for bits in [1u64 << 5, 1 << 63] {
         assert!(is_unsupported(patched(|b| put64(b, 72, bits))), "{bits:#x}");
     }
     // Unknown compatible and autoclear bits are harmless.
@@ -216,4 +216,44 @@ fn extended_l2_needs_16k_clusters_and_halves_the_entries_per_l2_table() {
     let mut small = built(13, 1 << 20, None);
     put64(&mut small, 72, INCOMPAT_EXTL2);
     assert!(is_bad(parse_qcow2_header(&small)), "8 KiB clusters");
+}
+
+#[test]
+fn data_file_names_must_be_plain_names_and_match_the_feature_bit() {
+    for bad in [
+        &b"/etc/shadow"[..],
+        b"../x.raw",
+        b"d/x.raw",
+        b"..",
+        b".",
+        b"",
+        b"a\0b",
+        b"\xff",
+    ] {
+        assert!(
+            matches!(parse_data_file_name(bad), Err(Error::BadImage(_))),
+            "{bad:?}"
+        );
+    }
+    assert!(parse_data_file_name(&[b'a'; 1024]).is_err());
+    assert_eq!(parse_data_file_name(b"x.raw").unwrap(), "x.raw");
+    // The bit without the extension (and the other way round) is corruption.
+    assert!(is_bad(patched(|b| put64(b, 72, INCOMPAT_DATA_FILE))));
+    let mut img = built(16, 1 << 30, None);
+    let hl = u32::from_be_bytes(img[100..104].try_into().unwrap()) as usize;
+    put32(&mut img, hl, EXT_DATA_FILE);
+    put32(&mut img, hl + 4, 5);
+    img[hl + 8..hl + 13].copy_from_slice(b"x.raw");
+    put64(&mut img, hl + 16, 0); // end marker
+    assert!(
+        is_bad(parse_qcow2_header(&img)),
+        "extension without the bit"
+    );
+    put64(&mut img, 72, INCOMPAT_DATA_FILE);
+    assert_eq!(
+        parse_qcow2_header(&img).unwrap().data_file.as_deref(),
+        Some("x.raw")
+    );
+    img[hl + 8..hl + 13].copy_from_slice(b"../xx");
+    assert!(is_bad(parse_qcow2_header(&img)), "name with ..");
 }

@@ -54,6 +54,8 @@ pub struct Qcow2Dev {
     pub(crate) host: Host,
     pub(crate) hdr: Qcow2Header,
     backing: Option<DevRef>,
+    /// The external data file (opened through the gate), where data clusters live.
+    data: Option<Host>,
     writable: bool,
     st: Mutex<State>,
 }
@@ -132,6 +134,7 @@ impl Qcow2Dev {
             host,
             hdr,
             backing,
+            data: None,
             writable,
             st: Mutex::new(State {
                 l1,
@@ -141,6 +144,23 @@ impl Qcow2Dev {
                 comp_cursor: 0,
             }),
         })
+    }
+
+    /// Attaches the external data file the header names (read-only images only).
+    pub fn with_data_file(mut self, data: Host) -> Result<Self> {
+        if self.writable {
+            return Err(Error::Unsupported(format!(
+                "{}: writing qcow2 images with an external data file; open it read-only",
+                self.host.path.display()
+            )));
+        }
+        self.data = Some(data);
+        Ok(self)
+    }
+
+    /// The file data clusters live in: the external data file, or the image itself.
+    fn data_file(&self) -> &Host {
+        self.data.as_ref().unwrap_or(&self.host)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
@@ -204,6 +224,11 @@ impl Qcow2Dev {
 
     fn decode(&self, e: u64, file_len: u64) -> Result<Map> {
         if e & COMPRESSED != 0 {
+            if self.hdr.data_file.is_some() {
+                return Err(
+                    self.bad("compressed cluster in an image with an external data file".into())
+                );
+            }
             let x = 62 - (self.hdr.cluster_bits - 8);
             let host = e & ((1u64 << x) - 1);
             let sectors = ((e >> x) & ((1u64 << (self.hdr.cluster_bits - 8)) - 1)) + 1;
@@ -221,7 +246,8 @@ impl Qcow2Dev {
         if e & ZERO != 0 && self.hdr.version >= 3 {
             return Ok(Map::Zero((host != 0).then_some(host)));
         }
-        if host == 0 {
+        // With a data file, offset 0 is a real cluster; COPIED tells it from unallocated.
+        if host == 0 && !(self.hdr.data_file.is_some() && e & COPIED != 0) {
             return Ok(Map::Unalloc);
         }
         Ok(Map::Data {
@@ -234,7 +260,13 @@ impl Qcow2Dev {
     fn data_host(&self, e: u64, file_len: u64) -> Result<u64> {
         let cs = self.hdr.cluster_size();
         let host = e & OFFSET_MASK;
-        if host != 0 && (!host.is_multiple_of(cs) || host >= file_len || host >= MAX_HOST_OFFSET) {
+        // Data-file offsets are not in this file (reads past the data file's end are zeroes).
+        let limit = if self.hdr.data_file.is_some() {
+            MAX_HOST_OFFSET
+        } else {
+            file_len
+        };
+        if host != 0 && (!host.is_multiple_of(cs) || host >= limit) {
             return Err(self.bad(format!(
                 "L2 entry points to {host:#x}, past the end of the file or unaligned"
             )));
@@ -290,7 +322,7 @@ impl Qcow2Dev {
                 out.fill(0);
                 Ok(())
             }
-            Map::Data { host, .. } => self.host.read(out, host),
+            Map::Data { host, .. } => self.data_file().read(out, host),
             Map::Compressed { host, len } => self.inflate(host, len, out),
         }
     }
@@ -381,7 +413,7 @@ impl Qcow2Dev {
             match m {
                 Map::Unalloc => self.read_backing(dst, pos)?,
                 Map::Zero(_) => dst.fill(0),
-                Map::Data { host, .. } => self.host.read(dst, host + (pos & (us - 1)))?,
+                Map::Data { host, .. } => self.data_file().read(dst, host + (pos & (us - 1)))?,
                 Map::Compressed { host, len } => {
                     let inner = (pos & (cs - 1)) as usize;
                     scratch.resize(cs as usize, 0);

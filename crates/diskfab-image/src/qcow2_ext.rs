@@ -12,14 +12,16 @@ const ALL_ZERO: u64 = 0xffff_ffff << 32;
 
 /// What is wrong with an extended L2 entry and its bitmap, if anything (pure; used by the
 /// engine and by `check`).
-pub(crate) fn invalid_bitmap(e: u64, bitmap: u64) -> Option<&'static str> {
+/// `data_file`: the image has an external data file, where offset 0 with COPIED is a cluster.
+pub(crate) fn invalid_bitmap(e: u64, bitmap: u64, data_file: bool) -> Option<&'static str> {
     if e & COMPRESSED != 0 {
         return (bitmap != 0).then_some("compressed cluster with a non-zero subcluster bitmap");
     }
     if (bitmap >> 32) & bitmap & ALL_ALLOC != 0 {
         return Some("subcluster both allocated and reading as zeroes");
     }
-    if e & OFFSET_MASK == 0 && bitmap & ALL_ALLOC != 0 {
+    let no_host = e & OFFSET_MASK == 0 && !(data_file && e & COPIED != 0);
+    if no_host && bitmap & ALL_ALLOC != 0 {
         return Some("allocated subclusters in a cluster without a host cluster");
     }
     None
@@ -33,7 +35,7 @@ fn mask(s0: u64, s1: u64) -> u64 {
 impl Qcow2Dev {
     /// Decodes subcluster `sub` of an extended L2 entry.
     pub(super) fn decode_ext(&self, e: u64, bitmap: u64, sub: u32, file_len: u64) -> Result<Map> {
-        if let Some(why) = invalid_bitmap(e, bitmap) {
+        if let Some(why) = invalid_bitmap(e, bitmap, self.hdr.data_file.is_some()) {
             return Err(self.bad(format!("L2 entry {e:#x} bitmap {bitmap:#x}: {why}")));
         }
         if e & COMPRESSED != 0 {
@@ -55,7 +57,7 @@ impl Qcow2Dev {
     /// The checked entry of cluster `vc` for a write: (entry, bitmap).
     fn ext_entry_for_write(&self, st: &mut State, vc: u64) -> Result<(u64, u64)> {
         let (e, bm) = self.entry(st, vc)?;
-        if let Some(why) = invalid_bitmap(e, bm) {
+        if let Some(why) = invalid_bitmap(e, bm, false) {
             return Err(self.bad(format!("L2 entry {e:#x} bitmap {bm:#x}: {why}")));
         }
         if e & COMPRESSED == 0 && e & OFFSET_MASK != 0 && e & COPIED == 0 {
@@ -179,13 +181,16 @@ mod tests {
     #[test]
     fn hostile_bitmaps_are_invalid() {
         let host = 0x10000 | COPIED;
-        assert!(invalid_bitmap(host, 1 | (1 << 32)).is_some(), "alloc+zero");
-        assert!(invalid_bitmap(0, 1).is_some(), "alloc without host");
-        assert!(invalid_bitmap(COMPRESSED | 0x10000, 1 << 40).is_some());
-        assert!(invalid_bitmap(host, ALL_ALLOC).is_none());
-        assert!(invalid_bitmap(0, ALL_ZERO).is_none());
         assert!(
-            invalid_bitmap(host, 0).is_none(),
+            invalid_bitmap(host, 1 | (1 << 32), false).is_some(),
+            "alloc+zero"
+        );
+        assert!(invalid_bitmap(0, 1, false).is_some(), "alloc without host");
+        assert!(invalid_bitmap(COMPRESSED | 0x10000, 1 << 40, false).is_some());
+        assert!(invalid_bitmap(host, ALL_ALLOC, false).is_none());
+        assert!(invalid_bitmap(0, ALL_ZERO, false).is_none());
+        assert!(
+            invalid_bitmap(host, 0, false).is_none(),
             "allocated cluster, all unallocated"
         );
     }
