@@ -52,6 +52,8 @@ pub struct Qcow2Header {
     pub refcount_table_clusters: u32,
     /// Internal snapshots.
     pub nb_snapshots: u32,
+    /// Host offset of the snapshot table.
+    pub snapshots_offset: u64,
     /// Incompatible feature bits.
     pub incompatible: u64,
     /// Compatible feature bits.
@@ -161,6 +163,12 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
     let refcount_table_offset = be64(b, 48)?;
     let refcount_table_clusters = be32(b, 56)?;
     let nb_snapshots = be32(b, 60)?;
+    let snapshots_offset = be64(b, 64)?;
+    if nb_snapshots > crate::snapshot::MAX_SNAPSHOTS {
+        return Err(Error::bad(format!(
+            "qcow2 claims {nb_snapshots} internal snapshots (at most 65536)"
+        )));
+    }
     let (incompatible, compatible, autoclear, refcount_order, header_length) = if version == 3 {
         if b.len() < 104 {
             return Err(Error::bad("qcow2 v3 header is truncated"));
@@ -223,6 +231,7 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
         refcount_table_offset,
         refcount_table_clusters,
         nb_snapshots,
+        snapshots_offset,
         incompatible,
         compatible,
         autoclear,

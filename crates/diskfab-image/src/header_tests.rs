@@ -257,3 +257,15 @@ fn data_file_names_must_be_plain_names_and_match_the_feature_bit() {
     img[hl + 8..hl + 13].copy_from_slice(b"../xx");
     assert!(is_bad(parse_qcow2_header(&img)), "name with ..");
 }
+
+#[test]
+fn absurd_snapshot_counts_are_refused() {
+    assert!(is_bad(patched(|b| put32(b, 60, u32::MAX))));
+    assert!(is_bad(patched(|b| put32(b, 60, 65537))));
+    let h = patched(|b| {
+        put32(b, 60, 2);
+        put64(b, 64, 0x30000);
+    })
+    .unwrap();
+    assert_eq!((h.nb_snapshots, h.snapshots_offset), (2, 0x30000));
+}

@@ -523,6 +523,7 @@ impl Image {
                 "compression_type": if h.compression_type == 1 { "zstd" } else { "zlib" },
                 "extended_l2": h.extended_l2(),
                 "data_file": h.data_file,
+                "snapshot_list": q.snapshots,
                 "data_file_raw": h.data_file.is_some()
                     && h.autoclear & crate::header::AUTOCLEAR_DATA_FILE_RAW != 0,
             }));

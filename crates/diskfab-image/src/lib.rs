@@ -35,6 +35,7 @@ mod map;
 pub mod overlay;
 mod qcow2;
 mod refcount;
+pub mod snapshot;
 pub mod vdi;
 pub mod vhd;
 mod vhd_dev;
