@@ -123,3 +123,25 @@ fn info_shows_the_external_data_file_and_the_gate_refuses_one_outside_with_exit_
     ]);
     assert!(allowed.contains("d.raw"));
 }
+
+#[test]
+fn check_and_info_on_snapshotted_images_agree_with_qemu_img() {
+    let t = tempfile::tempdir().unwrap();
+    let img = t.path().join("s.qcow2");
+    let img = img.to_str().unwrap();
+    tool("qemu-img", &["create", "-q", "-f", "qcow2", img, "4M"]);
+    tool("qemu-io", &["-c", "write -P 1 0 1M", img]);
+    tool("qemu-img", &["snapshot", "-c", "golden", img]);
+    tool("qemu-io", &["-c", "write -P 2 256k 64k", img]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&["info", "--json", img])).unwrap();
+    let list = &v["image"]["format_specific"]["snapshot_list"];
+    assert_eq!(list[0]["name"], "golden");
+    assert_eq!(list[0]["id"], info(img)["snapshots"][0]["id"]);
+    assert_eq!(diskfab(&["check", img]).status.code(), Some(0));
+    // Writing is refused with a clear message; the image is unchanged.
+    let before = std::fs::read(img).unwrap();
+    let o = diskfab(&["mkfs", img, "-t", "ext4"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("snapshots"));
+    assert!(before == std::fs::read(img).unwrap());
+}
