@@ -18,6 +18,15 @@ qemu-img convert -q -c -O qcow2 -o cluster_size=4096 "$S/data.raw" "$S/comp.qcow
 qemu-img convert -q -c -O qcow2 -o cluster_size=4096,compression_type=zstd "$S/data.raw" "$S/zstd.qcow2"
 qemu-img create -q -f qcow2 -o compat=0.10 "$S/v2.qcow2" 1M
 qemu-img create -q -f qcow2 -b data.raw -F raw "$S/ovl.qcow2"
+# Extended L2 entries (subcluster writes, zeroes, a compressed cluster); an external data file
+# (fuzz_qcow2 reads the seed's own bytes as its data file); two internal snapshots.
+qemu-img create -q -f qcow2 -o extended_l2=on,cluster_size=16k "$S/extl2.qcow2" 1M
+qemu-io -c "write -P 7 2k 3k" -c "write -z 8k 1k" -c "write -c -P 9 32k 16k" "$S/extl2.qcow2" >/dev/null
+(cd "$S" && qemu-img create -q -f qcow2 -o data_file=df.raw,cluster_size=4k df.qcow2 1M \
+  && qemu-io -c "write -P 7 0 8k" df.qcow2 >/dev/null)
+qemu-img create -q -f qcow2 -o cluster_size=4k "$S/snap.qcow2" 1M
+qemu-io -c "write -P 1 0 16k" "$S/snap.qcow2" >/dev/null && qemu-img snapshot -c one "$S/snap.qcow2"
+qemu-io -c "write -P 2 4k 4k" "$S/snap.qcow2" >/dev/null && qemu-img snapshot -c two "$S/snap.qcow2"
 for f in "$S"/*.qcow2; do head -c 65536 "$f" > "fuzz/corpus/qcow2/seed-$(basename "$f")"; done
 # partition-table seeds: MBR with logical partitions, GPT.
 truncate -s 1M "$S/mbr.img" "$S/gpt.img"

@@ -185,7 +185,8 @@ pub enum Cmd {
         #[arg(long, value_name = "BYTES")]
         cluster_size: Option<String>,
         /// Format options: static=on (VDI), subformat=fixed|dynamic (VHD, VHDX), block_size=SIZE (VHDX),
-        /// subformat=monolithicSparse|streamOptimized (VMDK), compression_type=zlib|zstd (qcow2).
+        /// subformat=monolithicSparse|streamOptimized (VMDK), compression_type=zlib|zstd and
+        /// extended_l2=on (qcow2: 32 subclusters per cluster, clusters of 16K or more).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,
     },
@@ -485,7 +486,7 @@ pub enum Cmd {
         format: Fmt,
         /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE),
         /// static=on (VDI), subformat=fixed|dynamic (VHD, VHDX), block_size=SIZE (VHDX), subformat=monolithicSparse|streamOptimized
-        /// (VMDK), compression_type=zlib|zstd (qcow2).
+        /// (VMDK), compression_type=zlib|zstd and extended_l2=on (qcow2: 32 subclusters per cluster).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,
         /// Show a progress bar (only on a terminal).

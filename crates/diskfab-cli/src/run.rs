@@ -52,6 +52,7 @@ struct Layout {
     fixed: bool,
     stream_optimized: bool,
     zstd: bool,
+    extended_l2: bool,
     /// VHDX block size as given.
     block_size: Option<String>,
 }
@@ -72,13 +73,15 @@ impl Layout {
             Some(("compression_type", "zstd")) | Some(("compression", "zstd")) => self.zstd = true,
             Some(("compression_type", "zlib")) | Some(("compression", "zlib")) => self.zstd = false,
             Some(("block_size", v)) => self.block_size = Some(v.to_string()),
+            Some(("extended_l2", "on")) => self.extended_l2 = true,
+            Some(("extended_l2", "off")) => self.extended_l2 = false,
             _ => return false,
         }
         true
     }
 }
 
-const LAYOUT_HELP: &str = "static=on|off, subformat=fixed|dynamic|monolithicSparse|streamOptimized, compression_type=zlib|zstd, block_size=SIZE";
+const LAYOUT_HELP: &str = "static=on|off, subformat=fixed|dynamic|monolithicSparse|streamOptimized, compression_type=zlib|zstd, extended_l2=on|off, block_size=SIZE";
 
 fn options(s: &Option<String>) -> impl Iterator<Item = &str> {
     s.as_deref()
@@ -126,6 +129,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 fixed: layout.fixed,
                 stream_optimized: layout.stream_optimized,
                 zstd: layout.zstd,
+                extended_l2: layout.extended_l2,
             };
             image::create(image, &opts)?;
             print::done(
@@ -319,6 +323,7 @@ pub fn run(cli: Cli) -> Result<()> {
             opts.fixed = layout.fixed;
             opts.stream_optimized = layout.stream_optimized;
             opts.zstd = layout.zstd;
+            opts.extended_l2 = layout.extended_l2;
             let pb = if *progress {
                 bytes_bar(None, json)
             } else {

@@ -149,9 +149,9 @@ pub fn check(path: &Path) -> Result<CheckReport> {
         host.read(&mut head, 0)?;
     }
     let h = parse_qcow2_header(&head).map_err(|e| e.context(path.display()))?;
-    if h.nb_snapshots > 0 || h.has_bitmaps {
+    if h.has_bitmaps {
         return Err(Error::Unsupported(
-            "checking images with internal snapshots or bitmaps (use qemu-img check)".into(),
+            "checking images with persistent bitmaps (use qemu-img check)".into(),
         ));
     }
     check_qcow2(&host, &h, file_len, &mut r)?;
@@ -208,64 +208,30 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
             _ => 0,
         }
     };
-    let x = 62 - (h.cluster_bits - 8);
-    let mut copied_checks: Vec<(u64, bool, String)> = Vec::new();
     r.total_clusters = h.size.div_ceil(cs);
-    let mut l2 = vec![0u8; cs as usize];
-    for (i, e) in l1.iter().enumerate() {
-        let off = e & OFFSET_MASK;
-        if off == 0 {
-            continue;
-        }
-        if !off.is_multiple_of(cs) || !refs.add(off, cs) {
-            r.problem(
-                true,
-                format!("ERROR L1 entry {i} points to {off:#x}, outside the file or unaligned"),
-            );
-            continue;
-        }
-        copied_checks.push((off, e & COPIED != 0, format!("L2 table at {off:#x}")));
-        host.read(&mut l2, off)?;
-        for (j, &ent) in be64s(&l2).iter().enumerate() {
-            if ent == 0 {
-                continue;
-            }
-            let guest = (i as u64 * h.l2_entries() + j as u64) * cs;
-            if ent & COMPRESSED != 0 {
-                let hoff = ent & ((1u64 << x) - 1);
-                let sectors = ((ent >> x) & ((1u64 << (h.cluster_bits - 8)) - 1)) + 1;
-                let len = sectors * 512 - (hoff & 511);
-                r.allocated_clusters += 1;
-                r.compressed_clusters += 1;
-                let end = (hoff + len).min(file_len.max(hoff + 1));
-                if !refs.add(hoff, end - hoff) {
-                    r.problem(true, format!("ERROR compressed cluster for guest offset {guest:#x} is outside the file"));
-                }
-                continue;
-            }
-            let hoff = ent & OFFSET_MASK;
-            if hoff == 0 {
-                continue; // unallocated or zero without a host cluster
-            }
-            r.allocated_clusters += u64::from(ent & 1 == 0 || h.version < 3);
-            if !hoff.is_multiple_of(cs) || !refs.add(hoff, cs) {
-                r.problem(true, format!("ERROR L2 entry for guest offset {guest:#x} points to {hoff:#x}, outside the file or unaligned"));
-                continue;
-            }
-            copied_checks.push((
-                hoff,
-                ent & COPIED != 0,
-                format!("data cluster for guest offset {guest:#x}"),
-            ));
-        }
-    }
+    let mut w = Walk {
+        host,
+        h,
+        file_len,
+        refs,
+        copied_checks: Vec::new(),
+    };
+    w.l1(&l1, true, r)?;
+    walk_snapshots(&mut w, r)?;
+    let (refs, copied_checks) = (w.refs, w.copied_checks);
     for (off, copied, what) in copied_checks {
         let rc = refcount((off / cs) as usize);
         if copied != (rc == 1) {
             r.problem(true, format!("ERROR OFLAG_COPIED {what}: refcount={rc}"));
         }
     }
-    let max = nclusters.max(blocks.len() * per_block);
+    // Up to the last refcount block present (not the whole table: 2 MiB clusters give a table
+    // of 256K entries of 1M refcounts each).
+    let used_blocks = blocks
+        .iter()
+        .rposition(Option::is_some)
+        .map_or(0, |i| i + 1);
+    let max = nclusters.max(used_blocks * per_block);
     for c in 0..max {
         let want = u64::from(refs.counts.get(c).copied().unwrap_or(0));
         let have = refcount(c);
@@ -283,6 +249,134 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
         if want > 0 {
             r.image_end_offset = (c as u64 + 1) * cs;
         }
+    }
+    Ok(())
+}
+
+/// Walks L1 → L2 → clusters, counting references. Only the active table (`active`) counts
+/// allocated clusters and has its COPIED flags checked (snapshot tables share clusters).
+struct Walk<'a> {
+    host: &'a Host,
+    h: &'a Qcow2Header,
+    file_len: u64,
+    refs: Refs,
+    copied_checks: Vec<(u64, bool, String)>,
+}
+
+impl Walk<'_> {
+    fn l1(&mut self, l1: &[u64], active: bool, r: &mut CheckReport) -> Result<()> {
+        let (h, file_len) = (self.h, self.file_len);
+        let cs = h.cluster_size();
+        let x = 62 - (h.cluster_bits - 8);
+        // Data clusters in an external data file are not refcounted in the image.
+        let ext_data = h.data_file.is_some();
+        let mut l2 = vec![0u8; cs as usize];
+        for (i, e) in l1.iter().enumerate() {
+            let off = e & OFFSET_MASK;
+            if off == 0 {
+                continue;
+            }
+            if !off.is_multiple_of(cs) || !self.refs.add(off, cs) {
+                r.problem(
+                    true,
+                    format!("ERROR L1 entry {i} points to {off:#x}, outside the file or unaligned"),
+                );
+                continue;
+            }
+            if active {
+                self.copied_checks
+                    .push((off, e & COPIED != 0, format!("L2 table at {off:#x}")));
+            }
+            self.host.read(&mut l2, off)?;
+            let words = be64s(&l2);
+            let w = (h.l2_entry_bytes() / 8) as usize;
+            for (j, e) in words.chunks_exact(w).enumerate() {
+                let (ent, bitmap) = (e[0], if w == 2 { e[1] } else { 0 });
+                let guest = (i as u64 * h.l2_entries() + j as u64) * cs;
+                if let Some(why) = (w == 2)
+                    .then(|| crate::qcow2::invalid_bitmap(ent, bitmap, ext_data))
+                    .flatten()
+                {
+                    r.problem(
+                        true,
+                        format!("ERROR L2 entry for guest offset {guest:#x}: {why}"),
+                    );
+                    continue;
+                }
+                if ent == 0 {
+                    continue;
+                }
+                if ent & COMPRESSED != 0 {
+                    let hoff = ent & ((1u64 << x) - 1);
+                    let sectors = ((ent >> x) & ((1u64 << (h.cluster_bits - 8)) - 1)) + 1;
+                    let len = sectors * 512 - (hoff & 511);
+                    if active {
+                        r.allocated_clusters += 1;
+                        r.compressed_clusters += 1;
+                    }
+                    let end = (hoff + len).min(file_len.max(hoff + 1));
+                    if !self.refs.add(hoff, end - hoff) {
+                        r.problem(true, format!("ERROR compressed cluster for guest offset {guest:#x} is outside the file"));
+                    }
+                    continue;
+                }
+                let hoff = ent & OFFSET_MASK;
+                if ext_data {
+                    if active {
+                        r.allocated_clusters += u64::from(hoff != 0 || ent & COPIED != 0);
+                    }
+                    continue;
+                }
+                if hoff == 0 {
+                    continue; // unallocated or zero without a host cluster
+                }
+                if active {
+                    r.allocated_clusters += u64::from(ent & 1 == 0 || h.version < 3 || w == 2);
+                }
+                if !hoff.is_multiple_of(cs) || !self.refs.add(hoff, cs) {
+                    r.problem(true, format!("ERROR L2 entry for guest offset {guest:#x} points to {hoff:#x}, outside the file or unaligned"));
+                    continue;
+                }
+                if active {
+                    self.copied_checks.push((
+                        hoff,
+                        ent & COPIED != 0,
+                        format!("data cluster for guest offset {guest:#x}"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counts the snapshot table, each snapshot's L1 table and everything it references.
+fn walk_snapshots(w: &mut Walk, r: &mut CheckReport) -> Result<()> {
+    let (h, cs) = (w.h, w.h.cluster_size());
+    if h.nb_snapshots == 0 {
+        return Ok(());
+    }
+    let snaps = crate::snapshot::load(w.host, h, w.file_len)?;
+    let mut raw =
+        vec![0u8; (w.file_len - h.snapshots_offset).min(crate::snapshot::MAX_TABLE_BYTES) as usize];
+    w.host.read(&mut raw, h.snapshots_offset)?;
+    let table = crate::snapshot::table_bytes(&snaps, &raw) as u64;
+    w.refs.add(h.snapshots_offset, table.div_ceil(cs) * cs);
+    for s in &snaps {
+        let bytes = u64::from(s.l1_size) * 8;
+        if bytes == 0 {
+            continue;
+        }
+        if !w.refs.add(s.l1_table_offset, bytes.div_ceil(cs) * cs) {
+            r.problem(
+                true,
+                format!("ERROR snapshot {} L1 table is outside the file", s.id),
+            );
+            continue;
+        }
+        let mut b = vec![0u8; bytes as usize];
+        w.host.read(&mut b, s.l1_table_offset)?;
+        w.l1(&be64s(&b), false, r)?;
     }
     Ok(())
 }

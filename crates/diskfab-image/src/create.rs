@@ -30,6 +30,8 @@ pub struct CreateOptions {
     pub stream_optimized: bool,
     /// qcow2: compressed clusters use zstd rather than zlib.
     pub zstd: bool,
+    /// qcow2: extended L2 entries (32 subclusters per cluster; clusters of 16 KiB or more).
+    pub extended_l2: bool,
 }
 
 fn cluster_bits(cs: Option<u32>) -> Result<u32> {
@@ -173,6 +175,7 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
                 backing: backing.as_ref().map(|(n, _)| n.as_str()),
                 backing_format: fmt_name.as_deref(),
                 zstd: opts.zstd,
+                extended_l2: opts.extended_l2,
             })?;
             (&file)
                 .write_all(&bytes)
@@ -265,6 +268,7 @@ pub fn clone_many(
         backing: Some(rel),
         backing_format: Some(&fmt_name),
         zstd: false,
+        extended_l2: false,
     })?;
     // The overlay is mostly zeroes: write only the non-zero 512-byte runs and let the file
     // length supply the rest (the zero tail reads back as zeroes, and takes no disk space).

@@ -34,6 +34,23 @@ impl BackingGate {
     /// image's directory) and checks it against the policy. `top` is the top image of the chain.
     /// Returns the canonical path.
     pub fn check(&self, image: &Path, name: &str, top: &Path, depth: usize) -> Result<PathBuf> {
+        self.check_as("backing file", image, name, top, depth)
+    }
+
+    /// Resolves the external data file `name` of qcow2 image `image` under the same policy as
+    /// backing files (a data file is as much a stranger-chosen path as a backing file).
+    pub fn check_data_file(&self, image: &Path, name: &str, top: &Path) -> Result<PathBuf> {
+        self.check_as("external data file", image, name, top, 0)
+    }
+
+    fn check_as(
+        &self,
+        what: &str,
+        image: &Path,
+        name: &str,
+        top: &Path,
+        depth: usize,
+    ) -> Result<PathBuf> {
         if depth > self.max_depth {
             return Err(Error::bad(format!(
                 "{}: backing chain deeper than {} images",
@@ -49,7 +66,7 @@ impl BackingGate {
         };
         let canon = std::fs::canonicalize(&candidate).map_err(|e| {
             Error::bad(format!(
-                "{}: backing file {name:?} ({}) cannot be opened: {e}",
+                "{}: {what} {name:?} ({}) cannot be opened: {e}",
                 image.display(),
                 candidate.display()
             ))
@@ -58,14 +75,14 @@ impl BackingGate {
             std::fs::metadata(&canon).map_err(|e| Error::io(format!("{}", canon.display()), e))?;
         if !meta.is_file() {
             return Err(Error::bad(format!(
-                "{}: backing file {} is not a regular file; refusing to open it",
+                "{}: {what} {} is not a regular file; refusing to open it",
                 image.display(),
                 canon.display()
             )));
         }
         if let Some(fs) = pseudo_filesystem(&canon) {
             return Err(Error::bad(format!(
-                "{}: backing file {} is on {fs}, not a disk image; refusing to open it",
+                "{}: {what} {} is on {fs}, not a disk image; refusing to open it",
                 image.display(),
                 canon.display()
             )));
@@ -74,7 +91,7 @@ impl BackingGate {
             return Ok(canon);
         }
         Err(Error::bad(format!(
-            "{}: backing file {} is outside the allowed directories (the image's own directory \
+            "{}: {what} {} is outside the allowed directories (the image's own directory \
              and its parent); if you trust this image, pass --backing-dir {} or --allow-any-backing",
             image.display(),
             canon.display(),

@@ -25,9 +25,13 @@ const EXT_CRYPTO: u32 = 0x0537_be77;
 pub const INCOMPAT_DIRTY: u64 = 1;
 /// Image marked corrupt by QEMU.
 pub const INCOMPAT_CORRUPT: u64 = 2;
-const INCOMPAT_DATA_FILE: u64 = 4;
+/// The guest data lives in an external data file named by a header extension.
+pub const INCOMPAT_DATA_FILE: u64 = 4;
+/// Autoclear bit: the external data file is a valid raw image of the guest (offset = guest).
+pub const AUTOCLEAR_DATA_FILE_RAW: u64 = 2;
 const INCOMPAT_COMPRESSION: u64 = 8;
-const INCOMPAT_EXTL2: u64 = 16;
+/// Extended L2 entries: 128-bit entries with a 32-subcluster allocation/zero bitmap.
+pub const INCOMPAT_EXTL2: u64 = 16;
 
 /// A validated qcow2 header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +52,8 @@ pub struct Qcow2Header {
     pub refcount_table_clusters: u32,
     /// Internal snapshots.
     pub nb_snapshots: u32,
+    /// Host offset of the snapshot table.
+    pub snapshots_offset: u64,
     /// Incompatible feature bits.
     pub incompatible: u64,
     /// Compatible feature bits.
@@ -66,6 +72,8 @@ pub struct Qcow2Header {
     pub has_bitmaps: bool,
     /// Compression of compressed clusters: 0 = zlib (deflate), 1 = zstd.
     pub compression_type: u8,
+    /// The external data file name as stored (the data-file extension), when the image has one.
+    pub data_file: Option<String>,
 }
 
 impl Qcow2Header {
@@ -73,9 +81,30 @@ impl Qcow2Header {
     pub fn cluster_size(&self) -> u64 {
         1 << self.cluster_bits
     }
-    /// Entries per L2 table.
+    /// Entries per L2 table (16-byte entries with extended L2, 8-byte otherwise).
     pub fn l2_entries(&self) -> u64 {
-        self.cluster_size() / 8
+        self.cluster_size() / self.l2_entry_bytes()
+    }
+    /// Whether L2 entries are extended (subclusters).
+    pub fn extended_l2(&self) -> bool {
+        self.incompatible & INCOMPAT_EXTL2 != 0
+    }
+    /// Bytes per L2 entry: 16 with extended L2 entries, else 8.
+    pub fn l2_entry_bytes(&self) -> u64 {
+        if self.extended_l2() {
+            16
+        } else {
+            8
+        }
+    }
+    /// log2 of the allocation unit of L2 entries: the subcluster (cluster / 32) with extended
+    /// L2 entries, else the cluster.
+    pub fn unit_bits(&self) -> u32 {
+        if self.extended_l2() {
+            self.cluster_bits - 5
+        } else {
+            self.cluster_bits
+        }
     }
     /// Refcount bits per entry.
     pub fn refcount_bits(&self) -> u32 {
@@ -134,6 +163,12 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
     let refcount_table_offset = be64(b, 48)?;
     let refcount_table_clusters = be32(b, 56)?;
     let nb_snapshots = be32(b, 60)?;
+    let snapshots_offset = be64(b, 64)?;
+    if nb_snapshots > crate::snapshot::MAX_SNAPSHOTS {
+        return Err(Error::bad(format!(
+            "qcow2 claims {nb_snapshots} internal snapshots (at most 65536)"
+        )));
+    }
     let (incompatible, compatible, autoclear, refcount_order, header_length) = if version == 3 {
         if b.len() < 104 {
             return Err(Error::bad("qcow2 v3 header is truncated"));
@@ -159,7 +194,13 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
             "qcow2 header length {header_length} is invalid"
         )));
     }
-    let l2_entries = cs / 8;
+    let extl2 = incompatible & INCOMPAT_EXTL2 != 0;
+    if extl2 && cluster_bits < 14 {
+        return Err(Error::bad(format!(
+            "qcow2 extended L2 entries need clusters of at least 16 KiB, not {cs} bytes"
+        )));
+    }
+    let l2_entries = cs / if extl2 { 16 } else { 8 };
     let needed_l1 = size.div_ceil(cs * l2_entries);
     if u64::from(l1_size) < needed_l1 || u64::from(l1_size) > MAX_L1_ENTRIES {
         return Err(Error::bad(format!(
@@ -175,7 +216,12 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
         )));
     }
     let backing_file = parse_backing_name(b, backing_off, backing_len, cs)?;
-    let (backing_format, has_bitmaps) = parse_extensions(b, header_length as usize)?;
+    let ext = parse_extensions(b, header_length as usize)?;
+    if (incompatible & INCOMPAT_DATA_FILE != 0) != ext.data_file.is_some() {
+        return Err(Error::bad(
+            "qcow2 external data file bit and data-file header extension disagree",
+        ));
+    }
     Ok(Qcow2Header {
         version,
         cluster_bits,
@@ -185,14 +231,16 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
         refcount_table_offset,
         refcount_table_clusters,
         nb_snapshots,
+        snapshots_offset,
         incompatible,
         compatible,
         autoclear,
         refcount_order,
         header_length,
         backing_file,
-        backing_format,
-        has_bitmaps,
+        backing_format: ext.backing_format,
+        has_bitmaps: ext.has_bitmaps,
+        data_file: ext.data_file,
         compression_type: if incompatible & INCOMPAT_COMPRESSION != 0 && header_length > 104 {
             b.get(104).copied().unwrap_or(0)
         } else {
@@ -212,16 +260,6 @@ fn check_features(incompat: u64, b: &[u8], header_length: u32) -> Result<()> {
             "qcow2 incompatible feature bits {:#x}",
             incompat & !known
         )));
-    }
-    if incompat & INCOMPAT_DATA_FILE != 0 {
-        return Err(Error::Unsupported(
-            "qcow2 with an external data file".into(),
-        ));
-    }
-    if incompat & INCOMPAT_EXTL2 != 0 {
-        return Err(Error::Unsupported(
-            "qcow2 extended L2 entries (subclusters)".into(),
-        ));
     }
     if incompat & INCOMPAT_COMPRESSION != 0
         && header_length > 104
@@ -264,13 +302,20 @@ fn parse_backing_name(b: &[u8], off: u64, len: u32, cs: u64) -> Result<Option<St
     Ok(Some(s.to_string()))
 }
 
-fn parse_extensions(b: &[u8], start: usize) -> Result<(Option<String>, bool)> {
+/// What the header extensions say.
+#[derive(Default)]
+struct Extensions {
+    backing_format: Option<String>,
+    has_bitmaps: bool,
+    data_file: Option<String>,
+}
+
+fn parse_extensions(b: &[u8], start: usize) -> Result<Extensions> {
     let mut off = start;
-    let mut fmt = None;
-    let mut bitmaps = false;
+    let mut x = Extensions::default();
     for _ in 0..1024 {
         if off + 8 > b.len() {
-            return Ok((fmt, bitmaps)); // no end marker inside what we have: stop
+            return Ok(x); // no end marker inside what we have: stop
         }
         let ty = be32(b, off)?;
         let len = be32(b, off + 4)? as usize;
@@ -280,20 +325,42 @@ fn parse_extensions(b: &[u8], start: usize) -> Result<(Option<String>, bool)> {
             .filter(|&e| e <= b.len())
             .ok_or_else(|| Error::bad("qcow2 header extension runs past the header"))?;
         match ty {
-            EXT_END => return Ok((fmt, bitmaps)),
+            EXT_END => return Ok(x),
             EXT_BACKING_FORMAT => {
                 let s = std::str::from_utf8(&b[data..end])
                     .map_err(|_| Error::bad("qcow2 backing format is not UTF-8"))?;
-                fmt = Some(s.trim_end_matches('\0').to_string());
+                x.backing_format = Some(s.trim_end_matches('\0').to_string());
             }
-            EXT_BITMAPS => bitmaps = true,
+            EXT_BITMAPS => x.has_bitmaps = true,
             EXT_CRYPTO => return Err(Error::Unsupported("encrypted qcow2 images".into())),
-            EXT_FEATURE_NAMES | EXT_DATA_FILE => {}
+            EXT_DATA_FILE => x.data_file = Some(parse_data_file_name(&b[data..end])?),
+            EXT_FEATURE_NAMES => {}
             _ => {}
         }
         off = end.div_ceil(8) * 8;
     }
     Err(Error::bad("qcow2 has too many header extensions"))
+}
+
+/// Checks an external data file name: 1..=1023 bytes of UTF-8 without NUL, and a plain file
+/// name (no `/`, not `.` or `..`): the data file must sit next to the image. Where it really
+/// leads (symlinks) is then decided by the backing-file gate.
+pub fn parse_data_file_name(raw: &[u8]) -> Result<String> {
+    let s = std::str::from_utf8(raw)
+        .map_err(|_| Error::bad("qcow2 external data file name is not UTF-8"))?;
+    if s.is_empty() || s.len() > 1023 || s.contains('\0') {
+        return Err(Error::bad(
+            "qcow2 external data file name is empty, too long or contains NUL",
+        ));
+    }
+    if s.contains('/') || s == "." || s == ".." {
+        return Err(Error::bad(format!(
+            "qcow2 external data file {s:?} is not a plain file name; diskfab opens data files \
+             only next to the image (put it there and rewrite the name with \
+             `qemu-img amend -o data_file=NAME`)"
+        )));
+    }
+    Ok(s.to_string())
 }
 
 /// What to put in a new qcow2 header.
@@ -309,13 +376,22 @@ pub struct NewHeader<'a> {
     pub backing_format: Option<&'a str>,
     /// Compressed clusters use zstd (compression type 1) instead of zlib.
     pub zstd: bool,
+    /// Extended L2 entries (32 subclusters per cluster; clusters of 16 KiB or more).
+    pub extended_l2: bool,
 }
 
 /// Builds a complete, empty qcow2 v3 image (header, refcount table and blocks, L1 table) as
 /// bytes. Everything is computed once; `clone_many` writes the same bytes N times.
 pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
     let cs = 1u64 << h.cluster_bits;
-    let l1_size = h.size.div_ceil(cs * (cs / 8));
+    if h.extended_l2 && h.cluster_bits < 14 {
+        return Err(Error::Invalid(
+            "extended_l2 needs a cluster size of at least 16K".into(),
+        ));
+    }
+    let l1_size = h
+        .size
+        .div_ceil(cs * (cs / if h.extended_l2 { 16 } else { 8 }));
     if l1_size > MAX_L1_ENTRIES {
         return Err(Error::Invalid(
             "image too large for this cluster size".into(),
@@ -357,7 +433,8 @@ pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
     hdr.extend_from_slice(&(t as u32).to_be_bytes());
     hdr.extend_from_slice(&0u32.to_be_bytes()); // snapshots
     hdr.extend_from_slice(&0u64.to_be_bytes());
-    let incompat = if h.zstd { INCOMPAT_COMPRESSION } else { 0 };
+    let incompat = if h.zstd { INCOMPAT_COMPRESSION } else { 0 }
+        | if h.extended_l2 { INCOMPAT_EXTL2 } else { 0 };
     hdr.extend_from_slice(&incompat.to_be_bytes()); // incompatible
     hdr.extend_from_slice(&0u64.to_be_bytes()); // compatible
     hdr.extend_from_slice(&0u64.to_be_bytes()); // autoclear
@@ -406,209 +483,5 @@ fn push_ext(h: &mut Vec<u8>, ty: u32, data: &[u8]) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn built(bits: u32, size: u64, backing: Option<&str>) -> Vec<u8> {
-        build_image(&NewHeader {
-            cluster_bits: bits,
-            size,
-            backing,
-            backing_format: backing.map(|_| "qcow2"),
-            zstd: false,
-        })
-        .unwrap()
-    }
-
-    #[test]
-    fn built_header_parses_back_with_the_same_fields() {
-        let img = built(16, 4 << 30, Some("../base.qcow2"));
-        let h = parse_qcow2_header(&img).unwrap();
-        assert_eq!(h.size, 4 << 30);
-        assert_eq!(h.cluster_bits, 16);
-        assert_eq!(h.backing_file.as_deref(), Some("../base.qcow2"));
-        assert_eq!(h.backing_format.as_deref(), Some("qcow2"));
-        assert_eq!(h.refcount_bits(), 16);
-    }
-
-    #[test]
-    fn small_clusters_get_enough_refcount_blocks() {
-        let img = built(9, 4 << 30, None);
-        let h = parse_qcow2_header(&img).unwrap();
-        assert!(
-            img.len() as u64 / 512
-                <= h.refblock_entries() * u64::from(h.refcount_table_clusters) * 64
-        );
-    }
-
-    #[test]
-    fn every_truncation_and_bit_flip_of_a_header_is_an_error_or_valid_never_a_panic() {
-        let img = built(12, 1 << 30, Some("b.qcow2"));
-        for n in 0..600 {
-            let _ = parse_qcow2_header(&img[..n.min(img.len())]);
-        }
-        for i in 0..200 {
-            for bit in 0..8 {
-                let mut b = img[..4096].to_vec();
-                b[i] ^= 1 << bit;
-                let _ = parse_qcow2_header(&b);
-            }
-        }
-    }
-
-    #[test]
-    fn absurd_sizes_and_unknown_features_are_refused() {
-        let mut img = built(16, 1 << 20, None);
-        img[24..32].copy_from_slice(&u64::MAX.to_be_bytes());
-        assert!(matches!(parse_qcow2_header(&img), Err(Error::BadImage(_))));
-        let mut img = built(16, 1 << 20, None);
-        img[72..80].copy_from_slice(&(1u64 << 40).to_be_bytes());
-        assert!(matches!(
-            parse_qcow2_header(&img),
-            Err(Error::Unsupported(_))
-        ));
-    }
-
-    /// A valid 64 KiB-cluster, 1 GiB image with a backing name, patched by `f`, parsed.
-    fn patched(f: impl FnOnce(&mut Vec<u8>)) -> Result<Qcow2Header> {
-        let mut img = built(16, 1 << 30, Some("b.qcow2"));
-        f(&mut img);
-        parse_qcow2_header(&img)
-    }
-
-    fn put32(b: &mut [u8], o: usize, v: u32) {
-        b[o..o + 4].copy_from_slice(&v.to_be_bytes());
-    }
-
-    fn put64(b: &mut [u8], o: usize, v: u64) {
-        b[o..o + 8].copy_from_slice(&v.to_be_bytes());
-    }
-
-    fn is_bad(r: Result<Qcow2Header>) -> bool {
-        matches!(r, Err(Error::BadImage(_)))
-    }
-
-    fn is_unsupported(r: Result<Qcow2Header>) -> bool {
-        matches!(r, Err(Error::Unsupported(_)))
-    }
-
-    #[test]
-    fn only_versions_2_and_3_are_accepted() {
-        for v in [0, 1, 4, u32::MAX] {
-            assert!(is_unsupported(patched(|b| put32(b, 4, v))), "version {v}");
-        }
-        assert_eq!(patched(|b| put32(b, 4, 2)).unwrap().version, 2);
-        assert!(patched(|b| b[0] = b'X').is_err(), "bad magic");
-    }
-
-    #[test]
-    fn cluster_bits_must_be_9_to_21() {
-        for bits in [0, 8, 22, 63, u32::MAX] {
-            assert!(is_bad(patched(|b| put32(b, 20, bits))), "bits {bits}");
-        }
-        for bits in [9, 21] {
-            assert_eq!(
-                parse_qcow2_header(&built(bits, 1 << 30, None))
-                    .unwrap()
-                    .cluster_bits,
-                bits
-            );
-        }
-    }
-
-    #[test]
-    fn size_is_bounded_and_consistent_with_the_l1_table() {
-        assert!(is_bad(patched(|b| put64(b, 24, MAX_SIZE + 1))));
-        // 1 GiB with 64 KiB clusters needs 2 L1 entries: 1 is too few, 2 fine, 2^30 absurd.
-        assert!(is_bad(patched(|b| put32(b, 36, 1))));
-        assert!(is_bad(patched(|b| put32(b, 36, 0))));
-        assert!(patched(|b| put32(b, 36, 2)).is_ok());
-        assert!(is_bad(patched(|b| put32(b, 36, 1 << 30))));
-        // A bigger size without a bigger L1 table is refused.
-        assert!(is_bad(patched(|b| put64(b, 24, 1 << 40))));
-    }
-
-    #[test]
-    fn table_offsets_must_be_cluster_aligned_and_below_2_pow_56() {
-        for off in [0x200u64, 0x10001, 1 << 56, u64::MAX] {
-            assert!(is_bad(patched(|b| put64(b, 40, off))), "L1 at {off:#x}");
-            assert!(
-                is_bad(patched(|b| put64(b, 48, off))),
-                "refcounts at {off:#x}"
-            );
-        }
-        assert!(is_bad(patched(|b| put64(b, 48, 0))), "refcount table at 0");
-        assert!(is_bad(patched(|b| put32(b, 56, 0))), "empty refcount table");
-        assert!(
-            is_bad(patched(|b| put32(b, 56, u32::MAX))),
-            "huge refcount table"
-        );
-    }
-
-    #[test]
-    fn refcount_order_above_6_is_refused() {
-        assert!(is_bad(patched(|b| put32(b, 96, 7))));
-        assert!(is_bad(patched(|b| put32(b, 96, u32::MAX))));
-        assert_eq!(patched(|b| put32(b, 96, 6)).unwrap().refcount_bits(), 64);
-    }
-
-    #[test]
-    fn header_length_must_fit_v3_fields_and_the_first_cluster() {
-        for len in [0, 72, 103, 65537, u32::MAX] {
-            assert!(is_bad(patched(|b| put32(b, 100, len))), "length {len}");
-        }
-        assert!(is_bad(patched(|b| b.truncate(100))), "v3 header cut short");
-    }
-
-    #[test]
-    fn unknown_incompatible_features_encryption_and_data_files_are_unsupported() {
-        for bits in [1u64 << 5, 1 << 63, INCOMPAT_DATA_FILE, INCOMPAT_EXTL2] {
-            assert!(is_unsupported(patched(|b| put64(b, 72, bits))), "{bits:#x}");
-        }
-        // Unknown compatible and autoclear bits are harmless.
-        assert!(patched(|b| put64(b, 80, u64::MAX)).is_ok());
-        assert!(patched(|b| put64(b, 88, u64::MAX)).is_ok());
-        for method in [1, 2, u32::MAX] {
-            assert!(
-                is_unsupported(patched(|b| put32(b, 32, method))),
-                "crypt {method}"
-            );
-        }
-        let h = patched(|b| put64(b, 72, INCOMPAT_DIRTY | INCOMPAT_CORRUPT)).unwrap();
-        assert_eq!(h.incompatible, 3, "dirty/corrupt parse; the opener decides");
-    }
-
-    #[test]
-    fn backing_names_are_bounded_utf8_inside_the_header_cluster() {
-        let off = |b: &[u8]| u64::from_be_bytes(b[8..16].try_into().unwrap()) as usize;
-        assert!(is_bad(patched(|b| put32(b, 16, 1024))));
-        assert!(
-            is_bad(patched(|b| put64(b, 8, 65530))),
-            "runs past the cluster"
-        );
-        assert!(is_bad(patched(|b| put64(b, 8, u64::MAX))));
-        assert!(is_bad(patched(|b| {
-            let o = off(b);
-            b[o] = 0xff;
-        })));
-        assert!(is_bad(patched(|b| {
-            let o = off(b);
-            b[o + 1] = 0;
-        })));
-        let h = patched(|b| put32(b, 16, 0)).unwrap();
-        assert_eq!(h.backing_file, None, "length 0 means no backing file");
-    }
-
-    #[test]
-    fn header_extensions_must_stay_inside_the_header() {
-        // The first extension follows the 104-byte v3 header; give it an absurd length.
-        let mut img = built(16, 1 << 30, Some("b.qcow2"));
-        let hl = u32::from_be_bytes(img[100..104].try_into().unwrap()) as usize;
-        put32(&mut img, hl + 4, u32::MAX);
-        assert!(is_bad(parse_qcow2_header(&img)));
-        let mut img = built(16, 1 << 30, None);
-        put32(&mut img, hl, EXT_CRYPTO);
-        put32(&mut img, hl + 4, 0);
-        assert!(is_unsupported(parse_qcow2_header(&img)));
-    }
-}
+#[path = "header_tests.rs"]
+mod tests;

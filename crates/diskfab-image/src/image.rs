@@ -282,8 +282,13 @@ fn open_layer(
                     Some(b.dev)
                 }
             };
+            let data = open_data_file(path, &hdr, writable, gate, top)?;
             let host = Host::new(file, path.to_path_buf());
-            let q = Arc::new(Qcow2Dev::open(host, hdr, backing, writable)?);
+            let mut q = Qcow2Dev::open(host, hdr, backing, writable)?;
+            if let Some(d) = data {
+                q = q.with_data_file(d)?;
+            }
+            let q = Arc::new(q);
             let mut layers = vec![Layer {
                 path: path.to_path_buf(),
                 dev: q.clone(),
@@ -301,6 +306,30 @@ fn open_layer(
             })
         }
     }
+}
+
+/// Opens the external data file a qcow2 header names, through the gate, read-only. Writable
+/// opens are refused before anything is written (opening writable clears autoclear bits, among
+/// them the one saying the data file is a raw image).
+fn open_data_file(
+    path: &Path,
+    hdr: &crate::Qcow2Header,
+    writable: bool,
+    gate: &BackingGate,
+    top: &Path,
+) -> Result<Option<Host>> {
+    let Some(name) = &hdr.data_file else {
+        return Ok(None);
+    };
+    if writable {
+        return Err(Error::Unsupported(format!(
+            "{}: writing qcow2 images with an external data file ({name}); open it read-only",
+            path.display()
+        )));
+    }
+    let canon = gate.check_data_file(path, name, top)?;
+    let f = std::fs::File::open(&canon).map_err(|e| open_error(&canon, e))?;
+    Ok(Some(Host::new(f, canon)))
 }
 
 impl Image {
@@ -492,6 +521,11 @@ impl Image {
                 "l1_entries": h.l1_size,
                 "bitmaps": h.has_bitmaps,
                 "compression_type": if h.compression_type == 1 { "zstd" } else { "zlib" },
+                "extended_l2": h.extended_l2(),
+                "data_file": h.data_file,
+                "snapshot_list": q.snapshots,
+                "data_file_raw": h.data_file.is_some()
+                    && h.autoclear & crate::header::AUTOCLEAR_DATA_FILE_RAW != 0,
             }));
         }
         Ok(info)

@@ -35,6 +35,7 @@ mod map;
 pub mod overlay;
 mod qcow2;
 mod refcount;
+pub mod snapshot;
 pub mod vdi;
 pub mod vhd;
 mod vhd_dev;
@@ -241,9 +242,16 @@ pub fn fuzz_qcow2(data: &[u8]) {
     let Ok(host) = host::Host::memory(data) else {
         return;
     };
-    let Ok(dev) = qcow2::Qcow2Dev::open(host, hdr.clone(), None, false) else {
+    let Ok(mut dev) = qcow2::Qcow2Dev::open(host, hdr.clone(), None, false) else {
         return;
     };
+    if hdr.data_file.is_some() {
+        // The same bytes stand in for the data file, so data-file reads are exercised too.
+        let Ok(d) = host::Host::memory(data).and_then(|h| dev.with_data_file(h)) else {
+            return;
+        };
+        dev = d;
+    }
     let mut buf = vec![0u8; 4096];
     let cs = hdr.cluster_size();
     for i in 0..64u64 {

@@ -22,13 +22,14 @@ pub struct Extent {
     pub layer: Option<String>,
 }
 
-/// Maps the whole guest disk of `img`.
+/// Maps the whole guest disk of `img`, at the finest allocation unit of its qcow2 layers (the
+/// subcluster with extended L2 entries).
 pub fn map(img: &Image) -> Result<Vec<Extent>> {
     let size = img.dev().size();
     let gran = img
         .layers
         .iter()
-        .filter_map(|l| l.qcow.as_ref().map(|q| q.hdr.cluster_size()))
+        .filter_map(|l| l.qcow.as_ref().map(|q| 1u64 << q.hdr.unit_bits()))
         .min()
         .unwrap_or(1 << 20)
         .max(512);

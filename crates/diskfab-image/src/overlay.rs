@@ -38,6 +38,7 @@ pub fn write_overlay<'d>(
         backing: Some(spec.backing),
         backing_format: Some(&fmt),
         zstd: false,
+        extended_l2: false,
     })?;
     let hdr = parse_qcow2_header(&bytes)?;
     let cs = hdr.cluster_size();

@@ -1,14 +1,22 @@
 //! The qcow2 engine: guest reads and writes through L1/L2 tables, copy-on-write from the backing
-//! chain, zero and compressed clusters, refcount maintenance. Exposed as a [`BlockDev`].
+//! chain, zero and compressed clusters, refcount maintenance. Exposed as a [`diskfab_storage::BlockDev`].
 //!
 //! Every table entry read from the file is checked (alignment, inside the file) before use.
 
 use crate::header::{Qcow2Header, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_HOST_OFFSET};
 use crate::host::Host;
 use crate::refcount::Refcounts;
-use diskfab_storage::{check_range, BlockDev, DevRef, Error, Result};
+use diskfab_storage::{DevRef, Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
+
+#[path = "qcow2_blockdev.rs"]
+mod blockdev;
+#[path = "qcow2_comp.rs"]
+mod comp;
+#[path = "qcow2_ext.rs"]
+mod ext;
+pub(crate) use ext::invalid_bitmap;
 
 const COPIED: u64 = 1 << 63;
 const COMPRESSED: u64 = 1 << 62;
@@ -48,6 +56,10 @@ pub struct Qcow2Dev {
     pub(crate) host: Host,
     pub(crate) hdr: Qcow2Header,
     backing: Option<DevRef>,
+    /// The external data file (opened through the gate), where data clusters live.
+    data: Option<Host>,
+    /// The internal snapshots (validated when the image is opened).
+    pub(crate) snapshots: Vec<crate::snapshot::Snapshot>,
     writable: bool,
     st: Mutex<State>,
 }
@@ -121,11 +133,14 @@ impl Qcow2Dev {
             }
         }
         let rc = Refcounts::load(&host, &hdr, file_len)?;
+        let snapshots = crate::snapshot::load(&host, &hdr, file_len)?;
         let file_len = file_len.div_ceil(cs) * cs;
         Ok(Qcow2Dev {
             host,
             hdr,
             backing,
+            data: None,
+            snapshots,
             writable,
             st: Mutex::new(State {
                 l1,
@@ -135,6 +150,23 @@ impl Qcow2Dev {
                 comp_cursor: 0,
             }),
         })
+    }
+
+    /// Attaches the external data file the header names (read-only images only).
+    pub fn with_data_file(mut self, data: Host) -> Result<Self> {
+        if self.writable {
+            return Err(Error::Unsupported(format!(
+                "{}: writing qcow2 images with an external data file; open it read-only",
+                self.host.path.display()
+            )));
+        }
+        self.data = Some(data);
+        Ok(self)
+    }
+
+    /// The file data clusters live in: the external data file, or the image itself.
+    fn data_file(&self) -> &Host {
+        self.data.as_ref().unwrap_or(&self.host)
     }
 
     fn lock(&self) -> Result<std::sync::MutexGuard<'_, State>> {
@@ -162,21 +194,47 @@ impl Qcow2Dev {
             .ok_or_else(|| Error::Failed("L2 cache".into()))
     }
 
-    fn lookup(&self, st: &mut State, vcluster: u64) -> Result<Map> {
+    /// The raw L2 entry of guest cluster `vcluster` and its subcluster bitmap (0 without
+    /// extended L2 entries); (0, 0) when no L2 table covers it.
+    fn entry(&self, st: &mut State, vcluster: u64) -> Result<(u64, u64)> {
         let per = self.hdr.l2_entries();
         let l1i = (vcluster / per) as usize;
         let l2off = st.l1.get(l1i).copied().unwrap_or(0) & OFFSET_MASK;
         if l2off == 0 {
-            return Ok(Map::Unalloc);
+            return Ok((0, 0));
         }
+        let w = (self.hdr.l2_entry_bytes() / 8) as usize;
+        let i = (vcluster % per) as usize * w;
+        let t = self.l2(st, l2off)?;
+        let e = t.get(i).copied().unwrap_or(0);
+        let bm = if w == 2 {
+            t.get(i + 1).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        Ok((e, bm))
+    }
+
+    /// Where allocation unit `unit` (a subcluster with extended L2 entries, else a cluster)
+    /// lives in this layer.
+    fn lookup(&self, st: &mut State, unit: u64) -> Result<Map> {
+        let shift = self.hdr.cluster_bits - self.hdr.unit_bits();
+        let (e, bm) = self.entry(st, unit >> shift)?;
         let file_len = st.file_len;
-        let e = self.l2(st, l2off)?[(vcluster % per) as usize];
-        self.decode(e, file_len)
+        if self.hdr.extended_l2() {
+            self.decode_ext(e, bm, (unit & 31) as u32, file_len)
+        } else {
+            self.decode(e, file_len)
+        }
     }
 
     fn decode(&self, e: u64, file_len: u64) -> Result<Map> {
-        let cs = self.hdr.cluster_size();
         if e & COMPRESSED != 0 {
+            if self.hdr.data_file.is_some() {
+                return Err(
+                    self.bad("compressed cluster in an image with an external data file".into())
+                );
+            }
             let x = 62 - (self.hdr.cluster_bits - 8);
             let host = e & ((1u64 << x) - 1);
             let sectors = ((e >> x) & ((1u64 << (self.hdr.cluster_bits - 8)) - 1)) + 1;
@@ -190,22 +248,36 @@ impl Qcow2Dev {
                 len: sectors * 512 - (host & 511),
             });
         }
-        let host = e & OFFSET_MASK;
-        if host != 0 && (!host.is_multiple_of(cs) || host >= file_len || host >= MAX_HOST_OFFSET) {
-            return Err(self.bad(format!(
-                "L2 entry points to {host:#x}, past the end of the file or unaligned"
-            )));
-        }
+        let host = self.data_host(e, file_len)?;
         if e & ZERO != 0 && self.hdr.version >= 3 {
             return Ok(Map::Zero((host != 0).then_some(host)));
         }
-        if host == 0 {
+        // With a data file, offset 0 is a real cluster; COPIED tells it from unallocated.
+        if host == 0 && !(self.hdr.data_file.is_some() && e & COPIED != 0) {
             return Ok(Map::Unalloc);
         }
         Ok(Map::Data {
             host,
             copied: e & COPIED != 0,
         })
+    }
+
+    /// The host cluster of a plain L2 entry, checked (aligned, inside the file).
+    fn data_host(&self, e: u64, file_len: u64) -> Result<u64> {
+        let cs = self.hdr.cluster_size();
+        let host = e & OFFSET_MASK;
+        // Data-file offsets are not in this file (reads past the data file's end are zeroes).
+        let limit = if self.hdr.data_file.is_some() {
+            MAX_HOST_OFFSET
+        } else {
+            file_len
+        };
+        if host != 0 && (!host.is_multiple_of(cs) || host >= limit) {
+            return Err(self.bad(format!(
+                "L2 entry points to {host:#x}, past the end of the file or unaligned"
+            )));
+        }
+        Ok(host)
     }
 
     fn read_backing(&self, buf: &mut [u8], off: u64) -> Result<()> {
@@ -256,7 +328,7 @@ impl Qcow2Dev {
                 out.fill(0);
                 Ok(())
             }
-            Map::Data { host, .. } => self.host.read(out, host),
+            Map::Data { host, .. } => self.data_file().read(out, host),
             Map::Compressed { host, len } => self.inflate(host, len, out),
         }
     }
@@ -270,20 +342,26 @@ impl Qcow2Dev {
         len: usize,
         segs: &mut Vec<(Map, usize)>,
     ) -> Result<()> {
-        let cs = self.hdr.cluster_size();
-        let bits = self.hdr.cluster_bits;
+        let bits = self.hdr.unit_bits();
+        let us = 1u64 << bits;
+        let cbits = self.hdr.cluster_bits;
         let mut done = 0usize;
         while done < len && segs.len() < PLAN_SEGMENTS {
             let pos = off + done as u64;
             let vc = pos >> bits;
             let m = self.lookup(st, vc)?;
-            let mut run = (cs - (pos & (cs - 1))).min((len - done) as u64) as usize;
+            let mut run = (us - (pos & (us - 1))).min((len - done) as u64) as usize;
             while done + run < len {
-                let next_vc = (pos + run as u64) >> bits;
+                let next_pos = pos + run as u64;
+                let next_vc = next_pos >> bits;
                 let next = self.lookup(st, next_vc)?;
                 let contiguous = match (m, next) {
                     (Map::Data { host: a, .. }, Map::Data { host: b, .. }) => {
-                        b == a + (next_vc - vc) * cs
+                        b == a + (next_vc - vc) * us
+                    }
+                    // Subclusters of one compressed cluster: one decompression.
+                    (Map::Compressed { host: a, .. }, Map::Compressed { host: b, .. }) => {
+                        a == b && next_pos >> cbits == pos >> cbits
                     }
                     (Map::Unalloc, Map::Unalloc) | (Map::Zero(_), Map::Zero(_)) => true,
                     _ => false,
@@ -291,7 +369,7 @@ impl Qcow2Dev {
                 if !contiguous {
                     break;
                 }
-                run = (run + cs as usize).min(len - done);
+                run = (run + us as usize).min(len - done);
             }
             segs.push((m, run));
             done += run;
@@ -304,9 +382,7 @@ impl Qcow2Dev {
     /// clusters are never reused once freed (allocation only appends): a reader racing a
     /// write_zeroes of the same range may read the punched hole, i.e. the zeroes being written.
     fn read_guest(&self, buf: &mut [u8], off: u64) -> Result<()> {
-        let cs = self.hdr.cluster_size();
         let mut segs = Vec::with_capacity(PLAN_SEGMENTS);
-        let mut scratch = Vec::new();
         let mut done = 0usize;
         while done < buf.len() {
             segs.clear();
@@ -314,24 +390,46 @@ impl Qcow2Dev {
                 let mut st = self.lock()?;
                 self.plan(&mut st, off + done as u64, buf.len() - done, &mut segs)?;
             }
-            for &(m, run) in &segs {
-                let pos = off + done as u64;
-                let inner = pos & (cs - 1);
-                let dst = &mut buf[done..done + run];
-                match m {
-                    Map::Unalloc => self.read_backing(dst, pos)?,
-                    Map::Zero(_) => dst.fill(0),
-                    Map::Data { host, .. } => self.host.read(dst, host + inner)?,
-                    Map::Compressed { host, len } => {
-                        scratch.resize(cs as usize, 0);
-                        self.inflate(host, len, &mut scratch)?;
-                        dst.copy_from_slice(&scratch[inner as usize..inner as usize + run]);
-                    }
-                }
-                done += run;
-            }
+            done += self.read_segs(&segs, &mut buf[done..], off + done as u64)?;
         }
         Ok(())
+    }
+
+    /// Reads guest bytes while the caller holds the lock (writers filling partial subclusters).
+    fn read_locked(&self, st: &mut State, buf: &mut [u8], off: u64) -> Result<()> {
+        let mut segs = Vec::with_capacity(PLAN_SEGMENTS);
+        let mut done = 0usize;
+        while done < buf.len() {
+            segs.clear();
+            self.plan(st, off + done as u64, buf.len() - done, &mut segs)?;
+            done += self.read_segs(&segs, &mut buf[done..], off + done as u64)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the planned runs `segs` into `buf` (guest offset `off`); returns the bytes read.
+    fn read_segs(&self, segs: &[(Map, usize)], buf: &mut [u8], off: u64) -> Result<usize> {
+        let cs = self.hdr.cluster_size();
+        let us = 1u64 << self.hdr.unit_bits();
+        let mut scratch = Vec::new();
+        let mut done = 0usize;
+        for &(m, run) in segs {
+            let pos = off + done as u64;
+            let dst = &mut buf[done..done + run];
+            match m {
+                Map::Unalloc => self.read_backing(dst, pos)?,
+                Map::Zero(_) => dst.fill(0),
+                Map::Data { host, .. } => self.data_file().read(dst, host + (pos & (us - 1)))?,
+                Map::Compressed { host, len } => {
+                    let inner = (pos & (cs - 1)) as usize;
+                    scratch.resize(cs as usize, 0);
+                    self.inflate(host, len, &mut scratch)?;
+                    dst.copy_from_slice(&scratch[inner..inner + run]);
+                }
+            }
+            done += run;
+        }
+        Ok(done)
     }
 
     fn write_l1(&self, st: &mut State, idx: usize, val: u64) -> Result<()> {
@@ -366,12 +464,34 @@ impl Qcow2Dev {
         Ok(off)
     }
 
-    fn set_l2(&self, st: &mut State, vcluster: u64, val: u64) -> Result<()> {
+    /// Sets the L2 entry of `vcluster` (and its subcluster bitmap with extended L2 entries).
+    fn set_l2(&self, st: &mut State, vcluster: u64, val: u64, bitmap: u64) -> Result<()> {
         let l2off = self.l2_for_write(st, vcluster)?;
-        let i = (vcluster % self.hdr.l2_entries()) as usize;
-        self.host.write(&val.to_be_bytes(), l2off + i as u64 * 8)?;
-        self.l2(st, l2off)?[i] = val;
+        let w = (self.hdr.l2_entry_bytes() / 8) as usize;
+        let i = (vcluster % self.hdr.l2_entries()) as usize * w;
+        let words = [val, bitmap];
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&val.to_be_bytes());
+        raw[8..].copy_from_slice(&bitmap.to_be_bytes());
+        self.host.write(&raw[..w * 8], l2off + i as u64 * 8)?;
+        let t = self.l2(st, l2off)?;
+        if let Some(dst) = t.get_mut(i..i + w) {
+            dst.copy_from_slice(&words[..w]);
+        }
         Ok(())
+    }
+
+    /// Whether guest cluster `vc` holds no host cluster, so a whole-cluster write may allocate
+    /// a fresh one: unallocated or zero without a host cluster (any subcluster bitmap).
+    fn holds_nothing(&self, st: &mut State, vc: u64) -> Result<bool> {
+        if self.hdr.extended_l2() {
+            let (e, _) = self.entry(st, vc)?;
+            return Ok(e & (OFFSET_MASK | COMPRESSED) == 0);
+        }
+        Ok(matches!(
+            self.lookup(st, vc)?,
+            Map::Unalloc | Map::Zero(None)
+        ))
     }
 
     /// Allocates `n` contiguous clusters at the end of the file with refcount 1.
@@ -392,7 +512,7 @@ impl Qcow2Dev {
         let per = self.hdr.l2_entries();
         let max = (data.len() as u64 / cs).min(4096);
         let mut n = 0;
-        while n < max && matches!(self.lookup(st, vc + n)?, Map::Unalloc | Map::Zero(None)) {
+        while n < max && self.holds_nothing(st, vc + n)? {
             n += 1;
         }
         if n < 2 {
@@ -406,13 +526,24 @@ impl Qcow2Dev {
             let stop = n.min(i + (per - c % per));
             let l2off = self.l2_for_write(st, c)?;
             let first = (c % per) as usize;
-            let vals: Vec<u64> = (i..stop).map(|k| (host + k * cs) | COPIED).collect();
+            let ext = self.hdr.extended_l2();
+            let mut vals = Vec::with_capacity(2 * (stop - i) as usize);
+            for k in i..stop {
+                vals.push((host + k * cs) | COPIED);
+                if ext {
+                    vals.push(ext::ALL_ALLOC);
+                }
+            }
             let mut raw = Vec::with_capacity(vals.len() * 8);
             for v in &vals {
                 raw.extend_from_slice(&v.to_be_bytes());
             }
-            self.host.write(&raw, l2off + first as u64 * 8)?;
-            self.l2(st, l2off)?[first..first + vals.len()].copy_from_slice(&vals);
+            let w = vals.len() / (stop - i) as usize;
+            self.host.write(&raw, l2off + (first * w) as u64 * 8)?;
+            let t = self.l2(st, l2off)?;
+            if let Some(dst) = t.get_mut(first * w..first * w + vals.len()) {
+                dst.copy_from_slice(&vals);
+            }
             i = stop;
         }
         Ok(n)
@@ -461,7 +592,7 @@ impl Qcow2Dev {
             _ => self.alloc(st, 1)?,
         };
         self.host.write(content, host)?;
-        self.set_l2(st, vc, host | COPIED)?;
+        self.set_l2(st, vc, host | COPIED, 0)?;
         if !matches!(m, Map::Zero(Some(_))) {
             self.release(st, m)?;
         }
@@ -475,7 +606,7 @@ impl Qcow2Dev {
             if m == Map::Unalloc {
                 return Ok(());
             }
-            self.set_l2(st, vc, 0)?;
+            self.set_l2(st, vc, 0, 0)?;
             return self.release(st, m);
         }
         if self.hdr.version < 3 {
@@ -488,89 +619,8 @@ impl Qcow2Dev {
         if matches!(m, Map::Zero(None)) {
             return Ok(());
         }
-        self.set_l2(st, vc, ZERO)?;
+        self.set_l2(st, vc, ZERO, 0)?;
         self.release(st, m)
-    }
-}
-
-impl Qcow2Dev {
-    /// Compresses one full guest cluster (zlib or zstd, as the header says) and stores it packed
-    /// after the previous compressed cluster. Falls back to a plain write when the cluster is
-    /// already allocated or does not shrink.
-    pub fn write_compressed(&self, vc: u64, data: &[u8]) -> Result<()> {
-        let cs = self.hdr.cluster_size();
-        if !self.writable || data.len() as u64 != cs || (vc + 1) * cs > self.hdr.size {
-            return self.write_at(data, vc * cs);
-        }
-        let comp = match self.compress(data)? {
-            Some(c) if (c.len() as u64) <= cs - 512 => c,
-            _ => return self.write_at(data, vc * cs),
-        };
-        let mut guard = self.lock()?;
-        let st: &mut State = &mut guard;
-        if self.lookup(st, vc)? != Map::Unalloc {
-            drop(guard);
-            return self.write_at(data, vc * cs);
-        }
-        let len = comp.len() as u64;
-        // Open a host cluster when none is open or the last one is full.
-        if st.comp_cursor == 0 || st.comp_cursor.is_multiple_of(cs) {
-            st.comp_cursor = self.alloc(st, 1)?;
-        } else {
-            let first = st.comp_cursor / cs * cs;
-            let cur = st.rc.get(&self.host, &self.hdr, first)?;
-            st.rc
-                .set(&self.host, &self.hdr, &mut st.file_len, first, cur + 1)?;
-        }
-        let start = st.comp_cursor;
-        let cluster_end = start / cs * cs + cs;
-        if start + len > cluster_end {
-            // Spill into the next host cluster, which must follow directly.
-            if st.file_len != cluster_end {
-                // The open cluster was counted for this one: give that reference back.
-                let first = start / cs * cs;
-                let cur = st.rc.get(&self.host, &self.hdr, first)?;
-                st.rc.set(
-                    &self.host,
-                    &self.hdr,
-                    &mut st.file_len,
-                    first,
-                    cur.saturating_sub(1),
-                )?;
-                st.comp_cursor = self.alloc(st, 1)?;
-                return self.finish_compressed(st, vc, &comp);
-            }
-            self.alloc(st, 1)?;
-        }
-        self.finish_compressed(st, vc, &comp)
-    }
-
-    fn finish_compressed(&self, st: &mut State, vc: u64, comp: &[u8]) -> Result<()> {
-        let start = st.comp_cursor;
-        let len = comp.len() as u64;
-        self.host.write(comp, start)?;
-        let x = 62 - (self.hdr.cluster_bits - 8);
-        let extra_sectors = ((start + len - 1) >> 9) - (start >> 9);
-        self.set_l2(st, vc, COMPRESSED | (extra_sectors << x) | start)?;
-        st.comp_cursor = start + len;
-        Ok(())
-    }
-
-    /// The compressed form of a cluster, or `None` when it does not fit in the cluster.
-    fn compress(&self, data: &[u8]) -> Result<Option<Vec<u8>>> {
-        if self.hdr.compression_type == 1 {
-            let out = ruzstd::encoding::compress_to_vec(
-                data,
-                ruzstd::encoding::CompressionLevel::Fastest,
-            );
-            return Ok((out.len() < data.len()).then_some(out));
-        }
-        let mut c = flate2::Compress::new(flate2::Compression::default(), false);
-        let mut out = Vec::with_capacity(data.len());
-        let status = c
-            .compress_vec(data, &mut out, flate2::FlushCompress::Finish)
-            .map_err(|e| Error::Failed(format!("deflate: {e}")))?;
-        Ok((status == flate2::Status::StreamEnd).then_some(out))
     }
 }
 
@@ -590,123 +640,11 @@ impl Qcow2Dev {
     pub fn kind_at(&self, offset: u64) -> Result<ClusterKind> {
         let mut st = self.lock()?;
         Ok(
-            match self.lookup(&mut st, offset >> self.hdr.cluster_bits)? {
+            match self.lookup(&mut st, offset >> self.hdr.unit_bits())? {
                 Map::Unalloc => ClusterKind::Unallocated,
                 Map::Zero(_) => ClusterKind::Zero,
                 Map::Data { .. } | Map::Compressed { .. } => ClusterKind::Data,
             },
         )
-    }
-}
-
-impl BlockDev for Qcow2Dev {
-    fn size(&self) -> u64 {
-        self.hdr.size
-    }
-
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<()> {
-        check_range(self.hdr.size, offset, buf.len() as u64)?;
-        self.read_guest(buf, offset)
-    }
-
-    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        if !self.writable {
-            return Err(Error::ReadOnly(format!(
-                "{} is open read-only",
-                self.host.path.display()
-            )));
-        }
-        check_range(self.hdr.size, offset, buf.len() as u64)?;
-        let mut st = self.lock()?;
-        let cs = self.hdr.cluster_size();
-        let mut done = 0usize;
-        while done < buf.len() {
-            let pos = offset + done as u64;
-            let inner = pos & (cs - 1);
-            if inner == 0 && (buf.len() - done) as u64 >= 2 * cs {
-                let k = self.write_run(&mut st, pos >> self.hdr.cluster_bits, &buf[done..])?;
-                if k > 0 {
-                    done += (k * cs) as usize;
-                    continue;
-                }
-            }
-            let n = ((cs - inner) as usize).min(buf.len() - done);
-            self.write_cluster(
-                &mut st,
-                pos >> self.hdr.cluster_bits,
-                inner,
-                &buf[done..done + n],
-            )?;
-            done += n;
-        }
-        Ok(())
-    }
-
-    fn write_zeroes(&self, offset: u64, len: u64) -> Result<()> {
-        if !self.writable {
-            return Err(Error::ReadOnly(format!(
-                "{} is open read-only",
-                self.host.path.display()
-            )));
-        }
-        check_range(self.hdr.size, offset, len)?;
-        let cs = self.hdr.cluster_size();
-        let end = offset + len;
-        let first_full = offset.div_ceil(cs) * cs;
-        let last_full = end / cs * cs;
-        if first_full >= last_full {
-            return self.write_at(&vec![0u8; len as usize], offset);
-        }
-        if offset < first_full {
-            self.write_at(&vec![0u8; (first_full - offset) as usize], offset)?;
-        }
-        {
-            let mut st = self.lock()?;
-            let mut c = first_full;
-            while c < last_full {
-                self.zero_cluster(&mut st, c / cs)?;
-                c += cs;
-            }
-        }
-        if last_full < end {
-            self.write_at(&vec![0u8; (end - last_full) as usize], last_full)?;
-        }
-        Ok(())
-    }
-
-    fn flush(&self) -> Result<()> {
-        if self.writable {
-            self.host.sync()?;
-        }
-        Ok(())
-    }
-
-    fn writable(&self) -> bool {
-        self.writable
-    }
-
-    fn is_zero_hint(&self, offset: u64, len: u64) -> Result<bool> {
-        check_range(self.hdr.size, offset, len)?;
-        let cs = self.hdr.cluster_size();
-        let mut st = self.lock()?;
-        let mut c = offset / cs;
-        let end = (offset + len).div_ceil(cs);
-        while c < end {
-            match self.lookup(&mut st, c)? {
-                Map::Zero(_) => {}
-                Map::Unalloc => {
-                    if let Some(b) = &self.backing {
-                        let s = (c * cs).max(offset);
-                        let e = ((c + 1) * cs).min(offset + len).min(b.size());
-                        if s < e && !b.is_zero_hint(s, e - s)? {
-                            return Ok(false);
-                        }
-                    }
-                }
-                _ => return Ok(false),
-            }
-            c += 1;
-        }
-        Ok(true)
     }
 }

@@ -27,6 +27,8 @@ pub struct ConvertOptions {
     pub compress: bool,
     /// Use zstd for compressed clusters (zlib otherwise).
     pub zstd: bool,
+    /// qcow2 output with extended L2 entries (32 subclusters per cluster).
+    pub extended_l2: bool,
 }
 
 /// What [`convert`] did.
@@ -91,6 +93,7 @@ pub fn convert(
             stream_optimized: opts.stream_optimized
                 || (opts.compress && opts.format == Format::Vmdk),
             zstd: opts.zstd,
+            extended_l2: opts.extended_l2,
         },
     )?;
     let r = convert_into(&sdev, dst, opts, progress);
