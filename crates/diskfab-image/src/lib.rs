@@ -40,6 +40,8 @@ pub mod vhd;
 mod vhd_dev;
 pub mod vhdx;
 mod vhdx_dev;
+pub mod vhdx_log;
+mod vhdx_replay;
 pub mod vmdk;
 mod vmdk_dev;
 mod vmdk_sparse;
@@ -304,7 +306,8 @@ pub fn fuzz_vmdk(data: &[u8]) {
     }
 }
 
-/// Fuzz entry point for VHDX headers, region tables, metadata and BAT. Must never panic.
+/// Fuzz entry point for VHDX headers, region tables, metadata, BAT and the log (a pending log
+/// is replayed in memory; the input is also parsed as a log on its own). Must never panic.
 ///
 /// VHDX structures sit at 1 MiB boundaries, beyond a fuzzer's input length, so the input is
 /// spread out: its first 320 KiB (identifier, headers, region tables) stay in place and each
@@ -329,9 +332,31 @@ pub fn fuzz_vhdx(data: &[u8]) {
     {
         return;
     }
+    fuzz_vhdx_log(data);
     let head = &data[..data.len().min(4096)];
     if let Ok(dev) = vhdx_dev::VhdxDev::open(host, head, false) {
         read_some(&dev);
+    }
+}
+
+/// The log parser on its own: the input (whole 4 KiB sectors) taken as a log whose expected
+/// GUID is the one of the entry at its start, so fuzzed entries get past the GUID check.
+fn fuzz_vhdx_log(data: &[u8]) {
+    let n = data.len() / 4096 * 4096;
+    if n == 0 {
+        return;
+    }
+    let mut guid = [0u8; 16];
+    guid.copy_from_slice(&data[32..48]);
+    let place = vhdx_log::LogPlace {
+        offset: 1 << 20,
+        guid,
+        max_file: 1 << 40,
+    };
+    if let Ok(Some(r)) = vhdx_log::find_active(&data[..n], &place) {
+        let o = vhdx_log::Overlay::new(r, 1 << 20);
+        let mut buf = vec![0u8; 8192];
+        o.patch(&mut buf, (1 << 20) - 4000);
     }
 }
 
