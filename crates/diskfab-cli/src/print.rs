@@ -68,6 +68,12 @@ pub fn converted(json: bool, r: &diskfab_core::ops::images::ConvertReport) -> Re
         human(r.skipped),
         human(r.output_allocated)
     );
+    if let Some(n) = r.output_size {
+        println!(
+            "output size is {n} bytes (source {}; rounded up, the tail reads as zeroes)",
+            r.virtual_size
+        );
+    }
     Ok(())
 }
 

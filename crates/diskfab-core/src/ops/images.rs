@@ -27,6 +27,10 @@ pub struct ConvertOptions {
     pub compress: bool,
     /// Use zstd for compressed clusters (zlib otherwise).
     pub zstd: bool,
+    /// VHD: the size exactly as given (no CHS rounding by any reader).
+    pub force_size: bool,
+    /// VHD for Azure: fixed, size rounded up to a whole MiB and forced.
+    pub azure: bool,
 }
 
 /// What [`convert`] did.
@@ -40,6 +44,10 @@ pub struct ConvertReport {
     pub skipped: u64,
     /// Output file size on the host.
     pub output_allocated: u64,
+    /// The output's guest size when it differs from the source's (`azure=on` rounds up to a
+    /// whole MiB; the added tail reads as zeroes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_size: Option<u64>,
 }
 
 /// Whether `b` is all zeroes: OR-reduces 4 KiB blocks as u64 words (vectorises), stopping at the
@@ -91,6 +99,8 @@ pub fn convert(
             stream_optimized: opts.stream_optimized
                 || (opts.compress && opts.format == Format::Vmdk),
             zstd: opts.zstd,
+            force_size: opts.force_size,
+            azure: opts.azure,
         },
     )?;
     let r = convert_into(&sdev, dst, opts, progress);
@@ -173,6 +183,7 @@ fn convert_into(
         Ok(())
     })?;
     d.flush()?;
+    rep.output_size = Some(ddev.size()).filter(|&n| n != size);
     rep.output_allocated = std::fs::metadata(dst)
         .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
         .unwrap_or(0);
