@@ -170,7 +170,10 @@ pub fn compared(json: bool, r: &diskfab_core::ops::images::CompareReport) -> Res
     }
     match r.first_difference {
         None => println!("Images are identical."),
-        Some(o) => println!("Content mismatch at offset {o}!"),
+        Some(o) => println!(
+            "Content mismatch at offset {o}! (first different byte: {})",
+            r.first_different_byte.unwrap_or(o)
+        ),
     }
     Ok(())
 }

@@ -236,8 +236,11 @@ fn write_compressed(d: &Image, b: &[u8], off: u64, rep: &mut ConvertReport) -> R
 pub struct CompareReport {
     /// Whether the guest-visible contents are identical.
     pub identical: bool,
-    /// First guest offset where they differ.
+    /// Start of the first 512-byte sector where they differ (the offset `qemu-img compare`
+    /// prints).
     pub first_difference: Option<u64>,
+    /// The first byte that differs.
+    pub first_different_byte: Option<u64>,
     /// Virtual sizes.
     pub size_a: u64,
     /// Virtual sizes.
@@ -266,6 +269,7 @@ pub fn compare(a: &Path, b: &Path, gate: &BackingGate) -> Result<CompareReport> 
     let mut rep = CompareReport {
         identical: true,
         first_difference: None,
+        first_different_byte: None,
         size_a: sa,
         size_b: sb,
     };
@@ -293,7 +297,8 @@ pub fn compare(a: &Path, b: &Path, gate: &BackingGate) -> Result<CompareReport> 
             }
             if let Some(i) = (0..n).find(|&i| ba[i] != bb[i]) {
                 rep.identical = false;
-                rep.first_difference = Some(off + i as u64);
+                rep.first_different_byte = Some(off + i as u64);
+                rep.first_difference = Some((off + i as u64) / 512 * 512);
                 return Ok(rep);
             }
         }
