@@ -339,21 +339,29 @@ pub fn fuzz_vhdx(data: &[u8]) {
     }
 }
 
-/// The log parser on its own: the input (whole 4 KiB sectors) taken as a log whose expected
-/// GUID is the one of the entry at its start, so fuzzed entries get past the GUID check.
+/// The log parser on its own. In `fuzz_vhdx`'s layout the log of a seed (qemu's and ours sit
+/// at 1 MiB) starts at 320 KiB of the input, and its entries carry the first header's log GUID:
+/// that part is parsed as a log with that GUID; a shorter input is parsed whole, with the GUID
+/// of an entry at its start, so fuzzed entries get past the GUID check.
 fn fuzz_vhdx_log(data: &[u8]) {
-    let n = data.len() / 4096 * 4096;
-    if n == 0 {
+    const HEAD: usize = 320 << 10;
+    let (log, at) = if data.len() > HEAD {
+        (&data[HEAD..], (64 << 10) + 48)
+    } else {
+        (data, 32)
+    };
+    let n = log.len() / 4096 * 4096;
+    if n == 0 || data.len() < at + 16 {
         return;
     }
     let mut guid = [0u8; 16];
-    guid.copy_from_slice(&data[32..48]);
+    guid.copy_from_slice(&data[at..at + 16]);
     let place = vhdx_log::LogPlace {
         offset: 1 << 20,
         guid,
         max_file: 1 << 40,
     };
-    if let Ok(Some(r)) = vhdx_log::find_active(&data[..n], &place) {
+    if let Ok(Some(r)) = vhdx_log::find_active(&log[..n], &place) {
         let o = vhdx_log::Overlay::new(r, 1 << 20);
         let mut buf = vec![0u8; 8192];
         o.patch(&mut buf, (1 << 20) - 4000);

@@ -4,7 +4,7 @@
 //! kills it without a clean close. The oracle is a copy replayed by `qemu-img check -r all`
 //! and converted to raw by `qemu-img convert`.
 
-use diskfab_image::{BackingGate, Image, OpenOptions};
+use diskfab_image::{fuzz_vhdx, BackingGate, Image, OpenOptions};
 use diskfab_storage::Error;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -256,4 +256,27 @@ fn corrupt_or_truncated_logs_are_refused_as_bad_images_and_nothing_is_written() 
         );
     }
     assert_eq!(sha256(&q), before);
+}
+
+#[test]
+fn a_dirty_image_in_the_fuzz_layout_puts_a_valid_log_entry_within_the_fuzzers_reach() {
+    let t = tempfile::tempdir().unwrap();
+    let (name, d) = scenarios().swap_remove(0);
+    let p = make(t.path(), name, &d);
+    // scripts/fuzz.sh's seed layout: the first 320 KiB, then the first 64 KiB of each MiB.
+    let b = std::fs::read(&p).unwrap();
+    let mut seed = b[..320 << 10].to_vec();
+    for m in 1..12usize {
+        seed.extend_from_slice(&b[m << 20..(m << 20) + (64 << 10)]);
+    }
+    let place = diskfab_image::vhdx_log::LogPlace {
+        offset: 1 << 20,
+        guid: log_guid(&p),
+        max_file: 1 << 40,
+    };
+    // fuzz_vhdx parses the part from 320 KiB (the log's first 64 KiB onwards) as a log.
+    let log = &seed[320 << 10..];
+    let r = diskfab_image::vhdx_log::find_active(&log[..log.len() / 4096 * 4096], &place).unwrap();
+    assert_eq!(r.map(|r| r.entries), Some(1));
+    fuzz_vhdx(&seed);
 }
