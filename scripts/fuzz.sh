@@ -52,11 +52,19 @@ qemu-img convert -q -O vmdk -o subformat=monolithicFlat "$S/v.raw" "$S/flat.vmdk
 cargo run -q -p diskfab-cli -- convert -O vmdk -o subformat=streamOptimized "$S/v.raw" "$S/ours.vmdk" >/dev/null
 for f in "$S"/*.vmdk; do head -c 1048576 "$f" > "fuzz/corpus/vmdk/seed-$(basename "$f")"; done
 # vhdx seeds (fuzz_vhdx's layout: the first 320 KiB, then the first 64 KiB of each following MiB):
-# dynamic with data (qemu's 8 MiB and 1 MiB blocks), fixed, and ours.
+# dynamic with data (qemu's 8 MiB and 1 MiB blocks), fixed, ours, and two with a pending log.
 qemu-img create -q -f vhdx "$S/d.vhdx" 24M && qemu-io -f vhdx -c "write -P 7 0 8k" "$S/d.vhdx" >/dev/null
 qemu-img create -q -f vhdx -o block_size=1M "$S/s.vhdx" 24M && qemu-io -f vhdx -c "write -P 7 3M 8k" "$S/s.vhdx" >/dev/null
 qemu-img create -q -f vhdx -o subformat=fixed,block_size=1M "$S/f.vhdx" 4M
 cargo run -q -p diskfab-cli -- convert -O vhdx -o block_size=1M "$S/v.raw" "$S/ours.vhdx" >/dev/null
+# dirty logs (the log replay parser): qemu-io writes through blkdebug, which fails the in-place
+# block-table update after qemu's log entry is on disk; `abort` leaves the log pending.
+printf '[inject-error]\nevent = "pwritev"\nerrno = "5"\nsector = "4096"\nonce = "off"\niotype = "write"\n' > "$S/bd.conf"
+for d in "dirty-a:64M::write -P 0x5a 0 3M" "dirty-b:24M:block_size=1M:write -P 0x21 1M 5M"; do
+  IFS=: read -r n sz o w <<<"$d"
+  qemu-img create -q -f vhdx ${o:+-o "$o"} "$S/$n.vhdx" "$sz"
+  qemu-io -c "$w" -c abort "json:{\"driver\":\"vhdx\",\"cache\":{\"no-flush\":true},\"file\":{\"driver\":\"blkdebug\",\"config\":\"$S/bd.conf\",\"image\":{\"driver\":\"file\",\"filename\":\"$S/$n.vhdx\"}}}" >/dev/null 2>&1 || true
+done
 for f in "$S"/*.vhdx; do
   { head -c 327680 "$f"; for m in 1 2 3 4 5 6 7 8 9 10 11; do dd if="$f" bs=64K skip=$((m * 16)) count=1 status=none; done; } \
     > "fuzz/corpus/vhdx/seed-$(basename "$f")"

@@ -30,7 +30,9 @@ pub enum Fmt {
     Qcow2,
     /// VirtualBox disk image (dynamic; static with -o static=on).
     Vdi,
-    /// Microsoft VHD (dynamic; fixed with -o subformat=fixed); also accepted as `vhd`.
+    /// Microsoft VHD (dynamic; fixed with -o subformat=fixed; -o force_size=on keeps the size
+    /// exact; -o azure=on: fixed, size rounded up to a whole MiB, as Azure requires); also
+    /// accepted as `vhd`.
     #[value(name = "vpc", alias = "vhd")]
     Vpc,
     /// VMware VMDK (monolithicSparse; -o subformat=streamOptimized for a compressed, write-once image).
@@ -185,8 +187,10 @@ pub enum Cmd {
         #[arg(long, value_name = "BYTES")]
         cluster_size: Option<String>,
         /// Format options: static=on (VDI), subformat=fixed|dynamic (VHD, VHDX), block_size=SIZE (VHDX),
-        /// subformat=monolithicSparse|streamOptimized (VMDK), compression_type=zlib|zstd and
-        /// extended_l2=on (qcow2: 32 subclusters per cluster, clusters of 16K or more).
+        /// force_size=on (VHD: size exact, no CHS rounding), azure=on (VHD: fixed, size rounded up
+        /// to a whole MiB and forced), subformat=monolithicSparse|streamOptimized (VMDK),
+        /// compression_type=zlib|zstd and extended_l2=on (qcow2: 32 subclusters per cluster,
+        /// clusters of 16K or more).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,
     },
@@ -485,8 +489,10 @@ pub enum Cmd {
         )]
         format: Fmt,
         /// Format options: cluster_size=SIZE, backing=BASE (write only what differs from BASE),
-        /// static=on (VDI), subformat=fixed|dynamic (VHD, VHDX), block_size=SIZE (VHDX), subformat=monolithicSparse|streamOptimized
-        /// (VMDK), compression_type=zlib|zstd and extended_l2=on (qcow2: 32 subclusters per cluster).
+        /// static=on (VDI), subformat=fixed|dynamic (VHD, VHDX), block_size=SIZE (VHDX), force_size=on
+        /// (VHD: size exact, no CHS rounding), azure=on (VHD: fixed, size rounded up to a whole MiB
+        /// and forced), subformat=monolithicSparse|streamOptimized (VMDK), compression_type=zlib|zstd
+        /// and extended_l2=on (qcow2: 32 subclusters per cluster).
         #[arg(short = 'o', long = "options", value_name = "KEY=VALUE,...")]
         options: Option<String>,
         /// Show a progress bar (only on a terminal).

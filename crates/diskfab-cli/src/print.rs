@@ -68,6 +68,12 @@ pub fn converted(json: bool, r: &diskfab_core::ops::images::ConvertReport) -> Re
         human(r.skipped),
         human(r.output_allocated)
     );
+    if let Some(n) = r.output_size {
+        println!(
+            "output size is {n} bytes (source {}; rounded up, the tail reads as zeroes)",
+            r.virtual_size
+        );
+    }
     Ok(())
 }
 
@@ -164,7 +170,10 @@ pub fn compared(json: bool, r: &diskfab_core::ops::images::CompareReport) -> Res
     }
     match r.first_difference {
         None => println!("Images are identical."),
-        Some(o) => println!("Content mismatch at offset {o}!"),
+        Some(o) => println!(
+            "Content mismatch at offset {o}! (first different byte: {})",
+            r.first_different_byte.unwrap_or(o)
+        ),
     }
     Ok(())
 }

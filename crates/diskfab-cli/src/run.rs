@@ -55,6 +55,12 @@ struct Layout {
     extended_l2: bool,
     /// VHDX block size as given.
     block_size: Option<String>,
+    /// VHD: size forced (no CHS rounding).
+    force_size: bool,
+    /// VHD for Azure (fixed, whole MiB, forced size).
+    azure: bool,
+    /// `subformat=dynamic` or `static=off` was given.
+    dynamic_asked: bool,
 }
 
 impl Layout {
@@ -63,11 +69,23 @@ impl Layout {
         cluster(&self.block_size)
     }
 
+    /// Whether the output is fully allocated (`azure=on` implies it).
+    fn fixed(&self) -> bool {
+        self.fixed || (self.azure && !self.dynamic_asked)
+    }
+
     /// Applies one `KEY=VALUE`; returns false if the key is not a layout option.
     fn apply(&mut self, kv: &str) -> bool {
         match kv.split_once('=') {
             Some(("static", "on")) | Some(("subformat", "fixed")) => self.fixed = true,
-            Some(("static", "off")) | Some(("subformat", "dynamic")) => self.fixed = false,
+            Some(("static", "off")) | Some(("subformat", "dynamic")) => {
+                self.fixed = false;
+                self.dynamic_asked = true;
+            }
+            Some(("force_size", "on")) => self.force_size = true,
+            Some(("force_size", "off")) => self.force_size = false,
+            Some(("azure", "on")) => self.azure = true,
+            Some(("azure", "off")) => self.azure = false,
             Some(("subformat", "streamOptimized")) => self.stream_optimized = true,
             Some(("subformat", "monolithicSparse")) => self.stream_optimized = false,
             Some(("compression_type", "zstd")) | Some(("compression", "zstd")) => self.zstd = true,
@@ -81,7 +99,7 @@ impl Layout {
     }
 }
 
-const LAYOUT_HELP: &str = "static=on|off, subformat=fixed|dynamic|monolithicSparse|streamOptimized, compression_type=zlib|zstd, extended_l2=on|off, block_size=SIZE";
+const LAYOUT_HELP: &str = "static=on|off, subformat=fixed|dynamic|monolithicSparse|streamOptimized, compression_type=zlib|zstd, extended_l2=on|off, block_size=SIZE, force_size=on|off, azure=on|off";
 
 fn options(s: &Option<String>) -> impl Iterator<Item = &str> {
     s.as_deref()
@@ -126,17 +144,32 @@ pub fn run(cli: Cli) -> Result<()> {
                 backing: backing.clone(),
                 backing_format: None,
                 cluster_size: cluster(cluster_size)?.or(layout.block_size()?),
-                fixed: layout.fixed,
+                fixed: layout.fixed(),
                 stream_optimized: layout.stream_optimized,
                 zstd: layout.zstd,
                 extended_l2: layout.extended_l2,
+                force_size: layout.force_size,
+                azure: layout.azure,
             };
             image::create(image, &opts)?;
-            print::done(
-                json,
-                &format!("created {}", image.display()),
-                serde_json::json!({"created": image}),
-            )
+            match size.filter(|&s| opts.azure && image::vhd::azure_size(s) != s) {
+                Some(s) => {
+                    let to = image::vhd::azure_size(s);
+                    print::done(
+                        json,
+                        &format!(
+                            "created {} ({to} bytes: {s} rounded up to a whole MiB for Azure)",
+                            image.display()
+                        ),
+                        serde_json::json!({"created": image, "virtual_size": to, "rounded_up_from": s}),
+                    )
+                }
+                None => print::done(
+                    json,
+                    &format!("created {}", image.display()),
+                    serde_json::json!({"created": image}),
+                ),
+            }
         }
         Cmd::Clone {
             base,
@@ -320,7 +353,9 @@ pub fn run(cli: Cli) -> Result<()> {
             if let Some(b) = layout.block_size()? {
                 opts.cluster_size = Some(b);
             }
-            opts.fixed = layout.fixed;
+            opts.fixed = layout.fixed();
+            opts.force_size = layout.force_size;
+            opts.azure = layout.azure;
             opts.stream_optimized = layout.stream_optimized;
             opts.zstd = layout.zstd;
             opts.extended_l2 = layout.extended_l2;

@@ -2,8 +2,9 @@
 //! reference from the header, L1/L2 tables and refcount structures is counted and compared with
 //! the stored refcounts. Corruptions (refcount below the references, entries outside the file,
 //! COPIED flags that lie) and leaks (refcount above the references) are reported separately.
-//! VDI, VHD and VMDK images are checked by opening them (every table entry is validated, a
-//! corrupt one is a bad-image error) and counting their allocated blocks or grains.
+//! VDI, VHD, VHDX and VMDK images are checked by opening them (every table entry is validated)
+//! and counting their allocated blocks or grains; a table that fails validation is reported as
+//! one corruption (exit 2, as `qemu-img check` does for these formats), with its message.
 
 use crate::header::{parse_qcow2_header, Qcow2Header};
 use crate::host::Host;
@@ -129,11 +130,19 @@ pub fn check(path: &Path) -> Result<CheckReport> {
         if format != crate::Format::Raw {
             // Opening validates every block-map, BAT and grain-directory entry; the allocation
             // walk loads (and validates) every VMDK grain table.
-            let img = crate::Image::open(path, &crate::OpenOptions::default())?;
-            if let Some((allocated, total)) = img.allocation()? {
-                r.allocated_clusters = allocated;
-                r.total_clusters = total;
-                r.image_end_offset = file_len;
+            let walked = crate::Image::open(path, &crate::OpenOptions::default())
+                .and_then(|img| img.allocation());
+            match walked {
+                Ok(Some((allocated, total))) => {
+                    r.allocated_clusters = allocated;
+                    r.total_clusters = total;
+                    r.image_end_offset = file_len;
+                }
+                Ok(None) => {}
+                // A table entry that fails validation is a corruption of the image (qemu-img
+                // check reports these as errors, exit 2), not a failure of the check.
+                Err(Error::BadImage(m)) => r.problem(true, format!("ERROR {m}")),
+                Err(e) => return Err(e),
             }
         }
         return Ok(r);
@@ -281,6 +290,11 @@ impl Walk<'_> {
                     true,
                     format!("ERROR L1 entry {i} points to {off:#x}, outside the file or unaligned"),
                 );
+                // Its refcount (none past the end) is checked against COPIED too, as qemu does.
+                if active && off.is_multiple_of(cs) {
+                    self.copied_checks
+                        .push((off, e & COPIED != 0, format!("L2 table at {off:#x}")));
+                }
                 continue;
             }
             if active {
@@ -335,6 +349,13 @@ impl Walk<'_> {
                 }
                 if !hoff.is_multiple_of(cs) || !self.refs.add(hoff, cs) {
                     r.problem(true, format!("ERROR L2 entry for guest offset {guest:#x} points to {hoff:#x}, outside the file or unaligned"));
+                    if active && hoff.is_multiple_of(cs) {
+                        self.copied_checks.push((
+                            hoff,
+                            ent & COPIED != 0,
+                            format!("data cluster for guest offset {guest:#x}"),
+                        ));
+                    }
                     continue;
                 }
                 if active {

@@ -32,6 +32,12 @@ pub struct CreateOptions {
     pub zstd: bool,
     /// qcow2: extended L2 entries (32 subclusters per cluster; clusters of 16 KiB or more).
     pub extended_l2: bool,
+    /// VHD: the size exactly as given (maximal CHS geometry in the footer, so no reader rounds
+    /// it to a geometry), like qemu's `force_size=on`.
+    pub force_size: bool,
+    /// VHD for Azure: fixed, the size rounded up to a whole MiB ([`crate::vhd::azure_size`])
+    /// and forced.
+    pub azure: bool,
 }
 
 fn cluster_bits(cs: Option<u32>) -> Result<u32> {
@@ -114,7 +120,22 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
     if size == 0 || size > crate::header::MAX_SIZE {
         return Err(Error::Invalid(format!("image size {size} is out of range")));
     }
-    let size = size.div_ceil(512) * 512;
+    if (opts.force_size || opts.azure) && opts.format != Format::Vhd {
+        return Err(Error::Invalid(format!(
+            "force_size and azure are VHD options (-f vpc), not {}",
+            opts.format
+        )));
+    }
+    if opts.azure && !opts.fixed {
+        return Err(Error::Invalid(
+            "Azure needs a fixed VHD: azure=on cannot be combined with subformat=dynamic".into(),
+        ));
+    }
+    let size = if opts.azure {
+        crate::vhd::azure_size(size)
+    } else {
+        size.div_ceil(512) * 512
+    };
     let file = new_file(path)?;
     let r = (|| match opts.format {
         Format::Raw => file
@@ -134,7 +155,8 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
             let stamp = now.saturating_sub(crate::vhd::EPOCH_OFFSET) as u32;
-            crate::vhd::build(size, opts.fixed, random_uuid()?, stamp).and_then(|n| {
+            let force = opts.force_size || opts.azure;
+            crate::vhd::build(size, opts.fixed, force, random_uuid()?, stamp).and_then(|n| {
                 file.write_all_at(&n.head, 0)
                     .and_then(|_| file.write_all_at(&n.footer, n.footer_at))
                     .and_then(|_| file.sync_all())

@@ -312,15 +312,32 @@ pub struct NewVhd {
     pub footer_at: u64,
 }
 
+/// Rounds `size` up to a whole number of MiB, as Azure requires of an uploaded VHD.
+pub fn azure_size(size: u64) -> u64 {
+    size.div_ceil(1 << 20) * (1 << 20)
+}
+
 /// Builds a new empty VHD of `size` bytes (a multiple of 512), fixed or dynamic (2 MiB blocks).
-/// `timestamp` is seconds since 2000-01-01 UTC.
-pub fn build(size: u64, fixed: bool, uuid: [u8; 16], timestamp: u32) -> Result<NewVhd> {
+/// `timestamp` is seconds since 2000-01-01 UTC. The CHS geometry is rounded down from the size;
+/// with `force_size` it is the maximum (65535/16/255), which tells every reader (qemu, Hyper-V,
+/// Virtual PC) to take the current size field as the exact size, as qemu's `force_size` does.
+pub fn build(
+    size: u64,
+    fixed: bool,
+    force_size: bool,
+    uuid: [u8; 16],
+    timestamp: u32,
+) -> Result<NewVhd> {
     if size == 0 || size > MAX_SIZE || !size.is_multiple_of(512) {
         return Err(Error::Invalid(format!(
             "VHD size {size} must be a multiple of 512 from 512 B to 2040 GiB"
         )));
     }
-    let (cylinders, heads, sectors) = geometry(size / 512);
+    let (cylinders, heads, sectors) = if force_size {
+        MAX_CHS
+    } else {
+        geometry(size / 512)
+    };
     let mut f = VhdFooter {
         data_offset: if fixed { u64::MAX } else { 512 },
         timestamp,
@@ -363,6 +380,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn forced_size_uses_the_maximal_geometry_and_the_exact_size() {
+        let n = build(10_000_384, true, true, [7; 16], 0).unwrap();
+        let f = parse_vhd_footer(&n.footer).unwrap();
+        assert_eq!((f.cylinders, f.heads, f.sectors), MAX_CHS);
+        assert_eq!((f.virtual_size(), n.footer_at), (10_000_384, 10_000_384));
+        assert_eq!(azure_size(10_000_000), 10 << 20);
+        assert_eq!(azure_size(10 << 20), 10 << 20);
+    }
+
+    #[test]
     fn geometry_follows_the_specification() {
         // 1 MiB: 2048 sectors -> 120 tracks of 17 sectors, 4 heads, 30 cylinders.
         assert_eq!(geometry(2048), (30, 4, 17));
@@ -373,7 +400,7 @@ mod tests {
 
     #[test]
     fn built_images_parse_back_and_checksums_catch_flips() {
-        let n = build(10 << 20, false, [7; 16], 1234).unwrap();
+        let n = build(10 << 20, false, false, [7; 16], 1234).unwrap();
         let f = parse_vhd_footer(&n.footer).unwrap();
         assert_eq!(f.virtual_size(), 10 << 20);
         assert_eq!(n.head[..512], n.footer[..]);
@@ -393,7 +420,8 @@ mod tests {
 
     #[test]
     fn qemu_creator_uses_chs_unless_maximal() {
-        let mut f = parse_vhd_footer(&build(10 << 20, true, [0; 16], 0).unwrap().footer).unwrap();
+        let mut f =
+            parse_vhd_footer(&build(10 << 20, true, false, [0; 16], 0).unwrap().footer).unwrap();
         f.creator_app = *b"qemu";
         f.cylinders = 302;
         f.heads = 4;

@@ -94,16 +94,16 @@ fn crc_with_hole(b: &[u8], at: usize) -> u32 {
     crc32c(&v)
 }
 
-fn le16(b: &[u8], o: usize) -> u16 {
+pub(crate) fn le16(b: &[u8], o: usize) -> u16 {
     u16::from_le_bytes([b[o], b[o + 1]])
 }
-fn le32(b: &[u8], o: usize) -> u32 {
+pub(crate) fn le32(b: &[u8], o: usize) -> u32 {
     u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
 }
-fn le64(b: &[u8], o: usize) -> u64 {
+pub(crate) fn le64(b: &[u8], o: usize) -> u64 {
     u64::from(le32(b, o)) | (u64::from(le32(b, o + 4)) << 32)
 }
-fn g16(b: &[u8], o: usize) -> [u8; 16] {
+pub(crate) fn g16(b: &[u8], o: usize) -> [u8; 16] {
     let mut g = [0u8; 16];
     g.copy_from_slice(&b[o..o + 16]);
     g

@@ -1,7 +1,8 @@
 //! An open VHDX (fixed or dynamic) as a [`BlockDev`]. Headers, region table, metadata and every
 //! BAT entry are validated on open (no structure may overlap another or lie past the end of the
-//! file); a pending log is refused rather than ignored. Nothing is written until the first guest
-//! write, which first moves both headers to a new sequence number and new write GUIDs.
+//! file). A pending log is replayed first ([`crate::vhdx_replay`]): in memory for a read-only
+//! open, onto the file for a writable one. Nothing else is written until the first guest write,
+//! which first moves both headers to a new sequence number and new write GUIDs.
 
 use crate::host::Host;
 use crate::vhdx::{
@@ -9,6 +10,7 @@ use crate::vhdx::{
     VhdxMeta, FILE_SIGNATURE, HEADER_OFFSETS, MIB, PAYLOAD_FULLY_PRESENT,
     PAYLOAD_PARTIALLY_PRESENT, REGION_OFFSETS, SB_PRESENT, TABLE_BYTES,
 };
+use crate::vhdx_log::Overlay;
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 
@@ -36,6 +38,8 @@ pub(crate) struct VhdxDev {
     pub(crate) meta: VhdxMeta,
     bat_offset: u64,
     writable: bool,
+    /// Read-only opens of a file with a pending log: the replayed writes.
+    overlay: Option<Overlay>,
     st: Mutex<State>,
 }
 
@@ -64,6 +68,15 @@ fn current_header(host: &Host) -> Result<(VhdxHeader, usize)> {
         .ok_or_else(|| first_err.unwrap_or_else(|| Error::bad("VHDX has no valid header")))
 }
 
+/// Reads the file, with the replayed log over it when there is one.
+fn read_through(host: &Host, overlay: Option<&Overlay>, buf: &mut [u8], off: u64) -> Result<()> {
+    host.read(buf, off)?;
+    if let Some(o) = overlay {
+        o.patch(buf, off);
+    }
+    Ok(())
+}
+
 /// Payload state of a BAT entry.
 fn state(e: u64) -> u64 {
     e & 7
@@ -81,19 +94,19 @@ impl VhdxDev {
         if !head.starts_with(&FILE_SIGNATURE) {
             return Err(bad("not a VHDX (no vhdxfile identifier)".into()));
         }
-        let len = host.len()?;
         let (hdr, slot) = current_header(&host).map_err(|e| e.context(host.path.display()))?;
-        if hdr.log_guid != [0; 16] {
-            return Err(Error::Unsupported(format!(
-                "{}: VHDX has a pending log (it was not closed cleanly); open it once in Hyper-V, \
-                 or run `qemu-img check -r all` on it, which replays the log, then retry",
-                host.path.display()
-            )));
-        }
+        let (overlay, hdr, slot) = if hdr.log_guid == [0; 16] {
+            (None, hdr, slot)
+        } else {
+            let r = crate::vhdx_replay::replay(&host, hdr, slot, writable)?;
+            (r.overlay, r.hdr, r.slot)
+        };
+        let len = overlay.as_ref().map_or(host.len()?, |o| o.len);
+        let read = |buf: &mut [u8], off: u64| read_through(&host, overlay.as_ref(), buf, off);
         let mut tables = Err(Error::bad("VHDX has no region table"));
         for off in REGION_OFFSETS {
             let mut b = vec![0u8; TABLE_BYTES];
-            host.read(&mut b, off)?;
+            read(&mut b, off)?;
             tables = parse_region_table(&b);
             if tables.is_ok() || matches!(tables, Err(Error::Unsupported(_))) {
                 break;
@@ -109,7 +122,7 @@ impl VhdxDev {
             }
         }
         let mut mb = vec![0u8; u64::from(meta_r.length).min(MAX_METADATA) as usize];
-        host.read(&mut mb, meta_r.offset)?;
+        read(&mut mb, meta_r.offset)?;
         let meta = parse_metadata(&mb).map_err(|e| e.context(host.path.display()))?;
         let entries = meta.bat_entries();
         if entries > MAX_BAT_ENTRIES {
@@ -125,7 +138,7 @@ impl VhdxDev {
             )));
         }
         let mut raw = vec![0u8; (entries * 8) as usize];
-        host.read(&mut raw, bat_r.offset)?;
+        read(&mut raw, bat_r.offset)?;
         let bat: Vec<u64> = raw
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
@@ -196,6 +209,7 @@ impl VhdxDev {
             meta,
             bat_offset: bat_r.offset,
             writable,
+            overlay,
             st: Mutex::new(State {
                 bat,
                 next_free: end.max(len).div_ceil(MIB) * MIB,
@@ -268,7 +282,7 @@ impl BlockDev for VhdxDev {
             };
             let out = &mut buf[done..done + n];
             if state(e) == PAYLOAD_FULLY_PRESENT {
-                self.host.read(out, offset(e) + inner)?;
+                read_through(&self.host, self.overlay.as_ref(), out, offset(e) + inner)?;
             } else {
                 out.fill(0);
             }

@@ -279,7 +279,7 @@ pub fn build(
             stream_optimized: false,
             compress: r.compression.is_some(),
             zstd: r.compression == Some(true),
-            extended_l2: false,
+            ..Default::default()
         },
         &|_| {},
     )?;

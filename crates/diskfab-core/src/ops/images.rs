@@ -29,6 +29,10 @@ pub struct ConvertOptions {
     pub zstd: bool,
     /// qcow2 output with extended L2 entries (32 subclusters per cluster).
     pub extended_l2: bool,
+    /// VHD: the size exactly as given (no CHS rounding by any reader).
+    pub force_size: bool,
+    /// VHD for Azure: fixed, size rounded up to a whole MiB and forced.
+    pub azure: bool,
 }
 
 /// What [`convert`] did.
@@ -42,6 +46,10 @@ pub struct ConvertReport {
     pub skipped: u64,
     /// Output file size on the host.
     pub output_allocated: u64,
+    /// The output's guest size when it differs from the source's (`azure=on` rounds up to a
+    /// whole MiB; the added tail reads as zeroes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_size: Option<u64>,
 }
 
 /// Whether `b` is all zeroes: OR-reduces 4 KiB blocks as u64 words (vectorises), stopping at the
@@ -94,6 +102,8 @@ pub fn convert(
                 || (opts.compress && opts.format == Format::Vmdk),
             zstd: opts.zstd,
             extended_l2: opts.extended_l2,
+            force_size: opts.force_size,
+            azure: opts.azure,
         },
     )?;
     let r = convert_into(&sdev, dst, opts, progress);
@@ -176,6 +186,7 @@ fn convert_into(
         Ok(())
     })?;
     d.flush()?;
+    rep.output_size = Some(ddev.size()).filter(|&n| n != size);
     rep.output_allocated = std::fs::metadata(dst)
         .map(|m| std::os::unix::fs::MetadataExt::blocks(&m) * 512)
         .unwrap_or(0);
@@ -228,8 +239,11 @@ fn write_compressed(d: &Image, b: &[u8], off: u64, rep: &mut ConvertReport) -> R
 pub struct CompareReport {
     /// Whether the guest-visible contents are identical.
     pub identical: bool,
-    /// First guest offset where they differ.
+    /// Start of the first 512-byte sector where they differ (the offset `qemu-img compare`
+    /// prints).
     pub first_difference: Option<u64>,
+    /// The first byte that differs.
+    pub first_different_byte: Option<u64>,
     /// Virtual sizes.
     pub size_a: u64,
     /// Virtual sizes.
@@ -258,6 +272,7 @@ pub fn compare(a: &Path, b: &Path, gate: &BackingGate) -> Result<CompareReport> 
     let mut rep = CompareReport {
         identical: true,
         first_difference: None,
+        first_different_byte: None,
         size_a: sa,
         size_b: sb,
     };
@@ -285,7 +300,8 @@ pub fn compare(a: &Path, b: &Path, gate: &BackingGate) -> Result<CompareReport> 
             }
             if let Some(i) = (0..n).find(|&i| ba[i] != bb[i]) {
                 rep.identical = false;
-                rep.first_difference = Some(off + i as u64);
+                rep.first_different_byte = Some(off + i as u64);
+                rep.first_difference = Some((off + i as u64) / 512 * 512);
                 return Ok(rep);
             }
         }
