@@ -279,6 +279,7 @@ pub fn build(
             stream_optimized: false,
             compress: r.compression.is_some(),
             zstd: r.compression == Some(true),
+            threads: 0,
         },
         &|_| {},
     )?;
