@@ -110,7 +110,16 @@ fn parallel_compressed_convert_of_random_zero_and_repeated_data_compares_identic
         let mut outputs = Vec::new();
         for threads in [1, 3, 8] {
             let out = t.path().join(format!("{threads}-{name}"));
-            convert(&src, &out, &ConvertOptions { threads, ..o.clone() }, &|_| {}).unwrap();
+            convert(
+                &src,
+                &out,
+                &ConvertOptions {
+                    threads,
+                    ..o.clone()
+                },
+                &|_| {},
+            )
+            .unwrap();
             run("qemu-img", &["compare", "-q", s(&src), s(&out)]);
             run("qemu-img", &["check", "-q", s(&out)]);
             // VMDK and VHDX carry random identifiers: compare their layout (where each

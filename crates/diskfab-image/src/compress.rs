@@ -167,7 +167,10 @@ mod tests {
         for codec in [Codec::Qcow2Zlib, Codec::Qcow2Zstd] {
             let c = Compressor::new(codec, 65536);
             assert_eq!(c.compress(&random).expect("compress"), Packed::Plain);
-            assert_eq!(c.compress(&sample()[..4096]).expect("compress"), Packed::Plain);
+            assert_eq!(
+                c.compress(&sample()[..4096]).expect("compress"),
+                Packed::Plain
+            );
         }
     }
 }
