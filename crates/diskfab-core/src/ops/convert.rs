@@ -450,21 +450,24 @@ impl Writer<'_> {
         })
     }
 
-    /// The new overlay reads its base where unwritten: write only what differs.
+    /// The new overlay reads its base where unwritten: write only the [`PIECE`]s that differ.
     fn write_over_base(&mut self, off: u64, b: &[u8]) -> Result<()> {
         if self.below.len() < b.len() {
             self.below.resize(b.len(), 0);
         }
-        let below = &mut self.below[..b.len()];
-        self.dev.read_at(below, off)?;
-        let len = b.len() as u64;
-        if below[..] == b[..] {
-            self.rep.skipped += len;
-        } else if all_zero(b) {
-            self.dev.write_zeroes(off, len)?;
-            self.rep.written += len;
-        } else {
-            self.dev.write_at(b, off)?;
+        self.dev.read_at(&mut self.below[..b.len()], off)?;
+        for (k, p) in b.chunks(PIECE).enumerate() {
+            let at = k * PIECE;
+            let len = p.len() as u64;
+            if self.below[at..at + p.len()] == p[..] {
+                self.rep.skipped += len;
+                continue;
+            }
+            if all_zero(p) {
+                self.dev.write_zeroes(off + at as u64, len)?;
+            } else {
+                self.dev.write_at(p, off + at as u64)?;
+            }
             self.rep.written += len;
         }
         Ok(())
