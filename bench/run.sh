@@ -143,3 +143,4 @@ echo "wrote docs/bench.md"
 bash bench/stamp.sh 1000
 bash bench/delta.sh
 bash bench/catalog.sh
+bash bench/convert.sh

@@ -1,5 +1,6 @@
 //! Opening an image file (and its backing chain) as a guest-visible device.
 
+use crate::compress::{Compressor, Packed};
 use crate::gate::BackingGate;
 use crate::header::parse_qcow2_header;
 use crate::host::Host;
@@ -386,6 +387,32 @@ impl Image {
             q.write_compressed(offset / cs + i as u64, c)?;
         }
         Ok(())
+    }
+
+    /// The compressor of this image's compressed units: qcow2 clusters (zlib or zstd per the
+    /// header) and streamOptimized VMDK grains; `None` for formats that store plain data only.
+    /// It runs on any thread; [`Image::write_packed`] stores what it made.
+    pub fn compressor(&self) -> Option<Compressor> {
+        match (&self.qcow, &self.detail) {
+            (Some(q), _) => Some(q.compressor()),
+            (None, Some(Detail::VmdkStream(s))) => Some(s.compressor()),
+            _ => None,
+        }
+    }
+
+    /// Stores one unit at `offset` (`data`, and `packed` made from it by
+    /// [`Image::compressor`]): compressed where the format can, otherwise a plain write.
+    pub fn write_packed(&self, offset: u64, data: &[u8], packed: &Packed) -> Result<()> {
+        let unit = self.compressor().map(|c| c.unit());
+        match (&self.qcow, &self.detail, unit) {
+            (Some(q), _, Some(u)) if offset.is_multiple_of(u) => {
+                q.write_packed(offset / u, data, packed)
+            }
+            (None, Some(Detail::VmdkStream(s)), Some(u)) if offset.is_multiple_of(u) => {
+                s.write_packed(offset / u, data, packed)
+            }
+            _ => self.dev.write_at(data, offset),
+        }
     }
 
     /// (allocated, total) blocks or grains of a VDI, dynamic VHD or sparse VMDK; walking a

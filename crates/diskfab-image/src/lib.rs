@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 mod check;
+pub mod compress;
 mod create;
 mod gate;
 pub mod header;
@@ -49,6 +50,7 @@ mod vmdk_sparse;
 mod vmdk_stream;
 
 pub use check::{check, CheckReport};
+pub use compress::{Codec, Compressor, Packed};
 pub use create::{clone_many, create, relative, CreateOptions};
 pub use gate::BackingGate;
 pub use header::{parse_qcow2_header, Qcow2Header};

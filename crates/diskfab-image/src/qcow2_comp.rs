@@ -1,19 +1,43 @@
 //! Writing compressed clusters (zlib or zstd, as the header says), packed one after another.
+//! Compression itself ([`Compressor`]) runs on any thread; storing ([`Qcow2Dev::write_packed`])
+//! happens under the image lock.
 
 use super::{Qcow2Dev, State, COMPRESSED, OFFSET_MASK};
-use diskfab_storage::{BlockDev, Error, Result};
+use crate::compress::{Codec, Compressor, Packed};
+use diskfab_storage::{BlockDev, Result};
 
 impl Qcow2Dev {
-    /// Compresses one full guest cluster (zlib or zstd, as the header says) and stores it packed
-    /// after the previous compressed cluster. Falls back to a plain write when the cluster is
-    /// already allocated or does not shrink.
+    /// The compressor for this image's clusters (zlib or zstd, as the header says).
+    pub fn compressor(&self) -> Compressor {
+        let codec = if self.hdr.compression_type == 1 {
+            Codec::Qcow2Zstd
+        } else {
+            Codec::Qcow2Zlib
+        };
+        Compressor::new(codec, self.hdr.cluster_size())
+    }
+
+    /// Compresses one full guest cluster and stores it packed after the previous compressed
+    /// cluster (see [`Qcow2Dev::write_packed`]).
     pub fn write_compressed(&self, vc: u64, data: &[u8]) -> Result<()> {
+        let packed = self.compressor().compress(data)?;
+        self.write_packed(vc, data, &packed)
+    }
+
+    /// Stores guest cluster `vc` (`data`, already compressed by [`Qcow2Dev::compressor`] into
+    /// `packed`) packed after the previous compressed cluster. Falls back to a plain write of
+    /// `data` when the cluster is already allocated, partial or did not shrink.
+    pub fn write_packed(&self, vc: u64, data: &[u8], packed: &Packed) -> Result<()> {
         let cs = self.hdr.cluster_size();
-        if !self.writable || data.len() as u64 != cs || (vc + 1) * cs > self.hdr.size {
-            return self.write_at(data, vc * cs);
-        }
-        let comp = match self.compress(data)? {
-            Some(c) if (c.len() as u64) <= cs - 512 => c,
+        let comp: &[u8] = match packed {
+            Packed::Compressed(c)
+                if self.writable
+                    && data.len() as u64 == cs
+                    && (vc + 1) * cs <= self.hdr.size
+                    && (c.len() as u64) <= cs - 512 =>
+            {
+                c
+            }
             _ => return self.write_at(data, vc * cs),
         };
         let mut guard = self.lock()?;
@@ -50,11 +74,11 @@ impl Qcow2Dev {
                     cur.saturating_sub(1),
                 )?;
                 st.comp_cursor = self.alloc(st, 1)?;
-                return self.finish_compressed(st, vc, &comp);
+                return self.finish_compressed(st, vc, comp);
             }
             self.alloc(st, 1)?;
         }
-        self.finish_compressed(st, vc, &comp)
+        self.finish_compressed(st, vc, comp)
     }
 
     fn finish_compressed(&self, st: &mut State, vc: u64, comp: &[u8]) -> Result<()> {
@@ -66,22 +90,5 @@ impl Qcow2Dev {
         self.set_l2(st, vc, COMPRESSED | (extra_sectors << x) | start, 0)?;
         st.comp_cursor = start + len;
         Ok(())
-    }
-
-    /// The compressed form of a cluster, or `None` when it does not fit in the cluster.
-    fn compress(&self, data: &[u8]) -> Result<Option<Vec<u8>>> {
-        if self.hdr.compression_type == 1 {
-            let out = ruzstd::encoding::compress_to_vec(
-                data,
-                ruzstd::encoding::CompressionLevel::Fastest,
-            );
-            return Ok((out.len() < data.len()).then_some(out));
-        }
-        let mut c = flate2::Compress::new(flate2::Compression::default(), false);
-        let mut out = Vec::with_capacity(data.len());
-        let status = c
-            .compress_vec(data, &mut out, flate2::FlushCompress::Finish)
-            .map_err(|e| Error::Failed(format!("deflate: {e}")))?;
-        Ok((status == flate2::Status::StreamEnd).then_some(out))
     }
 }

@@ -3,6 +3,7 @@
 //! the writes move past its range; `flush` writes the GD, the footer and the end-of-stream
 //! marker, which later writes overwrite again, so the file is valid after every flush.
 
+use crate::compress::{Codec, Compressor, Packed};
 use crate::host::Host;
 use crate::vmdk::{meta_marker, stream_trailer, SparseHeader, GTES_PER_GT, MARKER_GT};
 use diskfab_storage::{check_range, BlockDev, Error, Result};
@@ -77,25 +78,30 @@ impl StreamDev {
         Ok(at)
     }
 
+    /// The compressor for this stream's grains (any thread may use it).
+    pub(crate) fn compressor(&self) -> Compressor {
+        Compressor::new(Codec::VmdkGrain, self.hdr.grain_bytes())
+    }
+
     /// Compresses grain `g` and appends it (closing the previous grain table if `g` is past it).
     fn emit_grain(&self, st: &mut State, g: u64, data: &[u8]) -> Result<()> {
+        match self.compressor().compress(data)? {
+            Packed::Compressed(c) => self.emit_record(st, g, &c),
+            Packed::Plain => Err(Error::Failed("a grain was not compressed".into())),
+        }
+    }
+
+    /// Appends grain `g` already compressed into `comp` behind its grain marker.
+    fn emit_record(&self, st: &mut State, g: u64, out: &[u8]) -> Result<()> {
         let t = g / GTES_PER_GT;
         if let Some((ot, gt)) = st.gt.take_if(|(ot, _)| *ot != t) {
             let at = self.emit_gt(st, &gt)?;
             st.gd[ot as usize] = at;
         }
-        let mut c = flate2::Compress::new(flate2::Compression::fast(), true);
-        let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 1024);
-        let status = c
-            .compress_vec(data, &mut out, flate2::FlushCompress::Finish)
-            .map_err(|e| Error::Failed(format!("deflate: {e}")))?;
-        if status != flate2::Status::StreamEnd {
-            return Err(Error::Failed("deflate did not finish a grain".into()));
-        }
         let mut rec = Vec::with_capacity(pad(12 + out.len() as u64) as usize);
         rec.extend_from_slice(&(g * self.hdr.grain_size).to_le_bytes());
         rec.extend_from_slice(&(out.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&out);
+        rec.extend_from_slice(out);
         rec.resize(pad(rec.len() as u64) as usize, 0);
         let at = Self::sector(st.pos)?;
         self.host.write(&rec, st.pos)?;
@@ -114,6 +120,24 @@ impl StreamDev {
             self.emit_grain(st, g, &buf)?;
         }
         Ok(())
+    }
+
+    /// Appends whole grain `g` (`data`, compressed by [`StreamDev::compressor`] into `packed`);
+    /// a grain that was not packed goes through [`BlockDev::write_at`]. Grains come in order.
+    pub(crate) fn write_packed(&self, g: u64, data: &[u8], packed: &Packed) -> Result<()> {
+        let gb = self.hdr.grain_bytes();
+        let Packed::Compressed(c) = packed else {
+            return self.write_at(data, g * gb);
+        };
+        check_range(self.size(), g * gb, gb)?;
+        let mut st = self.lock()?;
+        if st.pending.as_ref().is_some_and(|(p, _)| *p >= g) || g < st.sealed {
+            return Err(Error::Unsupported(format!(
+                "stream-optimized VMDK is written in order only: grain {g} comes after later data"
+            )));
+        }
+        self.emit_pending(&mut st)?;
+        self.emit_record(&mut st, g, c)
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod build;
 pub mod catalog;
+mod convert;
 pub mod customize;
 pub mod delta;
 pub mod files;
