@@ -360,7 +360,18 @@ pub fn run(cli: Cli) -> Result<()> {
             opts.zstd = layout.zstd;
             opts.extended_l2 = layout.extended_l2;
             let pb = if *progress {
-                bytes_bar(None, json)
+                // The bar's total is the source's guest size (a failed open is reported by
+                // `convert` itself).
+                let total = image::Image::open(
+                    src,
+                    &image::OpenOptions {
+                        writable: false,
+                        gate: gate(&cli),
+                    },
+                )
+                .ok()
+                .map(|i| i.dev().size());
+                bytes_bar(total, json)
             } else {
                 indicatif::ProgressBar::hidden()
             };
