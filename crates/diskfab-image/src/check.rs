@@ -292,8 +292,11 @@ impl Walk<'_> {
                 );
                 // Its refcount (none past the end) is checked against COPIED too, as qemu does.
                 if active && off.is_multiple_of(cs) {
-                    self.copied_checks
-                        .push((off, e & COPIED != 0, format!("L2 table at {off:#x}")));
+                    self.copied_checks.push((
+                        off,
+                        e & COPIED != 0,
+                        format!("L2 table at {off:#x}"),
+                    ));
                 }
                 continue;
             }
