@@ -7,6 +7,9 @@ use diskfab_storage::Error;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::s;
+
 /// Runs `cmd` in `dir`, the image's directory: this QEMU resolves a relative data file name
 /// against its working directory, diskfab against the image's directory (like backing files).
 fn run_in(dir: &Path, cmd: &str, args: &[&str]) -> String {
@@ -21,10 +24,6 @@ fn run_in(dir: &Path, cmd: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 fn open_with(p: &Path, writable: bool, gate: BackingGate) -> diskfab_storage::Result<Image> {

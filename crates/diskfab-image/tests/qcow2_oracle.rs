@@ -4,24 +4,9 @@
 use diskfab_image::{clone_many, create, BackingGate, CreateOptions, Format, Image, OpenOptions};
 use diskfab_storage::Error;
 use std::path::Path;
-use std::process::Command;
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e} (run scripts/deps.sh)"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{run, s};
 
 /// A 3 MiB raw file with random data, a hole and a zeroed range.
 fn pattern(dir: &Path) -> (std::path::PathBuf, Vec<u8>) {

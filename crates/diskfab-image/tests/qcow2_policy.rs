@@ -8,24 +8,9 @@ use diskfab_image::{
 use diskfab_storage::Error;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e} (run scripts/deps.sh)"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{run, s};
 
 fn open_with(p: &Path, writable: bool, gate: BackingGate) -> diskfab_storage::Result<Image> {
     Image::open(p, &OpenOptions { writable, gate })

@@ -7,23 +7,8 @@ use diskfab_image::{check, create, map, BackingGate, CreateOptions, Format, Imag
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e} (run scripts/deps.sh)"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{run, s};
 
 fn open(p: &Path, writable: bool) -> Image {
     Image::open(

@@ -3,24 +3,9 @@
 
 use diskfab_image::{create, BackingGate, CreateOptions, Format, Image, OpenOptions};
 use std::path::Path;
-use std::process::Command;
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{run, s};
 
 fn open(p: &Path, w: bool) -> Image {
     Image::open(

@@ -2,46 +2,13 @@
 //! size it reports, images we create and write compare equal under qemu (which has no `check`
 //! for vpc), hostile footers, headers and block tables are refused without panics or writes.
 
-use diskfab_image::{create, fuzz_vhd, BackingGate, CreateOptions, Format, Image, OpenOptions};
+use diskfab_image::{create, fuzz_vhd, CreateOptions, Format};
 use diskfab_storage::Error;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::process::Command;
 
-fn run(cmd: &str, args: &[&str]) -> String {
-    let o = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
-    assert!(
-        o.status.success(),
-        "{cmd} {args:?}: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn open(p: &Path, w: bool) -> Result<Image, Error> {
-    Image::open(
-        p,
-        &OpenOptions {
-            writable: w,
-            gate: BackingGate::default(),
-        },
-    )
-}
-
-fn read_all(img: &Image) -> Vec<u8> {
-    let d = img.dev();
-    let mut v = vec![0u8; d.size() as usize];
-    d.read_at(&mut v, 0).unwrap();
-    v
-}
+mod common;
+use common::{read_all, run, s, try_open as open};
 
 fn qemu_size(p: &Path) -> u64 {
     let info: serde_json::Value = serde_json::from_str(&run(

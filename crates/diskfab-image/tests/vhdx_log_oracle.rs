@@ -4,11 +4,14 @@
 //! kills it without a clean close. The oracle is a copy replayed by `qemu-img check -r all`
 //! and converted to raw by `qemu-img convert`.
 
-use diskfab_image::{fuzz_vhdx, BackingGate, Image, OpenOptions};
+use diskfab_image::{fuzz_vhdx, Image};
 use diskfab_storage::Error;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+mod common;
+use common::{s, try_open as open};
 
 fn out(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd)
@@ -26,20 +29,6 @@ fn run(cmd: &str, args: &[&str]) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-fn open(p: &Path, writable: bool) -> Result<Image, Error> {
-    Image::open(
-        p,
-        &OpenOptions {
-            writable,
-            gate: BackingGate::default(),
-        },
-    )
 }
 
 fn sha256(p: &Path) -> String {
