@@ -40,6 +40,11 @@ pub enum Error {
     /// The filesystem or image has no room left.
     #[error("no space left: {0}")]
     NoSpace(String),
+    /// Refused by diskfab's trust policy: a backing or data file the user has not trusted, a
+    /// sandbox that cannot be set up. The message names the file, the rule and the flag that
+    /// allows it.
+    #[error("refused: {0}")]
+    Denied(String),
     /// Any other failure of the requested operation.
     #[error("{0}")]
     Failed(String),
@@ -64,6 +69,7 @@ impl Error {
         match self {
             Error::BadImage(_) | Error::Unsupported(_) => 3,
             Error::Invalid(_) => 2,
+            Error::Denied(_) => 6,
             _ => 1,
         }
     }
@@ -82,6 +88,7 @@ impl Error {
             Error::Invalid(m) => Error::Invalid(format!("{ctx}: {m}")),
             Error::ReadOnly(m) => Error::ReadOnly(format!("{ctx}: {m}")),
             Error::NoSpace(m) => Error::NoSpace(format!("{ctx}: {m}")),
+            Error::Denied(m) => Error::Denied(format!("{ctx}: {m}")),
             Error::Failed(m) => Error::Failed(format!("{ctx}: {m}")),
         }
     }
