@@ -1,7 +1,8 @@
 //! Creating images: one (`create`) or thousands of thin overlays at once (`clone_many`).
 
-use crate::header::{build_image, NewHeader};
+use crate::header::NewHeader;
 use crate::image::{Image, OpenOptions};
+use crate::trust::overlay_image;
 use crate::Format;
 use diskfab_storage::{Error, Result};
 use std::io::Write;
@@ -65,9 +66,22 @@ pub(crate) fn new_file(path: &Path) -> Result<std::fs::File> {
         })
 }
 
-/// Opens a base image read-only through the default gate as seen from `new_image`.
+/// Opens a base image read-only for its format and size. The user named it, and nothing of its
+/// chain's content leaves this function, so raw files below it are not refused here
+/// (`allow_any`; devices, pseudo files, depth and loops still are): the new overlay's own chain
+/// goes through the gate when it is opened.
 fn open_base(base: &Path, forced: Option<Format>) -> Result<(Format, u64)> {
-    let img = Image::open(base, &OpenOptions::default())?;
+    let gate = crate::BackingGate {
+        allow_any: true,
+        ..Default::default()
+    };
+    let img = Image::open(
+        base,
+        &OpenOptions {
+            writable: false,
+            gate,
+        },
+    )?;
     if let Some(f) = forced {
         if f != img.format() {
             return Err(Error::Invalid(format!(
@@ -191,14 +205,22 @@ pub fn create(path: &Path, opts: &CreateOptions) -> Result<()> {
         }
         Format::Qcow2 => {
             let fmt_name = backing.as_ref().map(|(_, f)| f.to_string());
-            let bytes = build_image(&NewHeader {
-                cluster_bits: bits,
-                size,
-                backing: backing.as_ref().map(|(n, _)| n.as_str()),
-                backing_format: fmt_name.as_deref(),
-                zstd: opts.zstd,
-                extended_l2: opts.extended_l2,
-            })?;
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let bytes = overlay_image(
+                dir,
+                &NewHeader {
+                    cluster_bits: bits,
+                    size,
+                    backing: backing.as_ref().map(|(n, _)| n.as_str()),
+                    backing_format: fmt_name.as_deref(),
+                    zstd: opts.zstd,
+                    extended_l2: opts.extended_l2,
+                    trust_mark: None,
+                },
+            )?;
             (&file)
                 .write_all(&bytes)
                 .and_then(|_| file.sync_all())
@@ -284,14 +306,18 @@ pub fn clone_many(
         .to_str()
         .ok_or_else(|| Error::Invalid("base path is not UTF-8".into()))?;
     let fmt_name = fmt.to_string();
-    let bytes = build_image(&NewHeader {
-        cluster_bits: bits,
-        size,
-        backing: Some(rel),
-        backing_format: Some(&fmt_name),
-        zstd: false,
-        extended_l2: false,
-    })?;
+    let bytes = overlay_image(
+        &out_abs,
+        &NewHeader {
+            cluster_bits: bits,
+            size,
+            backing: Some(rel),
+            backing_format: Some(&fmt_name),
+            zstd: false,
+            extended_l2: false,
+            trust_mark: None,
+        },
+    )?;
     // The overlay is mostly zeroes: write only the non-zero 512-byte runs and let the file
     // length supply the rest (the zero tail reads back as zeroes, and takes no disk space).
     let segments = nonzero_runs(&bytes);

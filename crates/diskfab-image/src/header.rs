@@ -74,6 +74,8 @@ pub struct Qcow2Header {
     pub compression_type: u8,
     /// The external data file name as stored (the data-file extension), when the image has one.
     pub data_file: Option<String>,
+    /// The diskfab trust mark extension ([`crate::trust`]), when present with 32 bytes.
+    pub trust_mark: Option<[u8; 32]>,
 }
 
 impl Qcow2Header {
@@ -241,6 +243,7 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
         backing_format: ext.backing_format,
         has_bitmaps: ext.has_bitmaps,
         data_file: ext.data_file,
+        trust_mark: ext.trust_mark,
         compression_type: if incompatible & INCOMPAT_COMPRESSION != 0 && header_length > 104 {
             b.get(104).copied().unwrap_or(0)
         } else {
@@ -308,6 +311,7 @@ struct Extensions {
     backing_format: Option<String>,
     has_bitmaps: bool,
     data_file: Option<String>,
+    trust_mark: Option<[u8; 32]>,
 }
 
 fn parse_extensions(b: &[u8], start: usize) -> Result<Extensions> {
@@ -335,6 +339,7 @@ fn parse_extensions(b: &[u8], start: usize) -> Result<Extensions> {
             EXT_CRYPTO => return Err(Error::Unsupported("encrypted qcow2 images".into())),
             EXT_DATA_FILE => x.data_file = Some(parse_data_file_name(&b[data..end])?),
             EXT_FEATURE_NAMES => {}
+            crate::trust::EXT_TRUST_MARK => x.trust_mark = b[data..end].try_into().ok(),
             _ => {}
         }
         off = end.div_ceil(8) * 8;
@@ -378,10 +383,13 @@ pub struct NewHeader<'a> {
     pub zstd: bool,
     /// Extended L2 entries (32 subclusters per cluster; clusters of 16 KiB or more).
     pub extended_l2: bool,
+    /// The diskfab trust mark to store (set only by [`crate::trust::overlay_image`]).
+    pub trust_mark: Option<[u8; 32]>,
 }
 
 /// Builds a complete, empty qcow2 v3 image (header, refcount table and blocks, L1 table) as
-/// bytes. Everything is computed once; `clone_many` writes the same bytes N times.
+/// bytes. Everything is computed once; `clone_many` writes the same bytes N times. Images with
+/// a backing file are built through [`crate::trust::overlay_image`], which adds the trust mark.
 pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
     let cs = 1u64 << h.cluster_bits;
     if h.extended_l2 && h.cluster_bits < 14 {
@@ -443,6 +451,9 @@ pub fn build_image(h: &NewHeader) -> Result<Vec<u8>> {
     hdr.extend_from_slice(&[u8::from(h.zstd), 0, 0, 0, 0, 0, 0, 0]); // compression type + padding
     if let Some(f) = h.backing_format {
         push_ext(&mut hdr, EXT_BACKING_FORMAT, f.as_bytes());
+    }
+    if let (Some(m), Some(_)) = (&h.trust_mark, h.backing) {
+        push_ext(&mut hdr, crate::trust::EXT_TRUST_MARK, m);
     }
     push_ext(&mut hdr, EXT_END, &[]);
     if let Some(name) = h.backing {

@@ -8,6 +8,7 @@ fn built(bits: u32, size: u64, backing: Option<&str>) -> Vec<u8> {
         backing_format: backing.map(|_| "qcow2"),
         zstd: false,
         extended_l2: false,
+        trust_mark: None,
     })
     .unwrap()
 }

@@ -1,7 +1,7 @@
 //! Opening an image file (and its backing chain) as a guest-visible device.
 
 use crate::compress::{Compressor, Packed};
-use crate::gate::BackingGate;
+use crate::gate::{BackingGate, Role};
 use crate::header::parse_qcow2_header;
 use crate::host::Host;
 use crate::qcow2::Qcow2Dev;
@@ -141,19 +141,33 @@ pub(crate) struct Layer {
     pub(crate) qcow: Option<Arc<Qcow2Dev>>,
 }
 
+/// Opens the top image `path` (the user named it: no gate) and its chain.
 fn open_layer(
     path: &Path,
-    forced: Option<Format>,
     writable: bool,
     gate: &BackingGate,
-    top: &Path,
-    seen: &mut Vec<PathBuf>,
+    seen: &mut Vec<(u64, u64)>,
 ) -> Result<Opened> {
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(writable)
         .open(path)
         .map_err(|e| open_error(path, e))?;
+    if let Some(id) = crate::gate::file_id(&file) {
+        seen.push(id);
+    }
+    open_file_layer(file, path, None, writable, gate, seen)
+}
+
+/// Opens one layer from its open `file` (at `path`), as `forced` or as detected.
+fn open_file_layer(
+    file: std::fs::File,
+    path: &Path,
+    forced: Option<Format>,
+    writable: bool,
+    gate: &BackingGate,
+    seen: &mut Vec<(u64, u64)>,
+) -> Result<Opened> {
     let meta = file
         .metadata()
         .map_err(|e| Error::io(format!("{}", path.display()), e))?;
@@ -197,7 +211,7 @@ fn open_layer(
             o.detail = Some(Detail::Vhdx(v));
             Ok(o)
         }
-        Format::Vmdk => Ok(match VmdkDev::open(file, path, &head, writable)? {
+        Format::Vmdk => Ok(match VmdkDev::open(file, path, &head, writable, gate)? {
             VmdkOpened::Dev(d) => {
                 let d = Arc::new(d);
                 let mut o = Opened::single(path, format, d.clone());
@@ -257,33 +271,14 @@ fn open_layer(
             let backing = match &hdr.backing_file {
                 None => None,
                 Some(name) => {
-                    let canon = gate.check(path, name, top, seen.len())?;
-                    if seen.contains(&canon) {
-                        return Err(Error::bad(format!(
-                            "{}: backing chain loop through {}",
-                            top.display(),
-                            canon.display()
-                        )));
-                    }
-                    seen.push(canon.clone());
-                    let bfmt = match hdr.backing_format.as_deref() {
-                        None | Some("") => None,
-                        Some(f) => {
-                            Some(f.parse::<Format>().map_err(|e| e.context(path.display()))?)
-                        }
-                    };
-                    let b = open_layer(&canon, bfmt, false, gate, top, seen)?;
-                    chain.push(LayerInfo {
-                        path: canon,
-                        format: b.format,
-                        virtual_size: b.dev.size(),
-                    });
-                    chain.extend(b.chain);
-                    below = b.layers;
-                    Some(b.dev)
+                    let b = open_backing(path, &hdr, name, gate, seen)?;
+                    chain.push(b.1);
+                    chain.extend(b.0.chain);
+                    below = b.0.layers;
+                    Some(b.0.dev)
                 }
             };
-            let data = open_data_file(path, &hdr, writable, gate, top)?;
+            let data = open_data_file(path, &hdr, writable, gate)?;
             let host = Host::new(file, path.to_path_buf());
             let mut q = Qcow2Dev::open(host, hdr, backing, writable)?;
             if let Some(d) = data {
@@ -309,15 +304,63 @@ fn open_layer(
     }
 }
 
-/// Opens the external data file a qcow2 header names, through the gate, read-only. Writable
-/// opens are refused before anything is written (opening writable clears autoclear bits, among
-/// them the one saying the data file is a raw image).
+/// Opens the backing file `name` of qcow2 image `path` (header `hdr`) through the gate: a
+/// structured image anywhere, raw bytes only with trust (allowed directory, any-backing, or a
+/// trust mark in `hdr` that verifies). The gate's descriptor is the one read.
+fn open_backing(
+    path: &Path,
+    hdr: &crate::Qcow2Header,
+    name: &str,
+    gate: &BackingGate,
+    seen: &mut Vec<(u64, u64)>,
+) -> Result<(Opened, LayerInfo)> {
+    let n = gate.open_named(Role::Backing, path, name, seen.len())?;
+    if seen.contains(&n.id) {
+        return Err(Error::Denied(format!(
+            "{}: backing chain loop: {name:?} ({}) is already in the chain; refusing to follow it",
+            path.display(),
+            n.path.display()
+        )));
+    }
+    seen.push(n.id);
+    let declared = match hdr.backing_format.as_deref() {
+        None | Some("") => None,
+        Some(f) => Some(f.parse::<Format>().map_err(|e| e.context(path.display()))?),
+    };
+    let fmt = match crate::gate::structured(&n.file, n.len) {
+        // An image either way: read raw as the overlay says, else as its header says.
+        Some(found) => match declared {
+            Some(Format::Raw) => Format::Raw,
+            _ => found,
+        },
+        None => {
+            if !gate.trusts_raw(&n.path) {
+                if let Err(why) = crate::trust::verify_header(hdr, n.len) {
+                    return Err(gate.refuse_raw(Role::Backing, path, name, &n, &why));
+                }
+            }
+            declared.unwrap_or(Format::Raw)
+        }
+    };
+    let canon = n.path.clone();
+    let o = open_file_layer(n.file, &canon, Some(fmt), false, gate, seen)?;
+    let info = LayerInfo {
+        path: canon,
+        format: o.format,
+        virtual_size: o.dev.size(),
+    };
+    Ok((o, info))
+}
+
+/// Opens the external data file a qcow2 header names, through the gate, read-only: raw bytes by
+/// nature, so only from an allowed directory or with any-backing. Writable opens are refused
+/// before anything is written (opening writable clears autoclear bits, among them the one
+/// saying the data file is a raw image).
 fn open_data_file(
     path: &Path,
     hdr: &crate::Qcow2Header,
     writable: bool,
     gate: &BackingGate,
-    top: &Path,
 ) -> Result<Option<Host>> {
     let Some(name) = &hdr.data_file else {
         return Ok(None);
@@ -328,19 +371,18 @@ fn open_data_file(
             path.display()
         )));
     }
-    let canon = gate.check_data_file(path, name, top)?;
-    let f = std::fs::File::open(&canon).map_err(|e| open_error(&canon, e))?;
-    Ok(Some(Host::new(f, canon)))
+    let n = gate.open_named(Role::DataFile, path, name, 0)?;
+    if !gate.trusts_raw(&n.path) {
+        return Err(gate.refuse_raw(Role::DataFile, path, name, &n, ""));
+    }
+    Ok(Some(Host::new(n.file, n.path)))
 }
 
 impl Image {
     /// Opens `path`, detecting its format by content, with its backing chain through the gate.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<Image> {
         let mut seen = Vec::new();
-        if let Ok(c) = std::fs::canonicalize(path) {
-            seen.push(c);
-        }
-        let o = open_layer(path, None, opts.writable, &opts.gate, path, &mut seen)?;
+        let o = open_layer(path, opts.writable, &opts.gate, &mut seen)?;
         Ok(Image {
             path: path.to_path_buf(),
             format: o.format,

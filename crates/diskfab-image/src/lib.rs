@@ -2,8 +2,10 @@
 //! [`BlockDev`]s.
 //!
 //! Formats are detected by magic ([`FormatDriver::probe`], plus [`FormatDriver::probe_file`] for
-//! fixed VHDs, whose only signature is their footer), never by file name. Backing files are
-//! opened only through the [`BackingGate`], read-only, depth-limited and loop-checked.
+//! fixed VHDs, whose only signature is their footer), never by file name. Backing files, data
+//! files and VMDK extents are opened only through the [`BackingGate`], read-only, depth-limited
+//! and loop-checked: structured images anywhere, raw bytes only with explicit trust or the
+//! [`trust`] mark diskfab puts in every overlay it writes.
 //!
 //! Why our own qcow2 engine rather than `imago` (0.2.6, evaluated from its source): imago has a
 //! `sync` feature and an `ImplicitOpenGate` hook for backing files, so neither the async runtime
@@ -37,6 +39,7 @@ pub mod overlay;
 mod qcow2;
 mod refcount;
 pub mod snapshot;
+pub mod trust;
 pub mod vdi;
 pub mod vhd;
 mod vhd_dev;
@@ -309,9 +312,13 @@ pub fn fuzz_vmdk(data: &[u8]) {
         return;
     };
     let head = &data[..data.len().min(4096)];
-    if let Ok(vmdk_dev::Opened::Dev(dev)) =
-        vmdk_dev::VmdkDev::open_file(host, std::path::Path::new("<memory>"), head, false)
-    {
+    if let Ok(vmdk_dev::Opened::Dev(dev)) = vmdk_dev::VmdkDev::open_file(
+        host,
+        std::path::Path::new("<memory>"),
+        head,
+        false,
+        &BackingGate::default(),
+    ) {
         read_some(&dev);
     }
 }

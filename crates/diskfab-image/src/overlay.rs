@@ -3,7 +3,7 @@
 //! that writes every other image, running on an anonymous memory file.
 
 use crate::create::new_file;
-use crate::header::{build_image, parse_qcow2_header, NewHeader};
+use crate::header::{parse_qcow2_header, NewHeader};
 use crate::host::Host;
 use crate::qcow2::Qcow2Dev;
 use crate::Format;
@@ -32,14 +32,22 @@ pub fn write_overlay<'d>(
     clusters: impl IntoIterator<Item = (u64, &'d [u8])>,
 ) -> Result<u64> {
     let fmt = spec.backing_format.to_string();
-    let bytes = build_image(&NewHeader {
-        cluster_bits: spec.cluster_bits,
-        size: spec.size,
-        backing: Some(spec.backing),
-        backing_format: Some(&fmt),
-        zstd: false,
-        extended_l2: false,
-    })?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let bytes = crate::trust::overlay_image(
+        dir,
+        &NewHeader {
+            cluster_bits: spec.cluster_bits,
+            size: spec.size,
+            backing: Some(spec.backing),
+            backing_format: Some(&fmt),
+            zstd: false,
+            extended_l2: false,
+            trust_mark: None,
+        },
+    )?;
     let hdr = parse_qcow2_header(&bytes)?;
     let cs = hdr.cluster_size();
     let dev = Qcow2Dev::open(Host::memory(&bytes)?, hdr, None, true)?;

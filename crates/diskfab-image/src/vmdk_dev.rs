@@ -1,8 +1,12 @@
 //! An open VMDK as a [`BlockDev`]: a sparse file (monolithicSparse, streamOptimized) or a text
-//! descriptor naming flat, zero and sparse extents. Extent files are opened only if they are
-//! regular files directly next to the descriptor (no absolute paths, no `..`, no symlinks that
-//! resolve elsewhere, never the descriptor itself).
+//! descriptor naming flat, zero and sparse extents. Extent files are opened only through the
+//! [`BackingGate`], and only if they are regular files directly next to the descriptor (no
+//! absolute paths, no `..`, no symlinks that resolve elsewhere, never the descriptor itself).
+//! A sparse extent is structured (its header is verified); a flat extent is raw bytes, opened
+//! without explicit trust only if its name ends in `.vmdk` (VMware's `x-flat.vmdk`,
+//! `x-f001.vmdk`): a host secret is not named so.
 
+use crate::gate::{BackingGate, Role};
 use crate::host::Host;
 use crate::vmdk::{
     check_extent_name, parse_descriptor, parse_marker, parse_sparse_header, Access, Descriptor,
@@ -10,9 +14,8 @@ use crate::vmdk::{
 };
 use crate::vmdk_sparse::{Grain, SparseExtent};
 use crate::vmdk_stream::StreamDev;
-use diskfab_storage::{check_range, open_error, BlockDev, Error, Result};
+use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::fs::File;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -128,8 +131,20 @@ fn open_sparse(host: Host, head: &[u8], writable: bool) -> Result<(SparseExtent,
 
 impl VmdkDev {
     /// Opens a VMDK file: a sparse extent (`KDMV`) or a text descriptor.
-    pub(crate) fn open(file: File, path: &Path, head: &[u8], writable: bool) -> Result<Opened> {
-        Self::open_file(Host::new(file, path.to_path_buf()), path, head, writable)
+    pub(crate) fn open(
+        file: File,
+        path: &Path,
+        head: &[u8],
+        writable: bool,
+        gate: &BackingGate,
+    ) -> Result<Opened> {
+        Self::open_file(
+            Host::new(file, path.to_path_buf()),
+            path,
+            head,
+            writable,
+            gate,
+        )
     }
 
     /// [`VmdkDev::open`] on a host file.
@@ -138,9 +153,10 @@ impl VmdkDev {
         path: &Path,
         head: &[u8],
         writable: bool,
+        gate: &BackingGate,
     ) -> Result<Opened> {
         if !head.starts_with(&crate::vmdk::MAGIC) {
-            return Self::open_descriptor(host, path, writable).map(Opened::Dev);
+            return Self::open_descriptor(host, path, writable, gate).map(Opened::Dev);
         }
         let hdr = parse_sparse_header(head).map_err(|e| e.context(path.display()))?;
         let desc = embedded_descriptor(&host, &hdr)?;
@@ -192,7 +208,12 @@ impl VmdkDev {
         }))
     }
 
-    fn open_descriptor(host: Host, path: &Path, writable: bool) -> Result<VmdkDev> {
+    fn open_descriptor(
+        host: Host,
+        path: &Path,
+        writable: bool,
+        gate: &BackingGate,
+    ) -> Result<VmdkDev> {
         let len = host.len()?;
         if len > MAX_DESCRIPTOR {
             return Err(bad(
@@ -234,50 +255,28 @@ impl VmdkDev {
                 ("ZERO", _) => Kind::Zero,
                 (k @ ("FLAT" | "SPARSE"), Some(name)) => {
                     check_extent_name(name).map_err(|e| e.context(path.display()))?;
-                    let cand = dir.join(name);
-                    let c = canon(&cand).map_err(|err| {
-                        bad(
-                            path,
-                            format!("VMDK extent file {name:?} cannot be opened: {err}"),
-                        )
-                    })?;
-                    if c.parent() != Some(canon_dir.as_path()) || c == canon_self {
+                    let n = gate.open_named_rw(Role::Extent, path, name, 0, ew)?;
+                    if n.path.parent() != Some(canon_dir.as_path()) || n.path == canon_self {
                         return Err(bad(
                             path,
                             format!("VMDK extent file {name:?} resolves outside the image's directory or to the descriptor"),
                         ));
                     }
-                    // Checked before opening (a FIFO would block the open), and opened
-                    // non-blocking in case it was swapped in between; checked again below.
-                    if !std::fs::metadata(&c).is_ok_and(|m| m.is_file()) {
-                        return Err(bad(
-                            path,
-                            format!("VMDK extent {name:?} is not a regular file"),
-                        ));
+                    if k == "FLAT"
+                        && !name.to_ascii_lowercase().ends_with(".vmdk")
+                        && !gate.trusts_raw(&n.path)
+                    {
+                        return Err(gate.refuse_raw(Role::Extent, path, name, &n, ""));
                     }
-                    let f = std::fs::OpenOptions::new()
-                        .read(true)
-                        .write(ew)
-                        .custom_flags(libc::O_NONBLOCK)
-                        .open(&c)
-                        .map_err(|err| open_error(&c, err))?;
-                    let meta = f
-                        .metadata()
-                        .map_err(|err| Error::io(format!("{}", c.display()), err))?;
-                    if !meta.is_file() {
-                        return Err(bad(
-                            path,
-                            format!("VMDK extent {name:?} is not a regular file"),
-                        ));
-                    }
+                    let (f, c, flen) = (n.file, n.path, n.len);
                     let h = Host::new(f, c);
                     if k == "FLAT" {
-                        if meta.len() < e.offset * 512 + len {
+                        if flen < e.offset * 512 + len {
                             return Err(bad(
                                 path,
                                 format!(
                                 "VMDK flat extent {name:?} is {} bytes, the descriptor needs {}",
-                                meta.len(),
+                                flen,
                                 e.offset * 512 + len
                             ),
                             ));

@@ -89,7 +89,12 @@ fn data_file_images_read_like_qemu_img_convert_plain_raw_and_with_subclusters() 
             extra,
         );
         let want = qemu_raw(&img);
-        let got = read_all(&open_with(&img, false, BackingGate::default()).unwrap());
+        // Data files are raw bytes: their directory must be allowed.
+        let here = BackingGate {
+            allow_dirs: vec![t.path().to_path_buf()],
+            ..Default::default()
+        };
+        let got = read_all(&open_with(&img, false, here).unwrap());
         assert!(got == want, "case {extra:?}");
         assert!(
             got[..4096].iter().all(|&b| b == 0xab),
@@ -130,12 +135,19 @@ fn data_files_are_opened_only_through_the_backing_gate_and_never_for_writing() {
     std::fs::rename(&img, &moved).unwrap();
     std::os::unix::fs::symlink(other.join("x.raw"), deep.join("x.raw")).unwrap();
     let e = refused(&moved, false, BackingGate::default());
-    assert_eq!(e.exit_code(), 3, "{e}");
+    assert_eq!(e.exit_code(), 6, "{e}");
     assert!(e.to_string().contains("external data file"), "{e}");
-    assert!(
-        e.to_string().contains("outside the allowed directories"),
-        "{e}"
+    assert!(e.to_string().contains("--backing-dir"), "{e}");
+    // Allowing the image's own directory does not reach where the symlink leads.
+    let e = refused(
+        &moved,
+        false,
+        BackingGate {
+            allow_dirs: vec![deep.clone()],
+            ..Default::default()
+        },
     );
+    assert_eq!(e.exit_code(), 6, "{e}");
     // Allowing the directory explicitly opens it, with the content QEMU sees.
     let gate = BackingGate {
         allow_dirs: vec![other.clone()],
@@ -154,10 +166,10 @@ fn data_files_are_opened_only_through_the_backing_gate_and_never_for_writing() {
         allow_any: true,
         ..Default::default()
     };
-    assert_eq!(refused(&moved, false, any.clone()).exit_code(), 3);
+    assert_eq!(refused(&moved, false, any.clone()).exit_code(), 6);
     std::fs::remove_file(deep.join("x.raw")).unwrap();
     std::os::unix::fs::symlink("/dev/zero", deep.join("x.raw")).unwrap();
-    assert_eq!(refused(&moved, false, any).exit_code(), 3);
+    assert_eq!(refused(&moved, false, any).exit_code(), 6);
 }
 
 #[test]

@@ -118,7 +118,7 @@ fn pseudo_files_symlink_escapes_and_deep_chains_are_refused_by_the_gate() {
         }
         let p = overlay(d, "proc.qcow2", target, "raw");
         let e = open_with(&p, false, any.clone()).expect_err("pseudo-file accepted");
-        assert!(matches!(e, Error::BadImage(_)), "{e}");
+        assert!(matches!(e, Error::Denied(_)), "{e}");
         assert!(
             e.to_string().contains("fs,"),
             "refused for the wrong reason: {e}"
@@ -146,10 +146,17 @@ fn pseudo_files_symlink_escapes_and_deep_chains_are_refused_by_the_gate() {
     };
     let e = open_with(&top, false, shallow).expect_err("deep chain accepted");
     assert!(
-        matches!(e, Error::BadImage(_)) && e.to_string().contains("deeper"),
+        matches!(e, Error::Denied(_)) && e.to_string().contains("deeper"),
         "{e}"
     );
-    let img = open(&top, false).unwrap();
+    // The raw base (made by hand, no trust mark) needs its directory allowed.
+    let e = open(&top, false).expect_err("unmarked raw base accepted");
+    assert!(matches!(e, Error::Denied(_)), "{e}");
+    let here = BackingGate {
+        allow_dirs: vec![d.to_path_buf()],
+        ..Default::default()
+    };
+    let img = open_with(&top, false, here).unwrap();
     let info = img.info().unwrap();
     assert_eq!(info.chain.len(), 4);
     assert_eq!(info.backing_format, Some(Format::Qcow2));
@@ -245,7 +252,12 @@ fn write_zeroes_deallocates_without_backing_and_writes_zero_clusters_over_one() 
             s(&p),
         ],
     );
-    let img = open(&p, true).unwrap();
+    // A raw base made by hand (no diskfab trust mark): its directory is allowed explicitly.
+    let here = BackingGate {
+        allow_dirs: vec![d.to_path_buf()],
+        ..Default::default()
+    };
+    let img = open_with(&p, true, here).unwrap();
     img.dev().write_zeroes(0, 1 << 20).unwrap();
     assert!(img.dev().is_zero_hint(0, 1 << 20).unwrap());
     assert!(!img.dev().is_zero_hint(1 << 20, 4096).unwrap());

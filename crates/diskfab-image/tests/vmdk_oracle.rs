@@ -287,19 +287,22 @@ fn flat_vmdk_extents_stay_next_to_the_descriptor() {
     let fifo = std::ffi::CString::new(s(&dir.join("fifo"))).unwrap();
     // SAFETY: mkfifo with a valid NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
-    for (name, extent) in [
-        ("abs.vmdk", s(&t.path().join("secret")).to_string()),
-        ("up.vmdk", "../secret".to_string()),
-        ("sub.vmdk", "x/../../secret".to_string()),
-        ("link.vmdk", "link".to_string()),
-        ("fifo.vmdk", "fifo".to_string()), // must not block
-        ("self.vmdk", "self.vmdk".to_string()),
-        ("missing.vmdk", "nothere".to_string()),
-        ("short.vmdk", "flat.vmdk".to_string()), // the 512-byte descriptor is not 1 MiB
+    // A plain file next to the descriptor not named *.vmdk is raw bytes: refused by policy.
+    std::fs::write(dir.join("notes"), vec![9u8; 1 << 20]).unwrap();
+    for (name, extent, code) in [
+        ("abs.vmdk", s(&t.path().join("secret")).to_string(), 3),
+        ("up.vmdk", "../secret".to_string(), 3),
+        ("sub.vmdk", "x/../../secret".to_string(), 3),
+        ("link.vmdk", "link".to_string(), 3),
+        ("fifo.vmdk", "fifo".to_string(), 6), // must not block
+        ("notes.vmdk", "notes".to_string(), 6),
+        ("self.vmdk", "self.vmdk".to_string(), 3),
+        ("missing.vmdk", "nothere".to_string(), 3),
+        ("short.vmdk", "flat.vmdk".to_string(), 3), // the 512-byte descriptor is not 1 MiB
     ] {
         let d = descriptor(&dir, name, &extent);
         let e = open(&d, false).unwrap_err();
-        assert_eq!(e.exit_code(), 3, "{name}: {e}");
+        assert_eq!(e.exit_code(), code, "{name}: {e}");
     }
     // A large file that starts like a descriptor is a raw disk (its guest wrote that text).
     let big = dir.join("guest.img");
