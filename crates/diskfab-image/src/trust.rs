@@ -176,7 +176,12 @@ pub fn overlay_image(dir: &Path, h: &NewHeader) -> Result<Vec<u8>> {
 /// its backing file of `len` bytes; `Err` says why not (for the refusal message).
 pub fn verify_header(hdr: &crate::Qcow2Header, len: u64) -> std::result::Result<(), String> {
     let (Some(mark), Some(name)) = (&hdr.trust_mark, &hdr.backing_file) else {
-        return Err("it carries no diskfab trust mark".into());
+        return Err(match load_key() {
+            Ok(_) => "it carries no diskfab trust mark".into(),
+            Err(e) => format!(
+                "it carries no diskfab trust mark (and diskfab has no usable trust key to mark                  the overlays it writes: {e})"
+            ),
+        });
     };
     let key = load_key().map_err(|e| format!("its trust mark cannot be checked ({e})"))?;
     let fmt = hdr.backing_format.as_deref().unwrap_or("");
