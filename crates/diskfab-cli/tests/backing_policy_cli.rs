@@ -61,14 +61,30 @@ fn qemu_overlay(p: &Path, backing: &str) {
     let _ = std::fs::remove_file(p);
     tool(
         "qemu-img",
-        &["create", "-q", "-f", "qcow2", "-F", "raw", "-u", "-b", backing, s(p), "1M"],
+        &[
+            "create",
+            "-q",
+            "-f",
+            "qcow2",
+            "-F",
+            "raw",
+            "-u",
+            "-b",
+            backing,
+            s(p),
+            "1M",
+        ],
     );
 }
 
 /// The first line of /etc/shadow, if readable (we run as root in CI).
 fn shadow_head() -> Option<Vec<u8>> {
     let b = std::fs::read("/etc/shadow").ok()?;
-    let n = b.iter().position(|&c| c == b'\n').unwrap_or(b.len()).min(24);
+    let n = b
+        .iter()
+        .position(|&c| c == b'\n')
+        .unwrap_or(b.len())
+        .min(24);
     (n >= 8).then(|| b[..n].to_vec())
 }
 
@@ -112,7 +128,12 @@ fn hostile_raw_backing_overlays_anywhere_are_refused_with_exit_6_and_leak_nothin
             std::fs::create_dir_all(&dest).unwrap();
             let e = refused(&home, &["convert", s(p), s(&out), "-O", "raw"], &secrets);
             assert!(!out.exists(), "convert left {}", out.display());
-            for want in [s(p), "--backing-dir", "--allow-any-backing", "DISKFAB_BACKING_DIRS"] {
+            for want in [
+                s(p),
+                "--backing-dir",
+                "--allow-any-backing",
+                "DISKFAB_BACKING_DIRS",
+            ] {
                 assert!(e.contains(want), "{want:?} missing: {e}");
             }
             refused(&home, &["cat", s(p), "/etc/passwd"], &secrets);
@@ -149,7 +170,14 @@ fn devices_fifos_and_proc_files_are_refused_even_with_allow_any_backing() {
         let p = t.path().join("x.qcow2");
         qemu_overlay(&p, target);
         let out = t.path().join("o.raw");
-        let args = ["--allow-any-backing", "convert", s(&p), s(&out), "-O", "raw"];
+        let args = [
+            "--allow-any-backing",
+            "convert",
+            s(&p),
+            s(&out),
+            "-O",
+            "raw",
+        ];
         refused(t.path(), &args, &[b"PATH="]);
         assert!(!out.exists());
     }
@@ -204,7 +232,10 @@ fn overlays_diskfab_writes_open_later_with_no_flags_wherever_they_are() {
         names.sort();
         let (c1, c2) = (&names[0], &names[1]);
         ok(&home, &["copy-in", s(c1), s(&note), "/root"]);
-        assert_eq!(ok(&home, &["cat", s(c1), "/root/note.txt"]), "hello from the host\n");
+        assert_eq!(
+            ok(&home, &["cat", s(c1), "/root/note.txt"]),
+            "hello from the host\n"
+        );
         assert_eq!(ok(&home, &["cat", s(c2), "/etc/hostname"]), "base\n");
         qemu_clean(c1);
         qemu_clean(c2);
@@ -218,13 +249,22 @@ fn overlays_diskfab_writes_open_later_with_no_flags_wherever_they_are() {
     std::fs::create_dir_all(c.parent().unwrap()).unwrap();
     ok(&home, &["create", s(&c), "-b", s(&raw)]);
     ok(&home, &["copy-in", s(&c), s(&note), "/etc"]);
-    assert_eq!(ok(&home, &["cat", s(&c), "/etc/note.txt"]), "hello from the host\n");
+    assert_eq!(
+        ok(&home, &["cat", s(&c), "/etc/note.txt"]),
+        "hello from the host\n"
+    );
     qemu_clean(&c);
     let conv = t.path().join("conv/d.qcow2");
     std::fs::create_dir_all(conv.parent().unwrap()).unwrap();
     let o = format!("backing={}", s(&raw));
-    ok(&home, &["convert", s(&c), s(&conv), "-O", "qcow2", "-o", &o]);
-    assert_eq!(ok(&home, &["cat", s(&conv), "/etc/note.txt"]), "hello from the host\n");
+    ok(
+        &home,
+        &["convert", s(&c), s(&conv), "-O", "qcow2", "-o", &o],
+    );
+    assert_eq!(
+        ok(&home, &["cat", s(&conv), "/etc/note.txt"]),
+        "hello from the host\n"
+    );
     qemu_clean(&conv);
     qemu_same(&conv, &c);
     // stamp: _common.qcow2 over the raw base, one overlay per row.
@@ -234,11 +274,23 @@ fn overlays_diskfab_writes_open_later_with_no_flags_wherever_they_are() {
     std::fs::create_dir_all(st.parent().unwrap()).unwrap();
     ok(
         &home,
-        &["stamp", s(&raw), "--instances", s(&csv), "--out", s(&st), "--hostname", "{{name}}"],
+        &[
+            "stamp",
+            s(&raw),
+            "--instances",
+            s(&csv),
+            "--out",
+            s(&st),
+            "--hostname",
+            "{{name}}",
+        ],
     );
     for n in ["alpha", "bravo"] {
         let p = st.join(format!("{n}.qcow2"));
-        assert_eq!(ok(&home, &["cat", s(&p), "/etc/hostname"]), format!("{n}\n"));
+        assert_eq!(
+            ok(&home, &["cat", s(&p), "/etc/hostname"]),
+            format!("{n}\n")
+        );
         qemu_clean(&p);
     }
     qemu_clean(&st.join("_common.qcow2"));
@@ -265,7 +317,12 @@ fn without_a_usable_key_overlays_are_unmarked_and_the_error_says_why() {
     std::fs::write(&home, "").unwrap();
     let out = t.path().join("clones");
     ok(&home, &["clone", s(&raw), "--count", "1", "--out", s(&out)]);
-    let c = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let c = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let e = refused(&home, &["cat", s(&c), "/etc/hostname"], &[]);
     assert!(e.contains("trust mark") && e.contains("key"), "{e}");
     let args = ["--backing-dir", s(&images), "cat", s(&c), "/etc/hostname"];
@@ -288,7 +345,10 @@ fn vhd_differencing(p: &Path) {
         b[at + 64..at + 68].copy_from_slice(&c.to_be_bytes());
     }
     let dh = u64::from_be_bytes(b[16..24].try_into().unwrap()) as usize;
-    let name: Vec<u8> = "parent.vhd".encode_utf16().flat_map(|c| c.to_be_bytes()).collect();
+    let name: Vec<u8> = "parent.vhd"
+        .encode_utf16()
+        .flat_map(|c| c.to_be_bytes())
+        .collect();
     b[dh + 64..dh + 64 + name.len()].copy_from_slice(&name);
     let c = sum(&b[dh..dh + 1024], 36);
     b[dh + 36..dh + 40].copy_from_slice(&c.to_be_bytes());
@@ -303,7 +363,11 @@ fn vhdx_differencing(p: &Path) {
         0x37, 0x67, 0xa1, 0xca, 0x36, 0xfa, 0x43, 0x4d, 0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7,
         0x6b,
     ];
-    let e = table + b[table..table + 65536].windows(16).position(|w| w == fp).unwrap();
+    let e = table
+        + b[table..table + 65536]
+            .windows(16)
+            .position(|w| w == fp)
+            .unwrap();
     let off = u32::from_le_bytes(b[e + 16..e + 20].try_into().unwrap()) as usize;
     b[table + off + 4] |= 2;
     std::fs::write(p, b).unwrap();
@@ -324,7 +388,14 @@ fn differencing_vhd_and_vhdx_are_refused_and_no_other_file_is_opened() {
         std::fs::write(d.join("parent.vhdx"), vec![1u8; 4 << 20]).unwrap();
         let log = d.join(format!("{fmt}.strace"));
         let o = Command::new("strace")
-            .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o", s(&log)])
+            .args([
+                "-f",
+                "-qq",
+                "-e",
+                "trace=open,openat,openat2",
+                "-o",
+                s(&log),
+            ])
             .arg(env!("CARGO_BIN_EXE_diskfab"))
             .args(["info", s(&p)])
             .env("HOME", d)

@@ -186,12 +186,12 @@ fn clone_edit_and_copy_in_are_seen_by_the_kernel_and_the_base_is_untouched() {
     let c1 = clones.join("debian-mbr-0001.qcow2");
     let c2 = clones.join("debian-mbr-0002.qcow2");
     let c2s = c2.to_str().unwrap();
-    // The base lives outside the clones' directory: the backing gate must be told.
+    // The base lives outside the clones' directory; a clone diskfab made opens with no flag.
     let o = diskfab(&["ls", c2s, "/"]);
-    assert_eq!(
-        o.status.code(),
-        Some(3),
-        "backing outside allowed dirs must be refused"
+    assert!(
+        o.status.success(),
+        "a clone must open without flags: {}",
+        String::from_utf8_lossy(&o.stderr)
     );
     let host = tmp.path().join("host");
     make_host_tree(&host);

@@ -1,10 +1,16 @@
-//! Hostile and broken images: a clear error, exit code 3, no panic, nothing written.
+//! Hostile and broken images: a clear error, exit code 3 (6 for a backing chain the policy
+//! refuses), no panic, nothing written.
 
 mod common;
 use common::*;
 use std::fs;
 
 fn assert_refused(img: &std::path::Path, what: &str) {
+    assert_refused_with(img, what, 3)
+}
+
+/// Refused with `code`: 3 for a bad image, 6 for the backing-file policy (loops).
+fn assert_refused_with(img: &std::path::Path, what: &str, code: i32) {
     let before = sha(img);
     for args in [
         vec!["info", img.to_str().unwrap()],
@@ -13,7 +19,7 @@ fn assert_refused(img: &std::path::Path, what: &str) {
     ] {
         let o = diskfab(&args);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert_eq!(o.status.code(), Some(3), "{what}: {args:?} → {err}");
+        assert_eq!(o.status.code(), Some(code), "{what}: {args:?} → {err}");
         assert!(!err.contains("panicked"), "{what}: panic: {err}");
         assert!(
             err.contains(img.file_name().unwrap().to_str().unwrap()) || err.contains("bad image"),
@@ -122,7 +128,7 @@ fn backing_chain_loop_and_missing_backing_are_refused() {
             a.to_str().unwrap(),
         ],
     );
-    assert_refused(&b, "loop");
+    assert_refused_with(&b, "loop", 6);
     let c = t.path().join("c.qcow2");
     let gone = qcow2(t.path(), "gone.qcow2", &[]);
     tool(

@@ -208,7 +208,15 @@ fn map_names_the_layer_holding_each_range() {
         ],
     );
     let v: serde_json::Value =
-        serde_json::from_str(&ok(&["map", "--json", &p("top.qcow2")])).unwrap();
+        // base.raw is a hand-made raw base (no diskfab trust mark): its directory is allowed.
+        serde_json::from_str(&ok(&[
+            "map",
+            "--json",
+            "--backing-dir",
+            t.path().to_str().unwrap(),
+            &p("top.qcow2"),
+        ]))
+        .unwrap();
     let ext: Vec<(u64, u64, String, u64)> = v
         .as_array()
         .unwrap()

@@ -78,7 +78,7 @@ fn create_and_convert_with_extended_l2_make_images_qemu_reads_identically() {
 }
 
 #[test]
-fn info_shows_the_external_data_file_and_the_gate_refuses_one_outside_with_exit_code_3() {
+fn info_shows_the_external_data_file_and_the_gate_refuses_it_without_trust_with_exit_code_6() {
     let t = tempfile::tempdir().unwrap();
     let (img_dir, other) = (t.path().join("a/b"), t.path().join("other"));
     std::fs::create_dir_all(&img_dir).unwrap();
@@ -101,14 +101,19 @@ fn info_shows_the_external_data_file_and_the_gate_refuses_one_outside_with_exit_
         .status()
         .unwrap();
     assert!(o.success());
-    let v: serde_json::Value = serde_json::from_str(&ok(&["info", "--json", img])).unwrap();
+    // A data file is raw bytes: refused until its directory is allowed.
+    let o = diskfab(&["info", "--json", img]);
+    assert_eq!(o.status.code(), Some(6));
+    let dir = img_dir.to_str().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&["info", "--json", "--backing-dir", dir, img])).unwrap();
     assert_eq!(v["image"]["format_specific"]["data_file"], "d.raw");
     assert_eq!(v["image"]["format_specific"]["data_file_raw"], false);
     // Now the data file is a symlink to a directory the gate does not allow.
     std::fs::rename(img_dir.join("d.raw"), other.join("d.raw")).unwrap();
     std::os::unix::fs::symlink(other.join("d.raw"), img_dir.join("d.raw")).unwrap();
-    let o = diskfab(&["info", "--json", img]);
-    assert_eq!(o.status.code(), Some(3));
+    let o = diskfab(&["info", "--json", "--backing-dir", dir, img]);
+    assert_eq!(o.status.code(), Some(6));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("external data file") && err.contains("--backing-dir"),

@@ -349,7 +349,7 @@ fn forged_copied_foreign_and_stale_trust_marks_count_as_no_mark() {
 }
 
 #[test]
-fn a_mark_is_only_written_through_overlay_image_and_qemu_keeps_it() {
+fn overlay_image_marks_the_header_and_qemu_writes_keep_the_mark_valid() {
     let t = tempfile::tempdir().unwrap();
     let base = raw_base(&t.path().join("b"));
     let p = t.path().join("o.qcow2");
