@@ -6,6 +6,7 @@
 use crate::header::{Qcow2Header, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_HOST_OFFSET};
 use crate::host::Host;
 use crate::refcount::Refcounts;
+use diskfab_storage::limits::alloc_bytes;
 use diskfab_storage::{DevRef, Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -121,7 +122,7 @@ impl Qcow2Dev {
                 "{name}: L1 table lies past the end of the file"
             )));
         }
-        let mut raw = vec![0u8; l1_bytes as usize];
+        let mut raw = alloc_bytes(l1_bytes, "the qcow2 L1 table")?;
         host.read(&mut raw, hdr.l1_table_offset)?;
         let l1 = be64s(&raw);
         for (i, e) in l1.iter().enumerate() {
