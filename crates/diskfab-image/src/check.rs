@@ -313,7 +313,10 @@ impl Walk<'_> {
     fn copied(&self, off: u64, copied: bool, what: impl FnOnce() -> String, r: &mut CheckReport) {
         let rc = self.rc.get((off / self.h.cluster_size()) as usize);
         if copied != (rc == 1) {
-            r.problem(true, format!("ERROR OFLAG_COPIED {}: refcount={rc}", what()));
+            r.problem(
+                true,
+                format!("ERROR OFLAG_COPIED {}: refcount={rc}", what()),
+            );
         }
     }
 

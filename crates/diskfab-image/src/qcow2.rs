@@ -637,6 +637,25 @@ pub enum ClusterKind {
 }
 
 impl Qcow2Dev {
+    /// Bytes from `offset` to the end of its L1 range when that range has no L2 table (nothing
+    /// in it is allocated in this layer), else 0: callers skip terabytes of holes at once
+    /// instead of cluster by cluster.
+    pub fn l1_hole(&self, offset: u64) -> Result<u64> {
+        let st = self.lock()?;
+        Ok(self.l1_hole_in(&st, offset))
+    }
+
+    pub(crate) fn l1_hole_in(&self, st: &State, offset: u64) -> u64 {
+        let span = self.hdr.cluster_size() * self.hdr.l2_entries();
+        let i = offset / span;
+        let empty = st.l1.get(i as usize).is_none_or(|e| e & OFFSET_MASK == 0);
+        if empty {
+            (i + 1) * span - offset
+        } else {
+            0
+        }
+    }
+
     /// The kind of the guest cluster holding `offset` in this layer.
     pub fn kind_at(&self, offset: u64) -> Result<ClusterKind> {
         let mut st = self.lock()?;

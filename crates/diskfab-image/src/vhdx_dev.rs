@@ -11,8 +11,8 @@ use crate::vhdx::{
     PAYLOAD_PARTIALLY_PRESENT, REGION_OFFSETS, SB_PRESENT, TABLE_BYTES,
 };
 use crate::vhdx_log::Overlay;
-use diskfab_storage::{check_range, BlockDev, Error, Result};
 use diskfab_storage::limits::{alloc_bytes, check_elems};
+use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 
 /// Region labels at and above this are named structures, below it block entry numbers.

@@ -66,7 +66,11 @@ pub fn parse_size(s: &str) -> Result<u64> {
         "M" | "MB" | "MIB" => 20,
         "G" | "GB" | "GIB" => 30,
         "T" | "TB" | "TIB" => 40,
-        _ => return Err(Error::Invalid(format!("invalid size {s:?} (e.g. 512M, 2G)"))),
+        _ => {
+            return Err(Error::Invalid(format!(
+                "invalid size {s:?} (e.g. 512M, 2G)"
+            )))
+        }
     };
     num.parse::<u64>()
         .ok()
@@ -166,7 +170,10 @@ mod tests {
         let m = e.to_string();
         assert!(matches!(e, Error::Failed(_)), "{e:?}");
         assert!(m.contains("the refcount array needs 4194304 bytes"), "{m}");
-        assert!(m.contains("--max-memory") && m.contains(ENV_MAX_MEMORY), "{m}");
+        assert!(
+            m.contains("--max-memory") && m.contains(ENV_MAX_MEMORY),
+            "{m}"
+        );
         assert_eq!(alloc_bytes(1 << 20, "x").unwrap().len(), 1 << 20);
         assert!(alloc_vec::<u64>(u64::MAX, "x").is_err());
         let mut v = vec![1u32; 3];
