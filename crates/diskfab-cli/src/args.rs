@@ -16,9 +16,17 @@ pub struct Cli {
     /// Allow backing files anywhere (only for images you trust).
     #[arg(long, global = true)]
     pub allow_any_backing: bool,
+    /// Largest table, bitmap or buffer one image may make diskfab allocate (default 512M; also
+    /// DISKFAB_MAX_MEMORY=SIZE). Images needing more are refused with a clear error.
+    #[arg(long, value_name = "SIZE", global = true, value_parser = parse_max_memory)]
+    pub max_memory: Option<u64>,
     /// The command.
     #[command(subcommand)]
     pub cmd: Cmd,
+}
+
+fn parse_max_memory(s: &str) -> Result<u64, String> {
+    diskfab_core::storage::limits::parse_size(s).map_err(|e| e.to_string())
 }
 
 /// Image formats diskfab writes.

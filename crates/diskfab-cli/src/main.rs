@@ -20,7 +20,7 @@ fn main() -> ExitCode {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = args::Cli::parse();
     let json = cli.json;
-    match run::run(cli) {
+    match set_memory_budget(&cli).and_then(|()| run::run(cli)) {
         Ok(()) => ExitCode::from(print::EXIT.load(std::sync::atomic::Ordering::Relaxed)),
         Err(e) => {
             if json && !print::PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
@@ -31,4 +31,17 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code() as u8)
         }
     }
+}
+
+/// The memory budget for tables sized from images: `--max-memory`, else a valid
+/// `DISKFAB_MAX_MEMORY` (an invalid one is a usage error), else the default.
+fn set_memory_budget(cli: &args::Cli) -> diskfab_core::storage::Result<()> {
+    use diskfab_core::storage::limits;
+    match cli.max_memory {
+        Some(n) => limits::set_max_table_bytes(n),
+        None => {
+            limits::env_max_memory()?;
+        }
+    }
+    Ok(())
 }

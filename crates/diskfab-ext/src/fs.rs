@@ -130,6 +130,7 @@ impl ExtFs {
         if writable && !dev.writable() {
             return Err(Error::ReadOnly("the device is read-only".into()));
         }
+        crate::sbcheck::check_superblock(&dev)?;
         let (reg_id, name) = io::register(dev.clone());
         let mut flags = sys::EXT2_FLAG_64BITS | sys::EXT2_FLAG_SKIP_MMP;
         if writable {

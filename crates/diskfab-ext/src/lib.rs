@@ -9,6 +9,7 @@ mod layout;
 mod map;
 mod mkfs;
 mod read;
+mod sbcheck;
 mod sys;
 mod write;
 mod xattr;

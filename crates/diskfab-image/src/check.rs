@@ -8,6 +8,7 @@
 
 use crate::header::{parse_qcow2_header, Qcow2Header};
 use crate::host::Host;
+use diskfab_storage::limits::{alloc_bytes, check_budget, grow_vec};
 use diskfab_storage::{open_error, Error, Result};
 use serde::Serialize;
 use std::path::Path;
@@ -86,6 +87,9 @@ fn rc_entry(block: &[u8], i: usize, bits: u32) -> u64 {
     }
 }
 
+/// References per cluster. The array grows to the highest cluster referenced, not to the
+/// length of the file: a sparse file of terabytes with small clusters would otherwise need
+/// tens of GiB. Growth is bounded by the memory budget (`--max-memory`).
 struct Refs {
     counts: Vec<u32>,
     cs: u64,
@@ -94,18 +98,22 @@ struct Refs {
 
 impl Refs {
     /// Counts a reference to `[off, off+len)`; false when it lies outside the file.
-    fn add(&mut self, off: u64, len: u64) -> bool {
+    fn add(&mut self, off: u64, len: u64) -> Result<bool> {
         if off.saturating_add(len) > self.file_len.div_ceil(self.cs) * self.cs || len == 0 {
-            return false;
+            return Ok(false);
         }
-        let mut c = off / self.cs;
-        while c * self.cs < off + len {
-            if let Some(x) = self.counts.get_mut(c as usize) {
-                *x = x.saturating_add(1);
-            }
-            c += 1;
+        let (first, end) = (off / self.cs, (off + len).div_ceil(self.cs));
+        if end > self.counts.len() as u64 {
+            let what = format!(
+                "counting references up to cluster {end} (at {:#x} in the file)",
+                end * self.cs
+            );
+            grow_vec(&mut self.counts, end, &what)?;
         }
-        true
+        for x in &mut self.counts[first as usize..end as usize] {
+            *x = x.saturating_add(1);
+        }
+        Ok(true)
     }
 }
 
@@ -163,7 +171,10 @@ pub fn check(path: &Path) -> Result<CheckReport> {
             "checking images with persistent bitmaps (use qemu-img check)".into(),
         ));
     }
-    check_qcow2(&host, &h, file_len, &mut r)?;
+    check_qcow2(&host, &h, file_len, &mut r).map_err(|e| match e {
+        Error::Failed(_) => e.context("check could not complete"),
+        e => e,
+    })?;
     Ok(r)
 }
 
@@ -171,51 +182,30 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
     let cs = h.cluster_size();
     let nclusters = file_len.div_ceil(cs) as usize;
     let mut refs = Refs {
-        counts: vec![0; nclusters],
+        counts: Vec::new(),
         cs,
         file_len,
     };
-    refs.add(0, cs);
+    refs.add(0, cs)?;
     let l1_bytes = u64::from(h.l1_size) * 8;
-    if !refs.add(h.l1_table_offset, l1_bytes.div_ceil(cs) * cs) && l1_bytes > 0 {
+    if !refs.add(h.l1_table_offset, l1_bytes.div_ceil(cs) * cs)? && l1_bytes > 0 {
         return Err(Error::bad("L1 table lies outside the file"));
     }
     let rt_bytes = u64::from(h.refcount_table_clusters) * cs;
-    if !refs.add(h.refcount_table_offset, rt_bytes) {
+    if !refs.add(h.refcount_table_offset, rt_bytes)? {
         return Err(Error::bad("refcount table lies outside the file"));
     }
-    let mut raw = vec![0u8; l1_bytes as usize];
+    let mut raw = alloc_bytes(l1_bytes, "the qcow2 L1 table")?;
     host.read(&mut raw, h.l1_table_offset)?;
     let l1 = be64s(&raw);
-    let mut rt_raw = vec![0u8; rt_bytes as usize];
+    let mut rt_raw = alloc_bytes(rt_bytes, "the qcow2 refcount table")?;
     host.read(&mut rt_raw, h.refcount_table_offset)?;
     let rt = be64s(&rt_raw);
-    // Refcount blocks, loaded once: (table index → block bytes).
-    let mut blocks: Vec<Option<Vec<u8>>> = Vec::with_capacity(rt.len());
-    for (i, e) in rt.iter().enumerate() {
-        let off = e & OFFSET_MASK;
-        if off == 0 {
-            blocks.push(None);
-            continue;
-        }
-        if !off.is_multiple_of(cs) || !refs.add(off, cs) {
-            r.problem(
-                true,
-                format!("ERROR refcount block {i} at {off:#x} is outside the file or unaligned"),
-            );
-            blocks.push(None);
-            continue;
-        }
-        let mut b = vec![0u8; cs as usize];
-        host.read(&mut b, off)?;
-        blocks.push(Some(b));
-    }
-    let per_block = h.refblock_entries() as usize;
-    let refcount = |c: usize| -> u64 {
-        match blocks.get(c / per_block) {
-            Some(Some(b)) => rc_entry(b, c % per_block, h.refcount_bits()),
-            _ => 0,
-        }
+    let blocks = load_refblocks(host, cs, &rt, &mut refs, r)?;
+    let rc = Rc {
+        blocks: &blocks,
+        per_block: h.refblock_entries() as usize,
+        bits: h.refcount_bits(),
     };
     r.total_clusters = h.size.div_ceil(cs);
     let mut w = Walk {
@@ -223,24 +213,20 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
         h,
         file_len,
         refs,
-        copied_checks: Vec::new(),
+        rc: &rc,
     };
     w.l1(&l1, true, r)?;
     walk_snapshots(&mut w, r)?;
-    let (refs, copied_checks) = (w.refs, w.copied_checks);
-    for (off, copied, what) in copied_checks {
-        let rc = refcount((off / cs) as usize);
-        if copied != (rc == 1) {
-            r.problem(true, format!("ERROR OFLAG_COPIED {what}: refcount={rc}"));
-        }
-    }
-    // Up to the last refcount block present (not the whole table: 2 MiB clusters give a table
-    // of 256K entries of 1M refcounts each).
+    let refs = w.refs;
+    // Up to the last cluster referenced or the last refcount block present (not the whole
+    // table: 2 MiB clusters give a table of 256K entries of 1M refcounts each; nor the whole
+    // file: a sparse file of terabytes has billions of clusters nobody refers to).
     let used_blocks = blocks
         .iter()
         .rposition(Option::is_some)
         .map_or(0, |i| i + 1);
-    let max = nclusters.max(used_blocks * per_block);
+    let max = refs.counts.len().max(used_blocks * rc.per_block);
+    let refcount = |c: usize| rc.get(c);
     for c in 0..max {
         let want = u64::from(refs.counts.get(c).copied().unwrap_or(0));
         let have = refcount(c);
@@ -262,47 +248,103 @@ fn check_qcow2(host: &Host, h: &Qcow2Header, file_len: u64, r: &mut CheckReport)
     Ok(())
 }
 
+/// Loads every refcount block once (table index → block bytes), counting their own clusters;
+/// their total is bounded by the memory budget.
+fn load_refblocks(
+    host: &Host,
+    cs: u64,
+    rt: &[u64],
+    refs: &mut Refs,
+    r: &mut CheckReport,
+) -> Result<Vec<Option<Vec<u8>>>> {
+    let mut blocks: Vec<Option<Vec<u8>>> = Vec::new();
+    grow_vec(&mut blocks, rt.len() as u64, "the qcow2 refcount table")?;
+    let mut loaded = 0u64;
+    for (i, e) in rt.iter().enumerate() {
+        let off = e & OFFSET_MASK;
+        if off == 0 {
+            continue;
+        }
+        if !off.is_multiple_of(cs) || !refs.add(off, cs)? {
+            r.problem(
+                true,
+                format!("ERROR refcount block {i} at {off:#x} is outside the file or unaligned"),
+            );
+            continue;
+        }
+        loaded += cs;
+        check_budget(loaded, "loading the qcow2 refcount blocks")?;
+        let mut b = alloc_bytes(cs, "a qcow2 refcount block")?;
+        host.read(&mut b, off)?;
+        blocks[i] = Some(b);
+    }
+    Ok(blocks)
+}
+
+/// The stored refcounts, from the loaded refcount blocks.
+struct Rc<'a> {
+    blocks: &'a [Option<Vec<u8>>],
+    per_block: usize,
+    bits: u32,
+}
+
+impl Rc<'_> {
+    fn get(&self, c: usize) -> u64 {
+        match self.blocks.get(c / self.per_block) {
+            Some(Some(b)) => rc_entry(b, c % self.per_block, self.bits),
+            _ => 0,
+        }
+    }
+}
+
 /// Walks L1 → L2 → clusters, counting references. Only the active table (`active`) counts
-/// allocated clusters and has its COPIED flags checked (snapshot tables share clusters).
+/// allocated clusters and has its COPIED flags checked (snapshot tables share clusters); the
+/// check is made as each entry is seen, so memory does not grow with the number of entries.
 struct Walk<'a> {
     host: &'a Host,
     h: &'a Qcow2Header,
     file_len: u64,
     refs: Refs,
-    copied_checks: Vec<(u64, bool, String)>,
+    rc: &'a Rc<'a>,
 }
 
 impl Walk<'_> {
+    /// COPIED must be set exactly when the refcount is 1.
+    fn copied(&self, off: u64, copied: bool, what: impl FnOnce() -> String, r: &mut CheckReport) {
+        let rc = self.rc.get((off / self.h.cluster_size()) as usize);
+        if copied != (rc == 1) {
+            r.problem(
+                true,
+                format!("ERROR OFLAG_COPIED {}: refcount={rc}", what()),
+            );
+        }
+    }
+
     fn l1(&mut self, l1: &[u64], active: bool, r: &mut CheckReport) -> Result<()> {
         let (h, file_len) = (self.h, self.file_len);
         let cs = h.cluster_size();
         let x = 62 - (h.cluster_bits - 8);
         // Data clusters in an external data file are not refcounted in the image.
         let ext_data = h.data_file.is_some();
-        let mut l2 = vec![0u8; cs as usize];
+        let mut l2 = alloc_bytes(cs, "a qcow2 L2 table")?;
         for (i, e) in l1.iter().enumerate() {
             let off = e & OFFSET_MASK;
             if off == 0 {
                 continue;
             }
-            if !off.is_multiple_of(cs) || !self.refs.add(off, cs) {
+            if !off.is_multiple_of(cs) || !self.refs.add(off, cs)? {
                 r.problem(
                     true,
                     format!("ERROR L1 entry {i} points to {off:#x}, outside the file or unaligned"),
                 );
                 // Its refcount (none past the end) is checked against COPIED too, as qemu does.
                 if active && off.is_multiple_of(cs) {
-                    self.copied_checks.push((
-                        off,
-                        e & COPIED != 0,
-                        format!("L2 table at {off:#x}"),
-                    ));
+                    self.copied(off, e & COPIED != 0, || format!("L2 table at {off:#x}"), r);
                 }
                 continue;
             }
             if active {
-                self.copied_checks
-                    .push((off, e & COPIED != 0, format!("L2 table at {off:#x}")));
+                self.copied(off, e & COPIED != 0, || format!("L2 table at {off:#x}"), r);
             }
             self.host.read(&mut l2, off)?;
             let words = be64s(&l2);
@@ -332,7 +374,7 @@ impl Walk<'_> {
                         r.compressed_clusters += 1;
                     }
                     let end = (hoff + len).min(file_len.max(hoff + 1));
-                    if !self.refs.add(hoff, end - hoff) {
+                    if !self.refs.add(hoff, end - hoff)? {
                         r.problem(true, format!("ERROR compressed cluster for guest offset {guest:#x} is outside the file"));
                     }
                     continue;
@@ -350,23 +392,16 @@ impl Walk<'_> {
                 if active {
                     r.allocated_clusters += u64::from(ent & 1 == 0 || h.version < 3 || w == 2);
                 }
-                if !hoff.is_multiple_of(cs) || !self.refs.add(hoff, cs) {
+                let what = || format!("data cluster for guest offset {guest:#x}");
+                if !hoff.is_multiple_of(cs) || !self.refs.add(hoff, cs)? {
                     r.problem(true, format!("ERROR L2 entry for guest offset {guest:#x} points to {hoff:#x}, outside the file or unaligned"));
                     if active && hoff.is_multiple_of(cs) {
-                        self.copied_checks.push((
-                            hoff,
-                            ent & COPIED != 0,
-                            format!("data cluster for guest offset {guest:#x}"),
-                        ));
+                        self.copied(hoff, ent & COPIED != 0, what, r);
                     }
                     continue;
                 }
                 if active {
-                    self.copied_checks.push((
-                        hoff,
-                        ent & COPIED != 0,
-                        format!("data cluster for guest offset {guest:#x}"),
-                    ));
+                    self.copied(hoff, ent & COPIED != 0, what, r);
                 }
             }
         }
@@ -381,24 +416,26 @@ fn walk_snapshots(w: &mut Walk, r: &mut CheckReport) -> Result<()> {
         return Ok(());
     }
     let snaps = crate::snapshot::load(w.host, h, w.file_len)?;
-    let mut raw =
-        vec![0u8; (w.file_len - h.snapshots_offset).min(crate::snapshot::MAX_TABLE_BYTES) as usize];
+    let mut raw = alloc_bytes(
+        (w.file_len - h.snapshots_offset).min(crate::snapshot::MAX_TABLE_BYTES),
+        "the qcow2 snapshot table",
+    )?;
     w.host.read(&mut raw, h.snapshots_offset)?;
     let table = crate::snapshot::table_bytes(&snaps, &raw) as u64;
-    w.refs.add(h.snapshots_offset, table.div_ceil(cs) * cs);
+    w.refs.add(h.snapshots_offset, table.div_ceil(cs) * cs)?;
     for s in &snaps {
         let bytes = u64::from(s.l1_size) * 8;
         if bytes == 0 {
             continue;
         }
-        if !w.refs.add(s.l1_table_offset, bytes.div_ceil(cs) * cs) {
+        if !w.refs.add(s.l1_table_offset, bytes.div_ceil(cs) * cs)? {
             r.problem(
                 true,
                 format!("ERROR snapshot {} L1 table is outside the file", s.id),
             );
             continue;
         }
-        let mut b = vec![0u8; bytes as usize];
+        let mut b = alloc_bytes(bytes, "a qcow2 snapshot L1 table")?;
         w.host.read(&mut b, s.l1_table_offset)?;
         w.l1(&be64s(&b), false, r)?;
     }

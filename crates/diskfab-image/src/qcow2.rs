@@ -6,6 +6,7 @@
 use crate::header::{Qcow2Header, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_HOST_OFFSET};
 use crate::host::Host;
 use crate::refcount::Refcounts;
+use diskfab_storage::limits::alloc_bytes;
 use diskfab_storage::{DevRef, Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -121,7 +122,7 @@ impl Qcow2Dev {
                 "{name}: L1 table lies past the end of the file"
             )));
         }
-        let mut raw = vec![0u8; l1_bytes as usize];
+        let mut raw = alloc_bytes(l1_bytes, "the qcow2 L1 table")?;
         host.read(&mut raw, hdr.l1_table_offset)?;
         let l1 = be64s(&raw);
         for (i, e) in l1.iter().enumerate() {
@@ -636,6 +637,25 @@ pub enum ClusterKind {
 }
 
 impl Qcow2Dev {
+    /// Bytes from `offset` to the end of its L1 range when that range has no L2 table (nothing
+    /// in it is allocated in this layer), else 0: callers skip terabytes of holes at once
+    /// instead of cluster by cluster.
+    pub fn l1_hole(&self, offset: u64) -> Result<u64> {
+        let st = self.lock()?;
+        Ok(self.l1_hole_in(&st, offset))
+    }
+
+    pub(crate) fn l1_hole_in(&self, st: &State, offset: u64) -> u64 {
+        let span = self.hdr.cluster_size() * self.hdr.l2_entries();
+        let i = offset / span;
+        let empty = st.l1.get(i as usize).is_none_or(|e| e & OFFSET_MASK == 0);
+        if empty {
+            (i + 1) * span - offset
+        } else {
+            0
+        }
+    }
+
     /// The kind of the guest cluster holding `offset` in this layer.
     pub fn kind_at(&self, offset: u64) -> Result<ClusterKind> {
         let mut st = self.lock()?;

@@ -101,6 +101,19 @@ impl BlockDev for Qcow2Dev {
         let mut c = offset / cs;
         let end = (offset + len).div_ceil(cs);
         while c < end {
+            let hole = self.l1_hole_in(&st, c * cs);
+            if hole > 0 {
+                let next = (c * cs + hole) / cs;
+                if let Some(b) = &self.backing {
+                    let s = (c * cs).max(offset);
+                    let e = (next * cs).min(offset + len).min(b.size());
+                    if s < e && !b.is_zero_hint(s, e - s)? {
+                        return Ok(false);
+                    }
+                }
+                c = next;
+                continue;
+            }
             match self.lookup(&mut st, c)? {
                 Map::Zero(_) => {}
                 Map::Unalloc => {

@@ -2,6 +2,7 @@
 
 use crate::header::Qcow2Header;
 use crate::host::Host;
+use diskfab_storage::limits::alloc_bytes;
 use diskfab_storage::{Error, Result};
 use std::collections::HashMap;
 
@@ -27,7 +28,7 @@ impl Refcounts {
                 host.path.display()
             )));
         }
-        let mut raw = vec![0u8; bytes as usize];
+        let mut raw = alloc_bytes(bytes, "the qcow2 refcount table")?;
         host.read(&mut raw, hdr.refcount_table_offset)?;
         let table: Vec<u64> = raw
             .chunks_exact(8)

@@ -2,6 +2,7 @@
 //! Only the 1 MiB block size that VirtualBox and QEMU write is accepted.
 
 use crate::host::Host;
+use diskfab_storage::limits::{alloc_bytes, alloc_vec};
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 
@@ -140,13 +141,21 @@ impl std::fmt::Debug for VdiDev {
 impl VdiDev {
     /// Opens a parsed VDI; the block map is read and every entry checked.
     pub fn open(host: Host, hdr: VdiHeader, writable: bool) -> Result<Self> {
-        let mut raw = vec![0u8; hdr.blocks_in_image as usize * 4];
+        let bytes = u64::from(hdr.blocks_in_image) * 4;
+        if u64::from(hdr.offset_bmap) + bytes > host.len()? {
+            return Err(Error::bad(format!(
+                "{}: VDI block map ({bytes} bytes at {:#x}) lies past the end of the file",
+                host.path.display(),
+                hdr.offset_bmap
+            )));
+        }
+        let mut raw = alloc_bytes(bytes, "the VDI block map")?;
         host.read(&mut raw, u64::from(hdr.offset_bmap))?;
         let bmap: Vec<u32> = raw
             .chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect();
-        let mut seen = vec![false; hdr.blocks_allocated as usize];
+        let mut seen: Vec<bool> = alloc_vec(hdr.blocks_allocated.into(), "the VDI block map")?;
         for (i, &e) in bmap.iter().enumerate() {
             if e == UNALLOCATED || e == DISCARDED {
                 continue;

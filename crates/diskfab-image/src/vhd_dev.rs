@@ -6,6 +6,7 @@ use crate::vhd::{
     parse_vhd_dyn_header, parse_vhd_footer, VhdDynHeader, VhdFooter, COOKIE, TYPE_DYNAMIC,
     TYPE_FIXED, UNALLOCATED,
 };
+use diskfab_storage::limits::{alloc_bytes, alloc_vec, check_elems};
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 
@@ -75,6 +76,18 @@ fn find_footer(host: &Host, head: &[u8], len: u64) -> Result<(VhdFooter, [u8; 51
     Err(end_err)
 }
 
+/// Region labels at and above this are named structures, below it block numbers.
+const NAMED: u64 = u64::MAX - 2;
+
+fn region_name(label: u64) -> String {
+    match label.checked_sub(NAMED) {
+        Some(0) => "footer copy".into(),
+        Some(1) => "dynamic header".into(),
+        Some(_) => "block table".into(),
+        None => format!("block {label}"),
+    }
+}
+
 fn be32s(b: &[u8]) -> Vec<u32> {
     b.chunks_exact(4)
         .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
@@ -120,18 +133,23 @@ impl VhdDev {
             if dh.table_offset + dh.bat_bytes() > len {
                 return Err(bad("VHD block table lies past the end of the file".into()));
             }
-            let mut raw = vec![0u8; blocks as usize * 4];
+            let mut raw = alloc_bytes(blocks * 4, "the VHD block table")?;
             host.read(&mut raw, dh.table_offset)?;
             st.bat = be32s(&raw);
-            st.full = vec![0; (blocks as usize).div_ceil(64)];
+            st.full = alloc_vec(blocks.div_ceil(64), "the VHD block bitmap")?;
             let block_total = dh.bitmap_bytes() + bs;
             // Every structure in the file, which must not overlap: footer copy, dynamic header,
             // BAT, and each allocated block (bitmap + data).
-            let mut regions = vec![
-                (0, 512, "footer copy".to_string()),
-                (footer.data_offset, 1024, "dynamic header".into()),
-                (dh.table_offset, dh.bat_bytes(), "block table".into()),
-            ];
+            // (start, length, label): labels are block numbers or [`NAMED`] structures, so
+            // that a table of millions of blocks costs 24 bytes per block.
+            let allocated = st.bat.iter().filter(|&&e| e != UNALLOCATED).count() as u64;
+            let n = check_elems::<(u64, u64, u64)>(allocated + 3, "checking the VHD block table")?;
+            let mut regions = Vec::with_capacity(n / 24);
+            regions.extend([
+                (0, 512, NAMED),
+                (footer.data_offset, 1024, NAMED + 1),
+                (dh.table_offset, dh.bat_bytes(), NAMED + 2),
+            ]);
             for (i, &e) in st.bat.iter().enumerate() {
                 if e == UNALLOCATED {
                     continue;
@@ -142,14 +160,18 @@ impl VhdDev {
                         "VHD block {i} at {start:#x} extends past the end of the file ({len} bytes)"
                     )));
                 }
-                regions.push((start, block_total, format!("block {i}")));
+                regions.push((start, block_total, i as u64));
             }
-            regions.sort();
+            regions.sort_unstable();
             let mut end = 0u64;
-            let mut prev = "";
-            for (start, n, what) in &regions {
-                if *start < end {
-                    return Err(bad(format!("VHD {what} at {start:#x} overlaps the {prev}")));
+            let mut prev = NAMED;
+            for &(start, n, what) in &regions {
+                if start < end {
+                    return Err(bad(format!(
+                        "VHD {} at {start:#x} overlaps the {}",
+                        region_name(what),
+                        region_name(prev)
+                    )));
                 }
                 end = start + n;
                 prev = what;

@@ -11,8 +11,22 @@ use crate::vhdx::{
     PAYLOAD_PARTIALLY_PRESENT, REGION_OFFSETS, SB_PRESENT, TABLE_BYTES,
 };
 use crate::vhdx_log::Overlay;
+use diskfab_storage::limits::{alloc_bytes, check_elems};
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
+
+/// Region labels at and above this are named structures, below it block entry numbers.
+const NAMED: u64 = u64::MAX - 3;
+
+fn region_name(label: u64) -> String {
+    match label.checked_sub(NAMED) {
+        Some(0) => "header area".into(),
+        Some(1) => "metadata region".into(),
+        Some(2) => "block table".into(),
+        Some(_) => "log".into(),
+        None => format!("block entry {label}"),
+    }
+}
 
 /// Most BAT entries loaded (64 MiB of table: a 64 TiB disk with 8 MiB blocks).
 const MAX_BAT_ENTRIES: u64 = 1 << 23;
@@ -137,7 +151,7 @@ impl VhdxDev {
                 bat_r.length
             )));
         }
-        let mut raw = vec![0u8; (entries * 8) as usize];
+        let mut raw = alloc_bytes(entries * 8, "the VHDX block table")?;
         read(&mut raw, bat_r.offset)?;
         let bat: Vec<u64> = raw
             .chunks_exact(8)
@@ -147,17 +161,18 @@ impl VhdxDev {
         let cr = meta.chunk_ratio();
         // Every structure in the file, which must not overlap: the header area, the log, the
         // metadata and BAT regions, each allocated payload and sector-bitmap block.
-        let mut regions = vec![
-            (0, MIB, "header area".to_string()),
-            (
-                meta_r.offset,
-                u64::from(meta_r.length),
-                "metadata region".into(),
-            ),
-            (bat_r.offset, u64::from(bat_r.length), "block table".into()),
-        ];
+        // (start, length, label): labels are block entry numbers or [`NAMED`] regions, so that
+        // a table of millions of entries costs 24 bytes per entry.
+        let allocated = bat.iter().filter(|&&e| state(e) >= SB_PRESENT).count() as u64;
+        let n = check_elems::<(u64, u64, u64)>(allocated + 4, "checking the VHDX block table")?;
+        let mut regions = Vec::with_capacity(n / 24);
+        regions.extend([
+            (0, MIB, NAMED),
+            (meta_r.offset, u64::from(meta_r.length), NAMED + 1),
+            (bat_r.offset, u64::from(bat_r.length), NAMED + 2),
+        ]);
         if hdr.log_length > 0 {
-            regions.push((hdr.log_offset, u64::from(hdr.log_length), "log".into()));
+            regions.push((hdr.log_offset, u64::from(hdr.log_length), NAMED + 3));
         }
         for (i, &e) in bat.iter().enumerate() {
             let i = i as u64;
@@ -190,15 +205,17 @@ impl VhdxDev {
                     "VHDX block entry {i} at {off:#x} lies outside the file ({len} bytes)"
                 )));
             }
-            regions.push((off, used, format!("block entry {i}")));
+            regions.push((off, used, i));
         }
-        regions.sort();
+        regions.sort_unstable();
         let mut end = 0u64;
-        let mut prev = "";
-        for (start, n, what) in &regions {
-            if *start < end {
+        let mut prev = NAMED;
+        for &(start, n, what) in &regions {
+            if start < end {
                 return Err(bad(format!(
-                    "VHDX {what} at {start:#x} overlaps the {prev}"
+                    "VHDX {} at {start:#x} overlaps the {}",
+                    region_name(what),
+                    region_name(prev)
                 )));
             }
             end = start + n;

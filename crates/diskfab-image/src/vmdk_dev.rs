@@ -14,6 +14,7 @@ use crate::vmdk::{
 };
 use crate::vmdk_sparse::{Grain, SparseExtent};
 use crate::vmdk_stream::StreamDev;
+use diskfab_storage::limits::check_budget;
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -242,6 +243,9 @@ impl VmdkDev {
         let canon_self = canon(path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
         let mut extents = Vec::with_capacity(desc.extents.len());
         let mut start = 0u64;
+        // Grain directories of all sparse extents together (a descriptor may name the same
+        // sparse file 1024 times).
+        let mut gd_total = 0u64;
         for e in &desc.extents {
             let len = e.sectors * 512;
             if e.access == Access::NoAccess {
@@ -289,6 +293,8 @@ impl VmdkDev {
                         let mut head = [0u8; 512];
                         h.read(&mut head, 0)?;
                         let (s, _) = open_sparse(h, &head, ew)?;
+                        gd_total += 2 * 4 * s.hdr.gd_entries();
+                        check_budget(gd_total, "the grain directories of the VMDK's extents")?;
                         if s.hdr.compressed() && ew {
                             return Err(Error::Unsupported(format!(
                                 "{}: writing compressed VMDK extents",

@@ -4,6 +4,7 @@
 
 use crate::host::Host;
 use crate::vmdk::{parse_marker, SparseHeader, FLAG_ZERO_GRAIN, GTES_PER_GT};
+use diskfab_storage::limits::alloc_bytes;
 use diskfab_storage::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -59,7 +60,7 @@ impl SparseExtent {
             if at.saturating_mul(512).saturating_add(bytes) > len {
                 return Err(bad(format!("VMDK {what} lies past the end of the file")));
             }
-            let mut raw = vec![0u8; bytes as usize];
+            let mut raw = alloc_bytes(bytes, "the VMDK grain directory")?;
             host.read(&mut raw, at * 512)?;
             let dir = le32s(&raw);
             if let Some((i, e)) = dir

@@ -6,6 +6,7 @@
 use crate::compress::{Codec, Compressor, Packed};
 use crate::host::Host;
 use crate::vmdk::{meta_marker, stream_trailer, SparseHeader, GTES_PER_GT, MARKER_GT};
+use diskfab_storage::limits::alloc_vec;
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 
@@ -42,7 +43,7 @@ impl StreamDev {
     /// Opens an empty stream-optimized extent (no grains; GD found through the footer) for
     /// appending; `trailer_at` is where its GD marker starts.
     pub(crate) fn open(host: Host, hdr: SparseHeader, trailer_at: u64) -> Result<Self> {
-        let gd = vec![0u32; hdr.gd_entries() as usize];
+        let gd = alloc_vec(hdr.gd_entries(), "the VMDK grain directory")?;
         Ok(StreamDev {
             host,
             hdr,

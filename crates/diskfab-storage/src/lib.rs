@@ -2,13 +2,15 @@
 //!
 //! The bottom of the stack: the [`BlockDev`] trait every other layer reads and writes through,
 //! host files ([`FileDev`]), windows of another device ([`Slice`], used for partitions),
-//! in-memory devices ([`MemDev`]) and the shared [`Error`] type.
+//! in-memory devices ([`MemDev`]), the shared [`Error`] type and the memory budget
+//! ([`limits`]) that bounds every table sized from an image.
 #![deny(missing_docs)]
 
 mod cache;
 mod dev;
 mod error;
 mod file;
+pub mod limits;
 mod mem;
 mod slice;
 
