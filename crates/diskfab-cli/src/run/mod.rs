@@ -55,8 +55,7 @@ fn fmt(f: Fmt) -> Format {
 }
 
 /// Runs one command.
-pub fn run(cli: Cli) -> Result<()> {
-    let cli = &cli;
+pub fn run(cli: &Cli) -> Result<()> {
     let json = cli.json;
     match &cli.cmd {
         Cmd::Create {
