@@ -247,10 +247,15 @@ pub fn parse(text: &str, name_template: &str) -> Result<Vec<Instance>> {
 pub fn prepare(text: &str, name_template: &str, ops: &[Op]) -> Result<Vec<(Instance, Vec<Op>)>> {
     let rows = read_rows(text, name_template)?;
     let mut problems = rows.problems;
-    let mut templates_ok = true;
+    // Operations naming a missing column are reported once (row 1, the header); the others
+    // are still checked on every row.
+    let mut usable = Vec::new();
     for o in ops {
-        for v in unknown_vars(&o.arg, &rows.headers) {
-            templates_ok = false;
+        let unknown = unknown_vars(&o.arg, &rows.headers);
+        if unknown.is_empty() {
+            usable.push(o.clone());
+        }
+        for v in unknown {
             problems.push(problem(
                 1,
                 vec![v.clone()],
@@ -262,19 +267,17 @@ pub fn prepare(text: &str, name_template: &str, ops: &[Op]) -> Result<Vec<(Insta
         }
     }
     let mut all = Vec::new();
-    if templates_ok {
-        for inst in rows.insts {
-            match ops
-                .iter()
-                .map(|o| o.render(&inst.vars))
-                .collect::<Result<Vec<_>>>()
-            {
-                Ok(r) => all.push((inst, r)),
-                Err(e) => problems.push(problem(inst.line, vec![], e.to_string())),
-            }
+    for inst in rows.insts {
+        match usable
+            .iter()
+            .map(|o| o.render(&inst.vars))
+            .collect::<Result<Vec<_>>>()
+        {
+            Ok(r) => all.push((inst, r)),
+            Err(e) => problems.push(problem(inst.line, vec![], e.to_string())),
         }
-        problems.extend(bulk_problems(&all, Some(ops)));
     }
+    problems.extend(bulk_problems(&all, Some(&usable)));
     if !problems.is_empty() {
         return Err(problems_error(problems));
     }
