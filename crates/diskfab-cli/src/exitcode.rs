@@ -138,14 +138,13 @@ pub fn for_error(cmd: &Cmd, e: &Error) -> u8 {
 /// Whether the command line names `check` (for argument errors, before clap has parsed it):
 /// the first word that is not a global option or its value.
 fn names_check(argv: &[OsString]) -> bool {
-    let mut words = argv.iter().skip(1).filter_map(|a| a.to_str());
-    while let Some(w) = words.next() {
+    let words: Vec<&str> = argv.iter().skip(1).filter_map(|a| a.to_str()).collect();
+    let mut i = 0;
+    while let Some(&w) = words.get(i) {
         match w {
-            "--backing-dir" => {
-                words.next();
-            }
-            "--json" | "--allow-any-backing" => {}
-            w if w.starts_with("--backing-dir=") => {}
+            "--backing-dir" => i += 2,
+            "--json" | "--allow-any-backing" => i += 1,
+            w if w.starts_with("--backing-dir=") => i += 1,
             w => return w == "check",
         }
     }

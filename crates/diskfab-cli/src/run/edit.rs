@@ -60,16 +60,20 @@ pub(super) fn chown(cli: &Cli, sel: &Sel, owner: &str, paths: &[String]) -> Resu
     edit(cli, sel, paths, |fs, p| files::chown(fs, p, owner))
 }
 
-/// `diskfab ln`.
-pub(super) fn ln(cli: &Cli, sel: &Sel, symbolic: bool, target: &str, link: &String) -> Result<()> {
-    edit(cli, sel, std::slice::from_ref(link), |fs, l| {
+/// `diskfab ln` (`link` is the one path it edits).
+pub(super) fn ln(
+    cli: &Cli,
+    sel: &Sel,
+    symbolic: bool,
+    target: &str,
+    link: &[String],
+) -> Result<()> {
+    edit(cli, sel, link, |fs, l| {
         files::ln(fs, target, l, symbolic, &NewNode::root(0o777))
     })
 }
 
-/// `diskfab mv`.
-pub(super) fn mv(cli: &Cli, sel: &Sel, src: &String, dst: &str) -> Result<()> {
-    edit(cli, sel, std::slice::from_ref(src), |fs, s| {
-        files::mv(fs, s, dst)
-    })
+/// `diskfab mv` (`src` is the one path it edits).
+pub(super) fn mv(cli: &Cli, sel: &Sel, src: &[String], dst: &str) -> Result<()> {
+    edit(cli, sel, src, |fs, s| files::mv(fs, s, dst))
 }

@@ -101,8 +101,8 @@ pub fn run(cli: &Cli) -> Result<()> {
             symbolic,
             target,
             link,
-        } => edit::ln(cli, sel, *symbolic, target, link),
-        Cmd::Mv { sel, src, dst } => edit::mv(cli, sel, src, dst),
+        } => edit::ln(cli, sel, *symbolic, target, std::slice::from_ref(link)),
+        Cmd::Mv { sel, src, dst } => edit::mv(cli, sel, std::slice::from_ref(src), dst),
         Cmd::Mkfs {
             sel,
             fs_type,
