@@ -518,7 +518,8 @@ pub enum Cmd {
         /// Second image.
         b: PathBuf,
     },
-    /// Check an image's metadata for corruptions and leaks (exit 0 clean, 2 corrupt, 3 leaks only).
+    /// Check an image's metadata for corruptions and leaks (exit 0 clean, 1 could not check, 2
+    /// corrupt, 3 leaks only).
     Check {
         /// The image file.
         image: PathBuf,

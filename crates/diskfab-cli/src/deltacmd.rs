@@ -6,7 +6,7 @@ use diskfab_core::delta::apply::ApplyOptions;
 use diskfab_core::delta::diff::DiffOptions;
 use diskfab_core::image::BackingGate;
 use diskfab_core::ops::delta::{self, Side};
-use diskfab_core::storage::Result;
+use diskfab_core::storage::{Error, Result};
 use std::path::PathBuf;
 
 fn csv_field(s: &str) -> String {
@@ -17,7 +17,7 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-/// `diskfab diff`: exit 0 when identical, 1 when different (like diff(1)).
+/// `diskfab diff`: exit 0 when identical, 1 when different (like diff(1)), 2 and above on errors.
 pub fn diff(
     cli: &Cli,
     a: (&PathBuf, Option<u32>),
@@ -172,11 +172,25 @@ pub fn delta(cli: &Cli, cmd: &DeltaCmd, gate: BackingGate) -> Result<()> {
                 None,
                 &gate,
             )?;
-            if !r.conflicts.is_empty() && !r.applied {
+            // With --check, conflicts are the question's negative answer (1); without, the
+            // refused apply is a failed operation (5).
+            let refused = !r.conflicts.is_empty() && !r.applied;
+            let failure = || {
+                Error::Failed(format!(
+                    "{} conflicts; nothing written (use --force to apply anyway)",
+                    r.conflicts.len()
+                ))
+            };
+            if refused && *check {
                 set_exit(1);
             }
             if cli.json {
-                return emit_json(&r);
+                emit_json(&r)?;
+                return if refused && !*check {
+                    Err(failure())
+                } else {
+                    Ok(())
+                };
             }
             for c in &r.conflicts {
                 println!("conflict: {}: {}", c.path, c.reason);
@@ -195,10 +209,7 @@ pub fn delta(cli: &Cli, cmd: &DeltaCmd, gate: BackingGate) -> Result<()> {
                     r.conflicts.len()
                 );
             } else {
-                println!(
-                    "refused: {} conflicts; nothing written (use --force to apply anyway)",
-                    r.conflicts.len()
-                );
+                return Err(failure());
             }
             Ok(())
         }

@@ -1,10 +1,8 @@
 //! Renders the clap command tree as Markdown: the single source of the CLI reference.
 
-use clap::CommandFactory;
-
 /// The CLI reference in Markdown.
 pub fn markdown() -> String {
-    let mut cmd = crate::args::Cli::command();
+    let mut cmd = crate::exitcode::command();
     cmd.build();
     let mut out = String::from("# diskfab command reference\n\n");
     out.push_str(
@@ -12,7 +10,8 @@ pub fn markdown() -> String {
     );
     out.push_str("```text\n");
     out.push_str(&cmd.render_long_help().to_string());
-    out.push_str("```\n");
+    out.push_str("```\n\n");
+    out.push_str(&crate::exitcode::markdown());
     for sub in cmd.get_subcommands_mut() {
         if sub.is_hide_set() {
             continue;

@@ -5,12 +5,12 @@ mod catalogcmd;
 mod custom;
 mod deltacmd;
 mod docs;
+mod exitcode;
 mod opargs;
 mod print;
 mod progress;
 mod run;
 
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -18,17 +18,21 @@ fn main() -> ExitCode {
     // instead of a panic on the next write.
     // SAFETY: resetting a signal disposition at start-up, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = args::Cli::parse();
+    let cli = match exitcode::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(code) => return ExitCode::from(code),
+    };
     let json = cli.json;
-    match set_memory_budget(&cli).and_then(|()| run::run(cli)) {
+    match set_memory_budget(&cli).and_then(|()| run::run(&cli)) {
         Ok(()) => ExitCode::from(print::EXIT.load(std::sync::atomic::Ordering::Relaxed)),
         Err(e) => {
+            let code = exitcode::for_error(&cli.cmd, &e);
             if json && !print::PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
-                let v = serde_json::json!({"error": e.to_string(), "exit_code": e.exit_code()});
+                let v = serde_json::json!({"error": e.to_string(), "exit_code": code});
                 println!("{v}");
             }
             eprintln!("diskfab: {e}");
-            ExitCode::from(e.exit_code() as u8)
+            ExitCode::from(code)
         }
     }
 }

@@ -86,11 +86,11 @@ fn cat_reads_files_and_follows_merged_usr_symlinks_inside_the_image() {
 }
 
 #[test]
-fn missing_path_exits_1_and_usage_error_exits_2() {
+fn missing_path_exits_5_and_usage_error_exits_2() {
     let fix = fixtures();
     let img = fix.join("debian-mbr.qcow2");
     let o = diskfab(&["cat", img.to_str().unwrap(), "/etc/nope"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(5));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("/etc/nope") && err.contains("not found"),
@@ -101,7 +101,7 @@ fn missing_path_exits_1_and_usage_error_exits_2() {
         diskfab(&["ls", img.to_str().unwrap(), "-p", "7"])
             .status
             .code(),
-        Some(1)
+        Some(5)
     );
 }
 

@@ -49,8 +49,8 @@ fn convert_between_raw_and_qcow2_is_byte_exact_per_qemu_img_and_sparse() {
         "raw output is sparse: {}",
         alloc("a.raw")
     );
-    // An existing output is never overwritten.
-    assert_eq!(code(&["convert", &p("a.raw"), &p("b.qcow2")]), 1);
+    // An existing output is never overwritten: the operation fails (5).
+    assert_eq!(code(&["convert", &p("a.raw"), &p("b.qcow2")]), 5);
     // Overlay conversion: only what differs from the base is written.
     tool(
         "qemu-img",

@@ -82,9 +82,9 @@ fn two_data_partitions_are_ambiguous_and_the_error_lists_them() {
     ok(&["mkdir", "-p", "2", ds, "/etc", "/usr"]);
     let ls = ok(&["ls", ds, "/"]);
     assert!(ls.contains("etc") && ls.contains("usr"), "{ls}");
-    // -p 3 does not exist: exit 1 naming the choices.
+    // -p 3 does not exist: exit 5 (the operation failed) naming the choices.
     let o = diskfab(&["ls", "-p", "3", ds, "/"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no partition 3"));
 }
 
@@ -122,7 +122,7 @@ fn chown_resolves_names_through_the_images_own_passwd_and_group() {
     let o = diskfab(&["chown", ds, "nobody-here", "/srv"]);
     assert_eq!(
         o.status.code(),
-        Some(1),
+        Some(5),
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );

@@ -415,6 +415,57 @@ fn fails_cleanly(args: &[&str], out: &Path, want: &str) {
 }
 
 #[test]
+fn every_bad_row_of_the_instances_file_is_listed_at_once_with_exit_2() {
+    let fix = fixtures();
+    let base = fix.join("debian-mbr.qcow2");
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("fleet");
+    let csv_path = work.path().join("bad.csv");
+    std::fs::write(
+        &csv_path,
+        "name,password,ip\n\
+         a,x,10.0.0.5\n\
+         b_c!,x,10.0.0.6\n\
+         a,y,10.0.0.7\n\
+         d,x\n\
+         e,x,192.168.1.5\n\
+         f,x,10.0.0.5\n\
+         g,x,10.0.0.8\n",
+    )
+    .unwrap();
+    let mut args = stamp_args(
+        base.to_str().unwrap(),
+        csv_path.to_str().unwrap(),
+        out.to_str().unwrap(),
+    );
+    args.extend([
+        "--network-static",
+        "eth0:{{ip}}/24:10.0.0.1",
+        "--write",
+        "/etc/role:{{role}}",
+    ]);
+    let o = diskfab(&args);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for want in [
+        "row 1, column role: --write",
+        "row 3, column name: clone name \"b_c!\" is not usable",
+        "row 4, column name: name \"a\" is already used on row 2",
+        "row 5, column ip: missing value",
+        "row 6, column ip: --network-static",
+        "row 7, column ip: address 10.0.0.5 is also used on row 2",
+    ] {
+        assert!(err.contains(want), "{want:?} is not in:\n{err}");
+    }
+    assert!(err.contains("6 problems"), "{err}");
+    assert!(
+        !err.contains("row 2,") && !err.contains("row 8"),
+        "good rows are not reported: {err}"
+    );
+    assert!(!out.exists(), "nothing is written: {}", out.display());
+}
+
+#[test]
 fn bad_instances_or_operations_are_refused_before_anything_is_written() {
     let fix = fixtures();
     let base = fix.join("debian-mbr.qcow2");
@@ -427,15 +478,15 @@ fn bad_instances_or_operations_are_refused_before_anything_is_written() {
         ("name,password\na,x\n", "not a column"),
         (
             "name,password,ip\na,x,10.0.0.5\na,y,10.0.0.6\n",
-            "already used on line 2",
+            "already used on row 2",
         ),
         ("name,password,ip\na,x,10.0.0.300\n", "not an IP address"),
         (
             "name,password,ip\na,x,10.0.0.5\nb,y,10.0.0.5\n",
-            "also used on line 2",
+            "also used on row 2",
         ),
         ("name,password,ip\n../x,x,10.0.0.5\n", "not usable"),
-        ("name,password,ip\na,x\n", "line 2"),
+        ("name,password,ip\na,x\n", "row 2, column ip: missing value"),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let csv_path = work.path().join(format!("bad{i}.csv"));

@@ -7,7 +7,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// What went wrong, classified so that the CLI can choose an exit code.
 ///
-/// Exit codes: 1 = the operation failed, 2 = usage error, 3 = bad or unsupported image.
+/// Exit codes (the table is in the CLI's `exitcode.rs` and docs/cli.md): 2 usage error, 3 bad
+/// or unsupported image, 4 host I/O error, 5 the operation failed, 6 refused by the trust
+/// policy. (0 and 1 are success and a negative answer, never errors.)
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O error from the host, with what we were doing.
@@ -64,13 +66,20 @@ impl Error {
         Error::BadImage(msg.into())
     }
 
-    /// The process exit code this error maps to (1 failed, 2 usage, 3 bad/unsupported image).
+    /// The process exit code this error maps to: 2 usage, 3 bad or unsupported image, 4 host
+    /// I/O, 5 the operation failed (not found, exists, read-only, no space in the image, any
+    /// other failure), 6 refused by the trust policy.
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::BadImage(_) | Error::Unsupported(_) => 3,
             Error::Invalid(_) => 2,
+            Error::BadImage(_) | Error::Unsupported(_) => 3,
+            Error::Io { .. } => 4,
+            Error::NotFound(_)
+            | Error::Exists(_)
+            | Error::ReadOnly(_)
+            | Error::NoSpace(_)
+            | Error::Failed(_) => 5,
             Error::Denied(_) => 6,
-            _ => 1,
         }
     }
 

@@ -55,13 +55,10 @@ impl FileDev {
     }
 }
 
-/// Maps an open error to the diskfab error class (missing file → NotFound).
+/// Maps an error opening a host file to the diskfab error class: a host I/O error (exit 4),
+/// a missing file included; "not found" is kept for paths inside images.
 pub fn open_error(path: &Path, e: std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::NotFound {
-        Error::NotFound(format!("{}: no such file", path.display()))
-    } else {
-        Error::io(format!("cannot open {}", path.display()), e)
-    }
+    Error::io(format!("cannot open {}", path.display()), e)
 }
 
 /// Size of a regular file or a block device.

@@ -199,7 +199,6 @@ pub fn stamp(o: &StampOptions, progress: &(dyn Fn() + Sync)) -> Result<StampRepo
     let csv = read_bounded(&o.instances, 256 << 20)?;
     let text = String::from_utf8(csv.clone())
         .map_err(|_| Error::Invalid(format!("{}: not UTF-8 text", o.instances.display())))?;
-    let insts = instances::parse(&text, &o.name_template)?;
     let split = o
         .ops
         .iter()
@@ -213,11 +212,9 @@ pub fn stamp(o: &StampOptions, progress: &(dyn Fn() + Sync)) -> Result<StampRepo
             op.arg
         )));
     }
-    let rendered: Vec<(Instance, Vec<Op>)> = insts
-        .iter()
-        .map(|i| Ok((i.clone(), instances::render_ops(per_ops, i)?)))
-        .collect::<Result<_>>()?;
-    instances::bulk_check(&rendered)?;
+    // Every row is checked before anything is written, and every bad row is reported.
+    let rendered: Vec<(Instance, Vec<Op>)> = instances::prepare(&text, &o.name_template, per_ops)?;
+    let insts: Vec<Instance> = rendered.iter().map(|(i, _)| i.clone()).collect();
     let fp = fingerprint(o, &csv)?;
     let gate = gate_for(o)?;
     let existed = o.out.exists();
@@ -348,7 +345,13 @@ fn plan_all(
 ) -> Result<Vec<PlanOut>> {
     let next = AtomicUsize::new(0);
     let out: Mutex<Vec<Planned>> = Mutex::new(vec![None; rendered.len()]);
-    let first_err: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    // Every instance's planning error is collected (up to MAX_LISTED), not just the first.
+    let errs: Mutex<Vec<(usize, Error)>> = Mutex::new(Vec::new());
+    let enough = || {
+        errs.lock()
+            .map(|e| e.len() >= instances::MAX_LISTED)
+            .unwrap_or(true)
+    };
     // Every instance reads the same few guest files: keep their blocks in memory.
     let cached: DevRef = Arc::new(diskfab_storage::CacheDev::new(vol.dev.clone(), 256 << 20));
     std::thread::scope(|s| {
@@ -357,7 +360,7 @@ fn plan_all(
                 let mut fs = match vol.driver.open(cached.clone(), false) {
                     Ok(f) => f,
                     Err(e) => {
-                        *first_err.lock().unwrap_or_else(|p| p.into_inner()) = Some((0, e));
+                        errs.lock().unwrap_or_else(|p| p.into_inner()).push((0, e));
                         return;
                     }
                 };
@@ -366,8 +369,7 @@ fn plan_all(
                 );
                 loop {
                     let k = next.fetch_add(1, Ordering::Relaxed);
-                    if k >= rendered.len() || first_err.lock().map(|e| e.is_some()).unwrap_or(true)
-                    {
+                    if k >= rendered.len() || enough() {
                         break;
                     }
                     let (inst, ops) = &rendered[k];
@@ -382,30 +384,52 @@ fn plan_all(
                             }
                         }
                         Err(e) => {
-                            let mut fe = first_err.lock().unwrap_or_else(|p| p.into_inner());
-                            if fe.as_ref().is_none_or(|(j, _)| k < *j) {
-                                *fe = Some((
-                                    k,
-                                    Error::Invalid(format!(
-                                        "instances file line {} ({}): {e}",
-                                        inst.line, inst.name
-                                    )),
-                                ));
-                            }
+                            errs.lock().unwrap_or_else(|p| p.into_inner()).push((k, e));
                         }
                     }
                 }
             });
         }
     });
-    if let Some((_, e)) = first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
-        return Err(e);
+    let errs = errs.into_inner().unwrap_or_else(|p| p.into_inner());
+    if !errs.is_empty() {
+        return Err(planning_error(rendered, errs));
     }
     out.into_inner()
         .unwrap_or_else(|p| p.into_inner())
         .into_iter()
         .map(|x| x.ok_or_else(|| Error::Failed("an instance was not planned".into())))
         .collect()
+}
+
+/// One error for every instance that could not be planned: a usage error listing the rows,
+/// unless one of them is not about the row (the image or the host failed: that error, as is).
+fn planning_error(rendered: &[(Instance, Vec<Op>)], mut errs: Vec<(usize, Error)>) -> Error {
+    errs.sort_by_key(|(k, _)| *k);
+    if let Some(i) = errs.iter().position(|(_, e)| {
+        matches!(
+            e,
+            Error::Io { .. } | Error::BadImage(_) | Error::Unsupported(_) | Error::Denied(_)
+        )
+    }) {
+        return errs.swap_remove(i).1;
+    }
+    let problems = errs
+        .into_iter()
+        .map(|(k, e)| match rendered.get(k) {
+            Some((inst, _)) => instances::Problem {
+                row: inst.line,
+                columns: vec![],
+                reason: format!("{} cannot be customized: {e}", inst.name),
+            },
+            None => instances::Problem {
+                row: 1,
+                columns: vec![],
+                reason: e.to_string(),
+            },
+        })
+        .collect();
+    instances::problems_error(problems)
 }
 
 fn fresh(
