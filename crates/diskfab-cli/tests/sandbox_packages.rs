@@ -259,3 +259,37 @@ fn no_network_install_is_refused_with_exit_2_and_nothing_written() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(sha(Path::new(&vm.path())), before);
 }
+
+#[test]
+fn stamp_refuses_a_package_operation_after_a_templated_one_before_writing() {
+    let fix = fixtures();
+    let work = tempfile::tempdir().unwrap();
+    let csv = work.path().join("hosts.csv");
+    std::fs::write(&csv, "name\nweb1\nweb2\n").unwrap();
+    let out = work.path().join("clones");
+    let base = fix.join("debian-mbr.qcow2");
+    let o = diskfab(&[
+        "stamp",
+        base.to_str().unwrap(),
+        "--instances",
+        csv.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--hostname",
+        "{{name}}",
+        "--install",
+        "hello",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("--install") && err.contains("shared layer"),
+        "{err}"
+    );
+    assert!(!out.exists());
+}
