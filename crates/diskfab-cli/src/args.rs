@@ -160,6 +160,14 @@ pub struct CustomizeSettings {
     /// Derive salts and random passwords from this string (reproducible output).
     #[arg(long, value_name = "STRING")]
     pub seed: Option<String>,
+    /// Give --run-command the host's network too (default: only --install, --uninstall and
+    /// --update get it; everything else runs in an empty network namespace).
+    #[arg(long, conflicts_with = "no_network")]
+    pub network: bool,
+    /// Give no guest program the network; --install and --update are refused (use
+    /// --install-file with packages downloaded on the host).
+    #[arg(long)]
+    pub no_network: bool,
     /// TOML file with operations (`ops = [ { hostname = "x" }, ... ]`) and these settings;
     /// its operations run before those on the command line.
     #[arg(long, value_name = "FILE")]

@@ -6,7 +6,7 @@ use crate::opargs::OpArgs;
 use crate::print::emit_json;
 use crate::progress::count_bar;
 use diskfab_core::customize::ops::Op;
-use diskfab_core::customize::{spec, CustomizeReport, Settings};
+use diskfab_core::customize::{spec, CustomizeReport, NetPolicy, Settings};
 use diskfab_core::open::DiskOptions;
 use diskfab_core::ops::stamp::{StampOptions, StampReport};
 use diskfab_core::storage::{Error, Result};
@@ -38,6 +38,13 @@ fn collect(ops: &OpArgs, s: &CustomizeSettings) -> Result<(Vec<Op>, Settings, Op
         net_style: net.map(|n| n.parse()).transpose()?,
         seed: s.seed.clone().or(sp.seed),
         clock: None,
+        network: if s.network {
+            NetPolicy::Always
+        } else if s.no_network {
+            NetPolicy::Never
+        } else {
+            NetPolicy::PackagesOnly
+        },
     };
     Ok((all, settings, sp.name_template))
 }

@@ -15,6 +15,17 @@ impl FromArgMatches for OpArgs {
     fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
         let mut v: Vec<(usize, String, String)> = Vec::new();
         for d in OPS {
+            if d.value.is_empty() {
+                // A flag without argument (--update): its positions only (a count has an
+                // implicit default, which must not count as given).
+                if m.value_source(d.name) != Some(clap::parser::ValueSource::CommandLine) {
+                    continue;
+                }
+                if let Some(idx) = m.indices_of(d.name) {
+                    v.extend(idx.map(|i| (i, d.name.to_string(), String::new())));
+                }
+                continue;
+            }
             if let (Some(idx), Some(vals)) = (m.indices_of(d.name), m.get_many::<String>(d.name)) {
                 v.extend(
                     idx.zip(vals)
@@ -36,6 +47,16 @@ impl FromArgMatches for OpArgs {
 impl Args for OpArgs {
     fn augment_args(mut cmd: Command) -> Command {
         for d in OPS {
+            if d.value.is_empty() {
+                cmd = cmd.arg(
+                    Arg::new(d.name)
+                        .long(d.name)
+                        .help(d.help)
+                        .action(ArgAction::Count)
+                        .help_heading("Operations (applied in the order given)"),
+                );
+                continue;
+            }
             cmd = cmd.arg(
                 Arg::new(d.name)
                     .long(d.name)

@@ -9,11 +9,13 @@
 
 pub mod accounts;
 pub mod crypt;
+pub mod export;
 pub mod files;
 pub mod guest;
 pub mod instances;
 pub mod network;
 pub mod ops;
+pub mod packages;
 pub mod planfile;
 pub mod record;
 pub mod replay;
@@ -34,6 +36,19 @@ use std::collections::BTreeMap;
 /// Largest host file read by `--upload`, `--copy-in` or a `file:` selector.
 pub const MAX_HOST_FILE: u64 = 4 << 30;
 
+/// Which guest programs get the host's network.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum NetPolicy {
+    /// Package operations that download (`--install`, `--update`, `--uninstall`) get the
+    /// host's network; `--run-command` and `--install-file` get none (the default).
+    #[default]
+    PackagesOnly,
+    /// `--network`: every command gets the host's network.
+    Always,
+    /// `--no-network`: nothing does; operations that must download are refused.
+    Never,
+}
+
 /// Settings shared by all operations of one run.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -45,6 +60,8 @@ pub struct Settings {
     pub seed: Option<String>,
     /// Timestamp for every change; default: now.
     pub clock: Option<Timespec>,
+    /// `--network` / `--no-network`.
+    pub network: NetPolicy,
 }
 
 /// Per-run state the operations use.
@@ -133,7 +150,7 @@ impl Ctx {
     }
 }
 
-/// Plans `ops` (none may be `run-command`) against `fs`, returning the actions in order.
+/// Plans `ops` (none may be a runner operation, see [`packages::RUNNER_OPS`]) against `fs`, returning the actions in order.
 pub fn plan(fs: &mut dyn Filesystem, ops: &[Op], ctx: &mut Ctx) -> Result<Vec<Action>> {
     let mut st = Staged::new(fs);
     for op in ops {
@@ -150,21 +167,30 @@ pub struct CustomizeReport {
     /// Generated random passwords, by user.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub random_passwords: BTreeMap<String, String>,
-    /// Output of `--run-command`s.
+    /// Output of `--run-command`s and package operations.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub command_output: Vec<String>,
     /// True when nothing was written.
     pub dry_run: bool,
 }
 
-/// Applies `ops` in order to a writable `fs` (planning each stretch between `run-command`s
-/// first, so a bad argument in it writes nothing). With `dry_run`, only plans.
+/// True for operations performed by running guest programs in the sandbox.
+pub fn is_runner(op: &Op) -> bool {
+    packages::RUNNER_OPS.contains(&op.name.as_str())
+}
+
+/// Applies `ops` in order to a writable `fs` (planning each stretch between runner operations
+/// first, so a bad argument in it writes nothing; runner operations' arguments and the network
+/// policy are checked before anything is written). With `dry_run`, only plans.
 pub fn customize(
     fs: &mut dyn Filesystem,
     ops: &[Op],
     settings: &Settings,
     dry_run: bool,
 ) -> Result<CustomizeReport> {
+    for op in ops.iter().filter(|o| is_runner(o)) {
+        packages::validate(op, settings.network == NetPolicy::Never)?;
+    }
     let mut ctx = Ctx::new(settings, "");
     let pinned = settings.clock.is_some().then_some(ctx.clock);
     fs.set_clock(pinned);
@@ -174,9 +200,9 @@ pub fn customize(
         command_output: Vec::new(),
         dry_run,
     };
-    for chunk in ops.split_inclusive(|o| o.name == "run-command") {
+    for chunk in ops.split_inclusive(is_runner) {
         let (plain, cmd) = match chunk.split_last() {
-            Some((last, rest)) if last.name == "run-command" => (rest, Some(last)),
+            Some((last, rest)) if is_runner(last) => (rest, Some(last)),
             _ => (chunk, None),
         };
         let actions = plan(fs, plain, &mut ctx)?;
@@ -188,10 +214,10 @@ pub fn customize(
             if dry_run {
                 report
                     .command_output
-                    .push(format!("(dry run: would run {:?})", c.arg));
+                    .push(format!("(dry run: would run --{} {:?})", c.name, c.arg));
                 continue;
             }
-            let (out, actions) = runcmd::run_command(fs, &c.arg)?;
+            let (out, actions) = runcmd::run_op(fs, c, settings.network)?;
             staged::apply(fs, &actions, Some(ctx.clock))?;
             report.command_output.push(out);
             report.actions.extend(actions);

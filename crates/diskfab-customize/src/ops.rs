@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 pub struct OpDef {
     /// Flag name without dashes, e.g. `hostname`.
     pub name: &'static str,
-    /// Argument syntax, e.g. `FILE:CONTENT`.
+    /// Argument syntax, e.g. `FILE:CONTENT`; empty for a flag without argument.
     pub value: &'static str,
     /// One-line help.
     pub help: &'static str,
@@ -41,7 +41,11 @@ pub const OPS: &[OpDef] = &[
     OpDef { name: "timezone", value: "TZ", help: "Set the timezone, e.g. Europe/Paris (/etc/localtime, /etc/timezone)" },
     OpDef { name: "network-static", value: "IFACE:ADDR/PREFIX:GW[:DNS,...]", help: "Static IPv4/IPv6 address in the guest's own format (netplan, ifupdown, NetworkManager, networkd, ifcfg)" },
     OpDef { name: "firstboot-command", value: "CMD", help: "Run CMD once, as root, when the guest first boots (systemd unit or SysV script)" },
-    OpDef { name: "run-command", value: "CMD", help: "Run CMD now inside the guest's root with chroot (guest arch must match the host; needs root)" },
+    OpDef { name: "run-command", value: "CMD", help: "Run CMD now with the guest's root as / in a sandbox (namespaces, seccomp; no network unless --network; guest arch must match the host)" },
+    OpDef { name: "install", value: "PKG,...", help: "Install packages with the guest's package manager (apt, dnf, yum, zypper, apk, pacman) in the sandbox, with the host's network" },
+    OpDef { name: "uninstall", value: "PKG,...", help: "Remove packages with the guest's package manager in the sandbox" },
+    OpDef { name: "update", value: "", help: "Upgrade every package with the guest's package manager in the sandbox, with the host's network" },
+    OpDef { name: "install-file", value: "PATH.deb|PATH.rpm,...", help: "Install host package files offline (dpkg -i / rpm -i in the sandbox, no network)" },
     OpDef { name: "reset", value: "OPS", help: "Reset machine state, virt-sysprep names, comma-separated: machine-id, ssh-hostkeys, logfiles, bash-history, udev-persistent-net, dhcp-client-state, tmp-files, package-manager-cache, or all" },
 ];
 
@@ -161,9 +165,12 @@ pub fn plan(op: &Op, st: &mut Staged, ctx: &mut Ctx) -> Result<()> {
         "timezone" => system::timezone(st, a),
         "network-static" => network::network_static(st, ctx, a),
         "firstboot-command" => system::firstboot(st, ctx, a),
-        "run-command" => Err(Error::Unsupported(
-            "--run-command is performed by the runner, not planned".into(),
-        )),
+        "run-command" | "install" | "uninstall" | "update" | "install-file" => {
+            Err(Error::Unsupported(format!(
+                "--{} is performed by the runner, not planned",
+                op.name
+            )))
+        }
         "reset" => system::reset(st, a),
         other => Err(Error::Invalid(format!("unknown operation --{other}"))),
     };

@@ -1,38 +1,19 @@
-//! `--run-command`: the guest's root is materialised in a private host directory, the command
-//! runs there under `chroot`, and whatever it changed comes back as staged actions. Only when
-//! the guest's architecture matches the host's (no emulation) and we run as root (chroot and
-//! device nodes need it).
+//! Operations that run the guest's own programs — `--run-command` and the package operations
+//! — in a sandbox ([`diskfab_sandbox`]): the guest's root is materialised in a private host
+//! directory, mounted as `/` in new user, mount, PID, IPC, UTS, cgroup and (unless the network
+//! is given) network namespaces under a seccomp filter, and whatever the command changed comes
+//! back as staged actions. Only when the guest's architecture matches the host's (no
+//! emulation).
 
-use crate::staged::{Action, Meta};
-use diskfab_fs::{FileType, Filesystem, Ino};
+use crate::export::{collect, export_tree};
+use crate::ops::Op;
+use crate::packages::{self, Manager};
+use crate::staged::Action;
+use crate::NetPolicy;
+use diskfab_fs::Filesystem;
+use diskfab_sandbox::{Sandbox, Status};
 use diskfab_storage::{Error, Result};
-use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, MetadataExt};
 use std::path::{Path, PathBuf};
-
-/// Host state of one exported path, to see what the command changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Snap {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    size: u64,
-    mtime: (i64, i64),
-    ino: u64,
-}
-
-fn snap(m: &std::fs::Metadata) -> Snap {
-    Snap {
-        mode: m.mode(),
-        uid: m.uid(),
-        gid: m.gid(),
-        size: m.size(),
-        mtime: (m.mtime(), m.mtime_nsec()),
-        ino: m.ino(),
-    }
-}
 
 fn host_arch() -> &'static str {
     match std::env::consts::ARCH {
@@ -45,232 +26,220 @@ fn host_arch() -> &'static str {
 
 /// Runs `cmd` in the guest root; returns its output and the changes it made.
 pub fn run_command(fs: &mut dyn Filesystem, cmd: &str) -> Result<(String, Vec<Action>)> {
+    let op = Op::new("run-command", cmd)?;
+    run_op(fs, &op, NetPolicy::PackagesOnly)
+}
+
+/// Runs one runner operation (`run-command`, `install`, `uninstall`, `update`,
+/// `install-file`) in the guest root under the network policy `net`.
+pub fn run_op(fs: &mut dyn Filesystem, op: &Op, net: NetPolicy) -> Result<(String, Vec<Action>)> {
     let arch = diskfab_inspect::arch(fs).unwrap_or_default();
     if arch != host_arch() {
         return Err(Error::Unsupported(format!(
-            "--run-command needs a guest of the host's architecture ({}); this guest is {}. \
+            "--{} needs a guest of the host's architecture ({}); this guest is {}. \
              Use --firstboot-command to run it when the guest boots",
+            op.name,
             host_arch(),
             if arch.is_empty() { "unknown" } else { &arch }
         )));
     }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        return Err(Error::Unsupported(
-            "--run-command uses chroot, which needs root; run diskfab as root or use --firstboot-command"
-                .into(),
-        ));
-    }
+    packages::validate(op, net == NetPolicy::Never)?;
     let dir = tempfile::Builder::new()
         .prefix("diskfab-run-")
         .tempdir()
         .map_err(|e| Error::io("creating a temporary directory", e))?;
     let root = dir.path().join("root");
     std::fs::create_dir(&root).map_err(|e| Error::io(root.display().to_string(), e))?;
-    let mut before = BTreeMap::new();
-    let top = fs.root();
-    export(fs, top, &root, "", &mut before, 0)?;
-    let out = std::process::Command::new("chroot")
-        .arg(&root)
-        .args(["/bin/sh", "-c", cmd])
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("HOME", "/root")
-        .env("LANG", "C.UTF-8")
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| Error::io("running chroot", e))?;
+    let ex = export_tree(fs, &root)?;
+    let mut sb = Sandbox::new(&root);
+    sb.hostname = guest_hostname(&root);
+    let mut temp = Temporary::default();
+    let res = prepare(&mut sb, &mut temp, op, net).and_then(|argv| {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        sb.run(&argv)
+    });
+    // The temporary files go before the changes are collected, whatever happened.
+    let restored = temp.restore();
+    let out = res?;
+    restored?;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    if !out.status.success() {
-        return Err(Error::Failed(format!(
-            "--run-command {cmd:?} failed ({}); nothing from it was written. Output:\n{text}",
-            out.status
-        )));
+    let shown = if op.name == "run-command" {
+        format!("--run-command {:?}", op.arg)
+    } else {
+        format!("--{} {}", op.name, op.arg)
+    };
+    match out.status {
+        Status::Exited(0) => {}
+        Status::Exited(c) => {
+            let hint = if diskfab_sandbox::id_mapping() == diskfab_sandbox::IdMapping::CallerAsRoot
+            {
+                " (diskfab is not running as root, so the sandbox has only one user id: \
+                 commands that chown files to other users, as package managers do, fail; run \
+                 diskfab as root for those)"
+            } else {
+                ""
+            };
+            return Err(Error::Failed(format!(
+                "{shown} failed (exit status {c}) in the sandbox{hint}; nothing from it was \
+                 written. Output:\n{text}"
+            )));
+        }
+        Status::TimedOut => {
+            return Err(Error::Failed(format!(
+                "{shown} timed out; nothing from it was written"
+            )))
+        }
     }
-    let actions = collect(&root, &before)?;
+    let actions = collect(&root, &ex)?;
     Ok((text, actions))
 }
 
-fn cpath(p: &Path) -> Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::Invalid("NUL in a path".into()))
-}
-
-fn export(
-    fs: &mut dyn Filesystem,
-    dir: Ino,
-    host: &Path,
-    guest: &str,
-    snaps: &mut BTreeMap<String, Snap>,
-    depth: u32,
-) -> Result<()> {
-    if depth > 256 {
-        return Err(Error::BadImage("directories nested too deep".into()));
-    }
-    for e in fs.read_dir(dir)? {
-        let name = std::ffi::OsStr::from_bytes(&e.name);
-        let hp = host.join(name);
-        let gp = format!("{guest}/{}", String::from_utf8_lossy(&e.name));
-        let m = fs.getattr(e.ino)?;
-        match m.file_type {
-            FileType::Directory => {
-                std::fs::create_dir(&hp).map_err(|er| Error::io(gp.clone(), er))?;
-                export(fs, e.ino, &hp, &gp, snaps, depth + 1)?;
-            }
-            FileType::Regular => {
-                let mut f = std::fs::File::create(&hp).map_err(|er| Error::io(gp.clone(), er))?;
-                let mut buf = vec![0u8; 1 << 20];
-                let mut off = 0u64;
-                loop {
-                    let n = fs.read(e.ino, off, &mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    std::io::Write::write_all(&mut f, &buf[..n])
-                        .map_err(|er| Error::io(gp.clone(), er))?;
-                    off += n as u64;
-                }
-            }
-            FileType::Symlink => {
-                let t = fs.read_link(e.ino)?;
-                symlink(std::ffi::OsStr::from_bytes(&t), &hp)
-                    .map_err(|er| Error::io(gp.clone(), er))?;
-            }
-            FileType::CharDevice | FileType::BlockDevice | FileType::Fifo => {
-                let dev = libc::makedev(m.rdev.0, m.rdev.1);
-                let c = cpath(&hp)?;
-                // SAFETY: valid C path; mknod has no memory preconditions.
-                if unsafe { libc::mknod(c.as_ptr(), m.mode() as libc::mode_t, dev) } != 0 {
-                    return Err(Error::io(gp, std::io::Error::last_os_error()));
-                }
-            }
-            FileType::Socket => continue,
-        }
-        let c = cpath(&hp)?;
-        // SAFETY: valid C path.
-        unsafe { libc::lchown(c.as_ptr(), m.uid, m.gid) };
-        if m.file_type != FileType::Symlink {
-            // chmod after chown: chown clears setuid bits.
-            // SAFETY: valid C path.
-            unsafe { libc::chmod(c.as_ptr(), m.perm as libc::mode_t) };
-        }
-        let hm = std::fs::symlink_metadata(&hp).map_err(|er| Error::io(gp.clone(), er))?;
-        snaps.insert(gp, snap(&hm));
-    }
-    Ok(())
-}
-
-fn walk(
-    root: &Path,
-    rel: &str,
-    out: &mut BTreeMap<String, (PathBuf, std::fs::Metadata)>,
-) -> Result<()> {
-    let dir = if rel.is_empty() {
-        root.to_path_buf()
+/// The guest's own hostname when it is a plain, sane /etc/hostname.
+fn guest_hostname(root: &Path) -> String {
+    let p = root.join("etc/hostname");
+    let ok = std::fs::symlink_metadata(root.join("etc")).is_ok_and(|m| m.is_dir())
+        && std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() <= 256);
+    let name = if ok {
+        std::fs::read_to_string(&p).unwrap_or_default()
     } else {
-        root.join(&rel[1..])
+        String::new()
     };
-    let rd = std::fs::read_dir(&dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-    for e in rd {
-        let e = e.map_err(|er| Error::io(dir.display().to_string(), er))?;
-        let gp = format!("{rel}/{}", e.file_name().to_string_lossy());
-        let m = std::fs::symlink_metadata(e.path()).map_err(|er| Error::io(gp.clone(), er))?;
-        let is_dir = m.is_dir();
-        out.insert(gp.clone(), (e.path(), m));
-        if is_dir {
-            walk(root, &gp, out)?;
-        }
+    let name = name.trim();
+    if !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+    {
+        name.to_string()
+    } else {
+        "localhost".into()
     }
-    Ok(())
 }
 
-/// Turns the differences between the export and the tree after the command into actions.
-fn collect(root: &Path, before: &BTreeMap<String, Snap>) -> Result<Vec<Action>> {
-    let mut after = BTreeMap::new();
-    walk(root, "", &mut after)?;
-    let mut actions = Vec::new();
-    // Deletions first (deepest paths are covered by deleting their top-most removed parent).
-    let mut gone: Vec<&String> = before.keys().filter(|k| !after.contains_key(*k)).collect();
-    gone.sort();
-    let mut last: Option<&String> = None;
-    for g in gone {
-        if last.is_some_and(|l| g.starts_with(&format!("{l}/"))) {
-            continue;
-        }
-        actions.push(Action::Delete { path: g.clone() });
-        last = Some(g);
-    }
-    for (gp, (hp, m)) in &after {
-        let now = snap(m);
-        let old = before.get(gp);
-        if old == Some(&now) {
-            continue;
-        }
-        let meta = Meta {
-            perm: m.mode() & 0o7777,
-            uid: m.uid(),
-            gid: m.gid(),
+/// Changes made to the exported tree only for the duration of the run.
+#[derive(Default)]
+struct Temporary {
+    /// (temporary path, saved original or None) to put back.
+    swaps: Vec<(PathBuf, Option<PathBuf>)>,
+    /// Directories to remove.
+    dirs: Vec<PathBuf>,
+}
+
+impl Temporary {
+    /// Puts `data` at `path` (whose parent must be a real directory), saving what was there.
+    fn replace(&mut self, path: PathBuf, data: &[u8], mode: u32) -> Result<()> {
+        let saved = if std::fs::symlink_metadata(&path).is_ok() {
+            let s = path.with_file_name(format!(
+                ".{}.diskfab-saved",
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ));
+            std::fs::rename(&path, &s).map_err(|e| Error::io(path.display().to_string(), e))?;
+            Some(s)
+        } else {
+            None
         };
-        let same_type = old.is_some_and(|o| o.mode & 0o170000 == now.mode & 0o170000);
-        let ft = m.file_type();
-        let meta_same =
-            old.is_some_and(|o| o.mode == now.mode && o.uid == now.uid && o.gid == now.gid);
-        if ft.is_dir() {
-            if same_type {
-                if !meta_same {
-                    actions.push(set_meta(gp, meta));
-                }
-            } else {
-                if old.is_some() {
-                    actions.push(Action::Delete { path: gp.clone() });
-                }
-                actions.push(Action::Mkdir {
-                    path: gp.clone(),
-                    meta,
-                });
+        self.swaps.push((path.clone(), saved));
+        std::fs::write(&path, data).map_err(|e| Error::io(path.display().to_string(), e))?;
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode))
+            .map_err(|e| Error::io(path.display().to_string(), e))
+    }
+
+    fn restore(&mut self) -> Result<()> {
+        let mut first = Ok(());
+        for (p, saved) in self.swaps.drain(..).rev() {
+            let r = match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_dir() => std::fs::remove_dir_all(&p),
+                Ok(_) => std::fs::remove_file(&p),
+                Err(_) => Ok(()),
             }
-        } else if ft.is_symlink() {
-            let t = std::fs::read_link(hp).map_err(|e| Error::io(gp.clone(), e))?;
-            actions.push(Action::Symlink {
-                path: gp.clone(),
-                target: t.to_string_lossy().into_owned(),
-            });
-        } else if ft.is_file() {
-            let content_same = same_type
-                && old.is_some_and(|o| {
-                    o.size == now.size && o.mtime == now.mtime && o.ino == now.ino
-                });
-            if content_same {
-                if !meta_same {
-                    actions.push(set_meta(gp, meta));
-                }
-            } else {
-                let data = std::fs::read(hp).map_err(|e| Error::io(gp.clone(), e))?;
-                actions.push(Action::Write {
-                    path: gp.clone(),
-                    data,
-                    meta,
-                });
+            .and_then(|_| saved.map_or(Ok(()), |s| std::fs::rename(s, &p)));
+            if let (Err(e), Ok(())) = (r, &first) {
+                first = Err(Error::io(format!("restoring {}", p.display()), e));
             }
         }
-        // New device nodes, fifos and sockets made by a command are not copied back.
+        for d in self.dirs.drain(..) {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        first
     }
-    Ok(actions)
 }
 
-fn set_meta(p: &str, m: Meta) -> Action {
-    Action::SetAttr {
-        path: p.to_string(),
-        perm: Some(m.perm),
-        uid: Some(m.uid),
-        gid: Some(m.gid),
-        touch: false,
+/// The directory `rel` of the guest tree, only if it and its parents are real directories
+/// (never a symlink that could lead diskfab, running on the host, out of the tree).
+fn real_dir(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut p = root.to_path_buf();
+    for c in rel.split('/').filter(|c| !c.is_empty()) {
+        p.push(c);
+        if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+            return None;
+        }
     }
+    Some(p)
+}
+
+/// Sets up the sandbox for `op`; returns the argv to run.
+fn prepare(sb: &mut Sandbox, temp: &mut Temporary, op: &Op, net: NetPolicy) -> Result<Vec<String>> {
+    let root = sb.root.clone();
+    if op.name == "run-command" {
+        sb.network = net == NetPolicy::Always;
+        return Ok(vec!["/bin/sh".into(), "-c".into(), op.arg.clone()]);
+    }
+    let m = packages::detect(&root)?;
+    sb.network = match op.name.as_str() {
+        "install-file" => net == NetPolicy::Always,
+        _ => net != NetPolicy::Never,
+    };
+    if sb.network {
+        // The guest's resolver configuration (often a link into /run) is replaced by the
+        // host's for the run and put back afterwards.
+        if let (Some(etc), Ok(host)) = (real_dir(&root, "etc"), std::fs::read("/etc/resolv.conf")) {
+            temp.replace(etc.join("resolv.conf"), &host, 0o644)?;
+        }
+    }
+    if m == Manager::Apt {
+        // Package scripts must not start services inside the sandbox (Debian's policy-rc.d).
+        if let Some(d) = real_dir(&root, "usr/sbin") {
+            if std::fs::symlink_metadata(d.join("policy-rc.d")).is_err() {
+                temp.replace(d.join("policy-rc.d"), b"#!/bin/sh\nexit 101\n", 0o755)?;
+            }
+        }
+    }
+    let mut guest_files = Vec::new();
+    if op.name == "install-file" {
+        let name = ".diskfab-install-files";
+        let d = root.join(name);
+        std::fs::create_dir(&d).map_err(|e| Error::io(d.display().to_string(), e))?;
+        temp.dirs.push(d.clone());
+        for (i, f) in packages::files(&op.arg)?.iter().enumerate() {
+            let base = f
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let base: String = base
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "._+-~".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .collect();
+            let dest = d.join(format!("{i}-{base}"));
+            std::fs::copy(f, &dest)
+                .map_err(|e| Error::io(format!("--install-file {}", f.display()), e))?;
+            guest_files.push(format!("/{name}/{i}-{base}"));
+        }
+    }
+    let s = packages::script(m, op, &guest_files)?;
+    let mut argv = vec!["/bin/sh".into(), "-c".into(), s.script, "sh".into()];
+    argv.extend(s.args);
+    Ok(argv)
 }

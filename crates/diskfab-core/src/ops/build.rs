@@ -252,6 +252,7 @@ pub fn build(
                 Some(r.spec.seed.clone().unwrap_or_else(|| r.id.clone()))
             },
             clock: Some(clock),
+            network: Default::default(),
         };
         let rep = customize(
             &overlay,

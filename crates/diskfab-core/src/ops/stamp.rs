@@ -205,11 +205,11 @@ pub fn stamp(o: &StampOptions, progress: &(dyn Fn() + Sync)) -> Result<StampRepo
         .position(|op| op.is_templated() || op.is_random())
         .unwrap_or(o.ops.len());
     let (common_ops, per_ops) = o.ops.split_at(split);
-    if let Some(op) = per_ops.iter().find(|op| op.name == "run-command") {
+    if let Some(op) = per_ops.iter().find(|op| diskfab_customize::is_runner(op)) {
         return Err(Error::Invalid(format!(
-            "--run-command {:?} comes after a templated operation: stamp runs commands only in the \
-             shared layer (put it first), or use --firstboot-command",
-            op.arg
+            "--{} {:?} comes after a templated operation: stamp runs commands and package \
+             operations only in the shared layer (put them first), or use --firstboot-command",
+            op.name, op.arg
         )));
     }
     // Every row is checked before anything is written, and every bad row is reported.
