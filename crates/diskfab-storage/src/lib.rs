@@ -2,9 +2,11 @@
 //!
 //! The bottom of the stack: the [`BlockDev`] trait every other layer reads and writes through,
 //! host files ([`FileDev`]), windows of another device ([`Slice`], used for partitions),
-//! in-memory devices ([`MemDev`]) and the shared [`Error`] type.
+//! in-memory devices ([`MemDev`]), the shared [`Error`] type and [`bytes`], the bounded
+//! byte-order reads every parser uses.
 #![deny(missing_docs)]
 
+pub mod bytes;
 mod cache;
 mod dev;
 mod error;
