@@ -6,6 +6,7 @@ use crate::vhd::{
     parse_vhd_dyn_header, parse_vhd_footer, VhdDynHeader, VhdFooter, COOKIE, TYPE_DYNAMIC,
     TYPE_FIXED, UNALLOCATED,
 };
+use diskfab_storage::bytes::be_u32s;
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 
@@ -75,12 +76,6 @@ fn find_footer(host: &Host, head: &[u8], len: u64) -> Result<(VhdFooter, [u8; 51
     Err(end_err)
 }
 
-fn be32s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
 impl VhdDev {
     /// Opens a VHD: `head` is the first bytes of the file (up to 4 KiB).
     pub(crate) fn open(host: Host, head: &[u8], writable: bool) -> Result<Self> {
@@ -122,7 +117,7 @@ impl VhdDev {
             }
             let mut raw = vec![0u8; blocks as usize * 4];
             host.read(&mut raw, dh.table_offset)?;
-            st.bat = be32s(&raw);
+            st.bat = be_u32s(&raw);
             st.full = vec![0; (blocks as usize).div_ceil(64)];
             let block_total = dh.bitmap_bytes() + bs;
             // Every structure in the file, which must not overlap: footer copy, dynamic header,
