@@ -136,13 +136,11 @@ fn listing(dir: &Path) -> BTreeMap<PathBuf, fs::Metadata> {
     m
 }
 
-/// Replaces the only occurrence of directory-entry name `from` (preceded by its name_len and
-/// file_type bytes, as in an ext4 directory block) with `to`, which must be as long.
-fn patch_name(img: &Path, from: &[u8], ftype: u8, to: &[u8]) {
-    assert_eq!(from.len(), to.len());
-    let mut pat = vec![from.len() as u8, ftype];
-    pat.extend_from_slice(from);
-    let mut data = fs::read(img).unwrap();
+/// The offset of the only directory entry called `name` with file type `ftype`: the position
+/// of its name_len byte (followed by file_type and the name, as in an ext4 directory block).
+fn find_entry(data: &[u8], name: &[u8], ftype: u8) -> usize {
+    let mut pat = vec![name.len() as u8, ftype];
+    pat.extend_from_slice(name);
     let hits: Vec<usize> = data
         .windows(pat.len())
         .enumerate()
@@ -153,9 +151,17 @@ fn patch_name(img: &Path, from: &[u8], ftype: u8, to: &[u8]) {
         hits.len(),
         1,
         "placeholder {:?} is not unique",
-        String::from_utf8_lossy(from)
+        String::from_utf8_lossy(name)
     );
-    data[hits[0] + 2..hits[0] + 2 + to.len()].copy_from_slice(to);
+    hits[0]
+}
+
+/// Renames the only directory entry `from` to `to` (as long) by patching the image file.
+fn patch_name(img: &Path, from: &[u8], ftype: u8, to: &[u8]) {
+    assert_eq!(from.len(), to.len());
+    let mut data = fs::read(img).unwrap();
+    let at = find_entry(&data, from, ftype) + 2;
+    data[at..at + to.len()].copy_from_slice(to);
     fs::write(img, data).unwrap();
 }
 
@@ -174,7 +180,6 @@ fn stderr(o: &Output) -> String {
 
 const FT_REG: u8 = 1;
 const FT_DIR: u8 = 2;
-const FT_SYMLINK: u8 = 7;
 
 #[test]
 fn names_with_slash_or_dotdot_never_create_anything_outside_the_target() {
@@ -417,7 +422,6 @@ fn a_directory_or_file_with_the_same_name_as_a_symlink_is_never_written_through_
     let ls = debugfs(&c.img(), "ls -p /");
     assert_eq!(ls.matches("/LINKNAMEAAAAAAAA/").count(), 3, "{ls}");
     assert_eq!(ls.matches("/FILELINKAAAAAAAA/").count(), 2, "{ls}");
-    let _ = FT_SYMLINK;
 
     let before = c.outside();
     let o = c.copy_out("/", false);
@@ -521,17 +525,8 @@ fn capability_trusted_and_security_xattrs_are_not_copied_out_only_user_xattrs_ar
 
 /// Points the directory entry `name` (a directory) at inode `ino`: a directory hard link.
 fn patch_entry_inode(img: &Path, name: &[u8], ino: u32) {
-    let mut pat = vec![name.len() as u8, FT_DIR];
-    pat.extend_from_slice(name);
     let mut data = fs::read(img).unwrap();
-    let hits: Vec<usize> = data
-        .windows(pat.len())
-        .enumerate()
-        .filter(|(_, w)| *w == &pat[..])
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(hits.len(), 1);
-    let at = hits[0] - 6; // inode (4 bytes), rec_len (2 bytes), then name_len
+    let at = find_entry(&data, name, FT_DIR) - 6; // inode (4 bytes), rec_len (2), name_len
     data[at..at + 4].copy_from_slice(&ino.to_le_bytes());
     fs::write(img, data).unwrap();
 }
