@@ -10,6 +10,7 @@
 //! than one header in memory, bound every length, and check each record's hash as they pass it;
 //! the trailer proves nothing was cut, added or reordered.
 
+use diskfab_storage::bytes::{le_u32, le_u64};
 use diskfab_storage::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
@@ -257,7 +258,7 @@ pub fn read<R: Read>(
         }
         let mut l4 = [0u8; 4];
         read_exact(&mut r, &mut l4, &mut whole)?;
-        let hl = u32::from_le_bytes(l4);
+        let hl = le_u32(&l4, 0)?;
         if hl == 0 || hl > MAX_HEADER {
             return Err(Error::bad(format!(
                 "delta record {n}: header length {hl} out of range"
@@ -271,7 +272,7 @@ pub fn read<R: Read>(
             serde_json::from_slice(&h).map_err(|x| Error::bad(format!("delta record {n}: {x}")))?;
         let mut l8 = [0u8; 8];
         read_exact(&mut r, &mut l8, &mut whole)?;
-        let len = u64::from_le_bytes(l8);
+        let len = le_u64(&l8, 0)?;
         if begin.is_none() && (e.op != "begin" || e.version != Some(VERSION)) {
             return Err(Error::Unsupported(format!(
                 "delta version {:?} (this diskfab reads version {VERSION})",

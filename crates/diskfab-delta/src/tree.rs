@@ -2,12 +2,13 @@
 //! [`Filesystem`] trait, and content hashing. Paths are raw bytes shown as text: bytes that are
 //! not UTF-8 are written `\xNN` (and a backslash `\\`), so every name round-trips.
 
+use diskfab_fs::tree::{self as walker, Step, Visit, Visitor};
 use diskfab_fs::{FileType, Filesystem, Ino, Timespec};
 use diskfab_storage::{Error, Result};
 use std::collections::BTreeMap;
 
-/// Deepest directory nesting walked.
-pub const MAX_DEPTH: usize = 4096;
+/// Deepest directory nesting walked (the shared walker's limit).
+pub const MAX_DEPTH: usize = walker::MAX_DEPTH;
 /// Most entries scanned in one tree.
 pub const MAX_ENTRIES: usize = 50_000_000;
 
@@ -95,8 +96,31 @@ pub fn scan(fs: &mut dyn Filesystem, xattrs: bool) -> Result<Tree> {
     let root = fs.root();
     let m = node(fs, root, xattrs)?;
     t.insert("/".into(), m);
-    walk(fs, root, "", xattrs, &mut t, 0)?;
+    walker::walk(fs, root, b"", &mut Scan { t: &mut t, xattrs })?;
     Ok(t)
+}
+
+struct Scan<'a> {
+    t: &'a mut Tree,
+    xattrs: bool,
+}
+
+impl Visitor for Scan<'_> {
+    fn enter(&mut self, fs: &mut dyn Filesystem, v: &Visit) -> Result<Step> {
+        if self.t.len() >= MAX_ENTRIES {
+            return Err(Error::Unsupported(format!(
+                "more than {MAX_ENTRIES} entries"
+            )));
+        }
+        let n = node(fs, v.entry.ino, self.xattrs)?;
+        let step = if n.kind == FileType::Directory {
+            Step::Into
+        } else {
+            Step::Over
+        };
+        self.t.insert(show(&v.path), n);
+        Ok(step)
+    }
 }
 
 /// The node `ino` (with its xattrs when asked).
@@ -127,34 +151,6 @@ pub fn node(fs: &mut dyn Filesystem, ino: Ino, xattrs: bool) -> Result<Node> {
         rdev: m.rdev,
         xattrs,
     })
-}
-
-fn walk(
-    fs: &mut dyn Filesystem,
-    dir: Ino,
-    prefix: &str,
-    xattrs: bool,
-    t: &mut Tree,
-    depth: usize,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(Error::BadImage("directories nested too deep".into()));
-    }
-    for e in fs.read_dir(dir)? {
-        if t.len() >= MAX_ENTRIES {
-            return Err(Error::Unsupported(format!(
-                "more than {MAX_ENTRIES} entries"
-            )));
-        }
-        let p = format!("{prefix}/{}", show(&e.name));
-        let n = node(fs, e.ino, xattrs)?;
-        let is_dir = n.kind == FileType::Directory;
-        t.insert(p.clone(), n);
-        if is_dir {
-            walk(fs, e.ino, &p, xattrs, t, depth + 1)?;
-        }
-    }
-    Ok(())
 }
 
 /// BLAKE3 of a regular file's contents.

@@ -3,6 +3,7 @@
 //! firmware mis-reads). After each mkdir we locate the new directory's first cluster with a small
 //! raw reader and rewrite its first slots as plain `.` and `..`.
 
+use diskfab_storage::bytes::{le_u16, le_u32};
 use diskfab_storage::{DevRef, Error, Result};
 
 struct Geo {
@@ -16,25 +17,18 @@ struct Geo {
     bits: u32,
 }
 
-fn le16(b: &[u8], o: usize) -> u64 {
-    u64::from(u16::from_le_bytes([b[o], b[o + 1]]))
-}
-fn le32(b: &[u8], o: usize) -> u64 {
-    u64::from(u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]))
-}
-
 fn geometry(dev: &DevRef, bits: u32) -> Result<Geo> {
     let mut s = vec![0u8; 512];
     dev.read_at(&mut s, 0)?;
-    let bps = le16(&s, 11);
+    let bps = u64::from(le_u16(&s, 11)?);
     let spc = u64::from(s[13]);
-    let reserved = le16(&s, 14);
+    let reserved = u64::from(le_u16(&s, 14)?);
     let fats = u64::from(s[16]);
-    let root_entries = le16(&s, 17);
-    let fat_size = if le16(&s, 22) != 0 {
-        le16(&s, 22)
+    let root_entries = u64::from(le_u16(&s, 17)?);
+    let fat_size = if u64::from(le_u16(&s, 22)?) != 0 {
+        u64::from(le_u16(&s, 22)?)
     } else {
-        le32(&s, 36)
+        u64::from(le_u32(&s, 36)?)
     };
     if bps == 0 || spc == 0 {
         return Err(Error::bad("FAT boot sector has a zero geometry field"));
@@ -48,7 +42,7 @@ fn geometry(dev: &DevRef, bits: u32) -> Result<Geo> {
         root_dir_off,
         root_dir_len,
         data_start: root_dir_off + root_dir_len.div_ceil(bps) * bps,
-        root_cluster: if bits == 32 { le32(&s, 44) as u32 } else { 0 },
+        root_cluster: if bits == 32 { le_u32(&s, 44)? } else { 0 },
         bits,
     })
 }
@@ -128,7 +122,7 @@ pub fn fix_new_dir(dev: &DevRef, bits: u32, short_path: &[Vec<u8>]) -> Result<()
             .chunks_exact(32)
             .find(|e| e[11] != 0x0f && e[0] != 0xe5 && e[..11] == want)
             .ok_or_else(|| Error::Failed("new FAT directory not found on disk".into()))?;
-        cluster = ((le16(e, 20) << 16) | le16(e, 26)) as u32;
+        cluster = ((u64::from(le_u16(e, 20)?) << 16) | u64::from(le_u16(e, 26)?)) as u32;
     }
     if cluster < 2 {
         return Ok(());

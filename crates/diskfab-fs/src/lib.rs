@@ -7,6 +7,8 @@
 
 mod driver;
 pub mod path;
+#[cfg(test)]
+mod testfs;
 pub mod tree;
 mod types;
 

@@ -1,6 +1,7 @@
 //! Pure parsing and building of the qcow2 header (no I/O). Every field is validated before
 //! anything else trusts it: images come from strangers.
 
+use diskfab_storage::bytes::{be_u32, be_u64};
 use diskfab_storage::{Error, Result};
 
 /// The qcow2 magic, `QFI\xfb`.
@@ -118,18 +119,6 @@ impl Qcow2Header {
     }
 }
 
-fn be32(b: &[u8], o: usize) -> Result<u32> {
-    b.get(o..o + 4)
-        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| Error::bad("qcow2 header is truncated"))
-}
-
-fn be64(b: &[u8], o: usize) -> Result<u64> {
-    let hi = be32(b, o)?;
-    let lo = be32(b, o + 4)?;
-    Ok((u64::from(hi) << 32) | u64::from(lo))
-}
-
 /// Parses and validates a qcow2 header from the first bytes of the file (at least the first
 /// cluster, or the whole file if shorter). Never panics.
 pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
@@ -138,34 +127,34 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
             "not a qcow2 image (bad magic or shorter than a header)",
         ));
     }
-    let version = be32(b, 4)?;
+    let version = be_u32(b, 4)?;
     if version != 2 && version != 3 {
         return Err(Error::Unsupported(format!("qcow2 version {version}")));
     }
-    let backing_off = be64(b, 8)?;
-    let backing_len = be32(b, 16)?;
-    let cluster_bits = be32(b, 20)?;
+    let backing_off = be_u64(b, 8)?;
+    let backing_len = be_u32(b, 16)?;
+    let cluster_bits = be_u32(b, 20)?;
     if !(9..=21).contains(&cluster_bits) {
         return Err(Error::bad(format!(
             "qcow2 cluster_bits {cluster_bits} is outside 9..21"
         )));
     }
     let cs = 1u64 << cluster_bits;
-    let size = be64(b, 24)?;
+    let size = be_u64(b, 24)?;
     if size > MAX_SIZE {
         return Err(Error::bad(format!("qcow2 virtual size {size} is absurd")));
     }
-    if be32(b, 32)? != 0 {
+    if be_u32(b, 32)? != 0 {
         return Err(Error::Unsupported(
             "encrypted qcow2 images (AES/LUKS)".into(),
         ));
     }
-    let l1_size = be32(b, 36)?;
-    let l1_table_offset = be64(b, 40)?;
-    let refcount_table_offset = be64(b, 48)?;
-    let refcount_table_clusters = be32(b, 56)?;
-    let nb_snapshots = be32(b, 60)?;
-    let snapshots_offset = be64(b, 64)?;
+    let l1_size = be_u32(b, 36)?;
+    let l1_table_offset = be_u64(b, 40)?;
+    let refcount_table_offset = be_u64(b, 48)?;
+    let refcount_table_clusters = be_u32(b, 56)?;
+    let nb_snapshots = be_u32(b, 60)?;
+    let snapshots_offset = be_u64(b, 64)?;
     if nb_snapshots > crate::snapshot::MAX_SNAPSHOTS {
         return Err(Error::bad(format!(
             "qcow2 claims {nb_snapshots} internal snapshots (at most 65536)"
@@ -176,11 +165,11 @@ pub fn parse_qcow2_header(b: &[u8]) -> Result<Qcow2Header> {
             return Err(Error::bad("qcow2 v3 header is truncated"));
         }
         (
-            be64(b, 72)?,
-            be64(b, 80)?,
-            be64(b, 88)?,
-            be32(b, 96)?,
-            be32(b, 100)?,
+            be_u64(b, 72)?,
+            be_u64(b, 80)?,
+            be_u64(b, 88)?,
+            be_u32(b, 96)?,
+            be_u32(b, 100)?,
         )
     } else {
         (0, 0, 0, 4, 72)
@@ -321,8 +310,8 @@ fn parse_extensions(b: &[u8], start: usize) -> Result<Extensions> {
         if off + 8 > b.len() {
             return Ok(x); // no end marker inside what we have: stop
         }
-        let ty = be32(b, off)?;
-        let len = be32(b, off + 4)? as usize;
+        let ty = be_u32(b, off)?;
+        let len = be_u32(b, off + 4)? as usize;
         let data = off + 8;
         let end = data
             .checked_add(len)

@@ -7,6 +7,7 @@ use crate::header::{Qcow2Header, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_HOST_OFFS
 use crate::host::Host;
 use crate::refcount::Refcounts;
 use diskfab_storage::limits::alloc_bytes;
+use diskfab_storage::bytes::be_u64s;
 use diskfab_storage::{DevRef, Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -71,12 +72,6 @@ impl std::fmt::Debug for Qcow2Dev {
     }
 }
 
-fn be64s(b: &[u8]) -> Vec<u64> {
-    b.chunks_exact(8)
-        .map(|c| u64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
-        .collect()
-}
-
 impl Qcow2Dev {
     /// Opens a parsed image. Validates the L1 and refcount tables against the file size.
     pub fn open(
@@ -124,7 +119,7 @@ impl Qcow2Dev {
         }
         let mut raw = alloc_bytes(l1_bytes, "the qcow2 L1 table")?;
         host.read(&mut raw, hdr.l1_table_offset)?;
-        let l1 = be64s(&raw);
+        let l1 = be_u64s(&raw);
         for (i, e) in l1.iter().enumerate() {
             let off = e & OFFSET_MASK;
             if off != 0 && (!off.is_multiple_of(cs) || off >= file_len) {
@@ -188,7 +183,7 @@ impl Qcow2Dev {
             }
             let mut raw = vec![0u8; self.hdr.cluster_size() as usize];
             self.host.read(&mut raw, off)?;
-            st.l2.insert(off, be64s(&raw));
+            st.l2.insert(off, be_u64s(&raw));
         }
         st.l2
             .get_mut(&off)

@@ -3,6 +3,7 @@
 
 use crate::header::{Qcow2Header, MAX_HOST_OFFSET, MAX_L1_ENTRIES};
 use crate::host::Host;
+use diskfab_storage::bytes::{be_u16, be_u32, be_u64};
 use diskfab_storage::{Error, Result};
 use serde::Serialize;
 
@@ -37,22 +38,6 @@ pub struct Snapshot {
     pub l1_size: u32,
 }
 
-fn be32(b: &[u8], o: usize) -> Result<u32> {
-    b.get(o..o + 4)
-        .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-        .ok_or_else(|| Error::bad("qcow2 snapshot table is truncated"))
-}
-
-fn be64(b: &[u8], o: usize) -> Result<u64> {
-    Ok((u64::from(be32(b, o)?) << 32) | u64::from(be32(b, o + 4)?))
-}
-
-fn be16(b: &[u8], o: usize) -> Result<usize> {
-    b.get(o..o + 2)
-        .map(|s| usize::from(u16::from_be_bytes([s[0], s[1]])))
-        .ok_or_else(|| Error::bad("qcow2 snapshot table is truncated"))
-}
-
 fn text(b: &[u8], o: usize, n: usize, what: &str) -> Result<String> {
     let raw = b
         .get(o..o + n)
@@ -73,10 +58,13 @@ pub fn parse_snapshot_table(b: &[u8], nb: u32, cs: u64) -> Result<Vec<Snapshot>>
     let mut out = Vec::with_capacity(nb.min(1024) as usize);
     let mut o = 0usize;
     for i in 0..nb {
-        let l1_table_offset = be64(b, o)?;
-        let l1_size = be32(b, o + 8)?;
-        let (id_len, name_len) = (be16(b, o + 12)?, be16(b, o + 14)?);
-        let extra = be32(b, o + 36)?;
+        let l1_table_offset = be_u64(b, o)?;
+        let l1_size = be_u32(b, o + 8)?;
+        let (id_len, name_len) = (
+            usize::from(be_u16(b, o + 12)?),
+            usize::from(be_u16(b, o + 14)?),
+        );
+        let extra = be_u32(b, o + 36)?;
         if extra > MAX_EXTRA {
             return Err(Error::bad(format!(
                 "qcow2 snapshot {i} has {extra} bytes of extra data (at most {MAX_EXTRA})"
@@ -93,10 +81,10 @@ pub fn parse_snapshot_table(b: &[u8], nb: u32, cs: u64) -> Result<Vec<Snapshot>>
         }
         let x = o + 40;
         let extra = extra as usize;
-        let vm_small = u64::from(be32(b, o + 32)?);
-        let vm_state_size = if extra >= 8 { be64(b, x)? } else { vm_small };
+        let vm_small = u64::from(be_u32(b, o + 32)?);
+        let vm_state_size = if extra >= 8 { be_u64(b, x)? } else { vm_small };
         let disk_size = if extra >= 16 {
-            Some(be64(b, x + 8)?)
+            Some(be_u64(b, x + 8)?)
         } else {
             None
         };
@@ -104,9 +92,9 @@ pub fn parse_snapshot_table(b: &[u8], nb: u32, cs: u64) -> Result<Vec<Snapshot>>
         out.push(Snapshot {
             id: text(b, id_at, id_len, "ID")?,
             name: text(b, id_at + id_len, name_len, "name")?,
-            date_sec: be32(b, o + 16)?,
-            date_nsec: be32(b, o + 20)?,
-            vm_clock_nsec: be64(b, o + 24)?,
+            date_sec: be_u32(b, o + 16)?,
+            date_nsec: be_u32(b, o + 20)?,
+            vm_clock_nsec: be_u64(b, o + 24)?,
             vm_state_size,
             disk_size,
             l1_table_offset,
@@ -143,11 +131,12 @@ pub fn table_bytes(snaps: &[Snapshot], b: &[u8]) -> usize {
     // Re-walk the entry sizes: 40 + extra + id + name, padded to 8.
     let mut o = 0usize;
     for _ in snaps {
-        let (Ok(id), Ok(name), Ok(extra)) = (be16(b, o + 12), be16(b, o + 14), be32(b, o + 36))
+        let (Ok(id), Ok(name), Ok(extra)) =
+            (be_u16(b, o + 12), be_u16(b, o + 14), be_u32(b, o + 36))
         else {
             break;
         };
-        o = (o + 40 + extra as usize + id + name).div_ceil(8) * 8;
+        o = (o + 40 + extra as usize + usize::from(id) + usize::from(name)).div_ceil(8) * 8;
     }
     o
 }

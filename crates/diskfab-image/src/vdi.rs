@@ -3,6 +3,7 @@
 
 use crate::host::Host;
 use diskfab_storage::limits::{alloc_bytes, alloc_vec};
+use diskfab_storage::bytes::{le_u32, le_u32s};
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 
@@ -32,29 +33,25 @@ pub struct VdiHeader {
     pub blocks_allocated: u32,
 }
 
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
 /// Parses and validates a VDI header from the first 512 bytes. Never panics.
 pub fn parse_vdi_header(b: &[u8]) -> Result<VdiHeader> {
-    if b.len() < 512 || le32(b, 0x40) != SIGNATURE {
+    if b.len() < 512 || le_u32(b, 0x40)? != SIGNATURE {
         return Err(Error::bad("not a VDI image (bad signature)"));
     }
-    if le32(b, 0x44) >> 16 != 1 {
+    if le_u32(b, 0x44)? >> 16 != 1 {
         return Err(Error::Unsupported(format!(
             "VDI version {:#x}",
-            le32(b, 0x44)
+            le_u32(b, 0x44)?
         )));
     }
     let h = VdiHeader {
-        image_type: le32(b, 0x4c),
-        offset_bmap: le32(b, 0x154),
-        offset_data: le32(b, 0x158),
-        disk_size: u64::from(le32(b, 0x170)) | (u64::from(le32(b, 0x174)) << 32),
-        block_size: le32(b, 0x178),
-        blocks_in_image: le32(b, 0x180),
-        blocks_allocated: le32(b, 0x184),
+        image_type: le_u32(b, 0x4c)?,
+        offset_bmap: le_u32(b, 0x154)?,
+        offset_data: le_u32(b, 0x158)?,
+        disk_size: u64::from(le_u32(b, 0x170)?) | (u64::from(le_u32(b, 0x174)?) << 32),
+        block_size: le_u32(b, 0x178)?,
+        blocks_in_image: le_u32(b, 0x180)?,
+        blocks_allocated: le_u32(b, 0x184)?,
     };
     if h.image_type != 1 && h.image_type != 2 {
         return Err(Error::Unsupported(format!(
@@ -62,7 +59,7 @@ pub fn parse_vdi_header(b: &[u8]) -> Result<VdiHeader> {
             h.image_type
         )));
     }
-    if le32(b, 0x168) != 512 || u64::from(h.block_size) != BLOCK || le32(b, 0x17c) != 0 {
+    if le_u32(b, 0x168)? != 512 || u64::from(h.block_size) != BLOCK || le_u32(b, 0x17c)? != 0 {
         return Err(Error::Unsupported("VDI with a sector size other than 512, a block size other than 1 MiB or extra block data".into()));
     }
     let blocks = u64::from(h.blocks_in_image);
@@ -151,10 +148,7 @@ impl VdiDev {
         }
         let mut raw = alloc_bytes(bytes, "the VDI block map")?;
         host.read(&mut raw, u64::from(hdr.offset_bmap))?;
-        let bmap: Vec<u32> = raw
-            .chunks_exact(4)
-            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect();
+        let bmap = le_u32s(&raw);
         let mut seen: Vec<bool> = alloc_vec(hdr.blocks_allocated.into(), "the VDI block map")?;
         for (i, &e) in bmap.iter().enumerate() {
             if e == UNALLOCATED || e == DISCARDED {

@@ -9,6 +9,7 @@
 //! padded to 512 bytes) followed by the block's data. Both structures carry a checksum: the
 //! one's complement of the byte sum with the checksum field taken as zero.
 
+use diskfab_storage::bytes::{array, be_u16, be_u32, be_u64};
 use diskfab_storage::{Error, Result};
 
 /// The footer cookie.
@@ -105,14 +106,6 @@ impl VhdDynHeader {
     }
 }
 
-fn be32(b: &[u8], o: usize) -> u32 {
-    u32::from_be_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-fn be64(b: &[u8], o: usize) -> u64 {
-    (u64::from(be32(b, o)) << 32) | u64::from(be32(b, o + 4))
-}
-
 /// The one's complement of the byte sum of `b`, with the four bytes at `at` taken as zero.
 pub fn checksum(b: &[u8], at: usize) -> u32 {
     let sum = b
@@ -129,32 +122,31 @@ pub fn parse_vhd_footer(b: &[u8]) -> Result<VhdFooter> {
         return Err(Error::bad("not a VHD footer (no conectix cookie)"));
     }
     let b = &b[..512];
-    if checksum(b, 64) != be32(b, 64) {
+    if checksum(b, 64) != be_u32(b, 64)? {
         return Err(Error::bad(format!(
             "VHD footer checksum is {:#010x}, expected {:#010x}",
-            be32(b, 64),
+            be_u32(b, 64)?,
             checksum(b, 64)
         )));
     }
-    if be32(b, 12) >> 16 != 1 {
+    if be_u32(b, 12)? >> 16 != 1 {
         return Err(Error::Unsupported(format!(
             "VHD file format version {:#x}",
-            be32(b, 12)
+            be_u32(b, 12)?
         )));
     }
-    let mut f = VhdFooter {
-        data_offset: be64(b, 16),
-        timestamp: be32(b, 24),
+    let f = VhdFooter {
+        data_offset: be_u64(b, 16)?,
+        timestamp: be_u32(b, 24)?,
         creator_app: [b[28], b[29], b[30], b[31]],
-        original_size: be64(b, 40),
-        current_size: be64(b, 48),
-        cylinders: u16::from_be_bytes([b[56], b[57]]),
+        original_size: be_u64(b, 40)?,
+        current_size: be_u64(b, 48)?,
+        cylinders: be_u16(b, 56)?,
         heads: b[58],
         sectors: b[59],
-        disk_type: be32(b, 60),
-        uuid: [0; 16],
+        disk_type: be_u32(b, 60)?,
+        uuid: array(b, 68)?,
     };
-    f.uuid.copy_from_slice(&b[68..84]);
     match f.disk_type {
         TYPE_FIXED | TYPE_DYNAMIC => {}
         TYPE_DIFFERENCING => {
@@ -190,23 +182,23 @@ pub fn parse_vhd_dyn_header(b: &[u8]) -> Result<VhdDynHeader> {
         return Err(Error::bad("VHD dynamic header has no cxsparse cookie"));
     }
     let b = &b[..1024];
-    if checksum(b, 36) != be32(b, 36) {
+    if checksum(b, 36) != be_u32(b, 36)? {
         return Err(Error::bad(format!(
             "VHD dynamic header checksum is {:#010x}, expected {:#010x}",
-            be32(b, 36),
+            be_u32(b, 36)?,
             checksum(b, 36)
         )));
     }
-    if be32(b, 24) >> 16 != 1 {
+    if be_u32(b, 24)? >> 16 != 1 {
         return Err(Error::Unsupported(format!(
             "VHD dynamic header version {:#x}",
-            be32(b, 24)
+            be_u32(b, 24)?
         )));
     }
     let h = VhdDynHeader {
-        table_offset: be64(b, 16),
-        max_table_entries: be32(b, 28),
-        block_size: be32(b, 32),
+        table_offset: be_u64(b, 16)?,
+        max_table_entries: be_u32(b, 28)?,
+        block_size: be_u32(b, 32)?,
     };
     if !h.block_size.is_power_of_two() || !(512..=64 << 20).contains(&h.block_size) {
         return Err(Error::bad(format!(

@@ -7,6 +7,7 @@ use crate::vhd::{
     TYPE_FIXED, UNALLOCATED,
 };
 use diskfab_storage::limits::{alloc_bytes, alloc_vec, check_elems};
+use diskfab_storage::bytes::be_u32s;
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 
@@ -88,12 +89,6 @@ fn region_name(label: u64) -> String {
     }
 }
 
-fn be32s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4)
-        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
 impl VhdDev {
     /// Opens a VHD: `head` is the first bytes of the file (up to 4 KiB).
     pub(crate) fn open(host: Host, head: &[u8], writable: bool) -> Result<Self> {
@@ -135,7 +130,7 @@ impl VhdDev {
             }
             let mut raw = alloc_bytes(blocks * 4, "the VHD block table")?;
             host.read(&mut raw, dh.table_offset)?;
-            st.bat = be32s(&raw);
+            st.bat = be_u32s(&raw);
             st.full = alloc_vec(blocks.div_ceil(64), "the VHD block bitmap")?;
             let block_total = dh.bitmap_bytes() + bs;
             // Every structure in the file, which must not overlap: footer copy, dynamic header,

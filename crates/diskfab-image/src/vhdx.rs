@@ -11,6 +11,7 @@
 //! `chunk_ratio` payload-block entries with one sector-bitmap entry; each entry is a 3-bit
 //! state and a file offset in MiB (bits 20..64). Structures are 1 MiB aligned.
 
+use diskfab_storage::bytes::{array, le_u16, le_u32, le_u64};
 use diskfab_storage::{Error, Result};
 
 /// The file type identifier at offset 0.
@@ -94,21 +95,6 @@ fn crc_with_hole(b: &[u8], at: usize) -> u32 {
     crc32c(&v)
 }
 
-pub(crate) fn le16(b: &[u8], o: usize) -> u16 {
-    u16::from_le_bytes([b[o], b[o + 1]])
-}
-pub(crate) fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-pub(crate) fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from(le32(b, o)) | (u64::from(le32(b, o + 4)) << 32)
-}
-pub(crate) fn g16(b: &[u8], o: usize) -> [u8; 16] {
-    let mut g = [0u8; 16];
-    g.copy_from_slice(&b[o..o + 16]);
-    g
-}
-
 /// A validated VHDX header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VhdxHeader {
@@ -132,26 +118,26 @@ pub fn parse_header(b: &[u8]) -> Result<VhdxHeader> {
         return Err(Error::bad("VHDX header has no 'head' signature"));
     }
     let b = &b[..4096];
-    let (stored, want) = (le32(b, 4), crc_with_hole(b, 4));
+    let (stored, want) = (le_u32(b, 4)?, crc_with_hole(b, 4));
     if stored != want {
         return Err(Error::bad(format!(
             "VHDX header checksum is {stored:#010x}, expected {want:#010x}"
         )));
     }
-    if le16(b, 66) != 1 || le16(b, 64) != 0 {
+    if le_u16(b, 66)? != 1 || le_u16(b, 64)? != 0 {
         return Err(Error::Unsupported(format!(
             "VHDX version {} with log version {} (only 1 with log version 0 is known)",
-            le16(b, 66),
-            le16(b, 64)
+            le_u16(b, 66)?,
+            le_u16(b, 64)?
         )));
     }
     let h = VhdxHeader {
-        sequence: le64(b, 8),
-        file_write_guid: g16(b, 16),
-        data_write_guid: g16(b, 32),
-        log_guid: g16(b, 48),
-        log_length: le32(b, 68),
-        log_offset: le64(b, 72),
+        sequence: le_u64(b, 8)?,
+        file_write_guid: array(b, 16)?,
+        data_write_guid: array(b, 32)?,
+        log_guid: array(b, 48)?,
+        log_length: le_u32(b, 68)?,
+        log_offset: le_u64(b, 72)?,
     };
     if !u64::from(h.log_length).is_multiple_of(MIB)
         || !h.log_offset.is_multiple_of(MIB)
@@ -201,13 +187,13 @@ pub fn parse_region_table(b: &[u8]) -> Result<(Region, Region)> {
         return Err(Error::bad("VHDX region table has no 'regi' signature"));
     }
     let b = &b[..TABLE_BYTES];
-    let (stored, want) = (le32(b, 4), crc_with_hole(b, 4));
+    let (stored, want) = (le_u32(b, 4)?, crc_with_hole(b, 4));
     if stored != want {
         return Err(Error::bad(format!(
             "VHDX region table checksum is {stored:#010x}, expected {want:#010x}"
         )));
     }
-    let count = le32(b, 8) as usize;
+    let count = le_u32(b, 8)? as usize;
     if count > 2047 {
         return Err(Error::bad(format!("VHDX region table has {count} entries")));
     }
@@ -215,10 +201,10 @@ pub fn parse_region_table(b: &[u8]) -> Result<(Region, Region)> {
     for i in 0..count {
         let e = &b[16 + 32 * i..48 + 32 * i];
         let r = Region {
-            guid: g16(e, 0),
-            offset: le64(e, 16),
-            length: le32(e, 24),
-            required: le32(e, 28) & 1 != 0,
+            guid: array(e, 0)?,
+            offset: le_u64(e, 16)?,
+            length: le_u32(e, 24)?,
+            required: le_u32(e, 28)? & 1 != 0,
         };
         if !r.offset.is_multiple_of(MIB)
             || r.offset < MIB
@@ -314,7 +300,7 @@ pub fn parse_metadata(b: &[u8]) -> Result<VhdxMeta> {
             "VHDX metadata table has no 'metadata' signature",
         ));
     }
-    let count = le16(b, 10) as usize;
+    let count = le_u16(b, 10)? as usize;
     if count > 2047 {
         return Err(Error::bad(format!(
             "VHDX metadata table has {count} entries"
@@ -324,10 +310,10 @@ pub fn parse_metadata(b: &[u8]) -> Result<VhdxMeta> {
     for i in 0..count {
         let e = &b[32 + 32 * i..64 + 32 * i];
         let (id, off, len, flags) = (
-            g16(e, 0),
-            le32(e, 16) as usize,
-            le32(e, 20) as usize,
-            le32(e, 24),
+            array(e, 0)?,
+            le_u32(e, 16)? as usize,
+            le_u32(e, 20)? as usize,
+            le_u32(e, 24)?,
         );
         if id == PARENT_LOCATOR {
             return Err(differencing());
@@ -358,16 +344,16 @@ pub fn parse_metadata(b: &[u8]) -> Result<VhdxMeta> {
     let [Some(fp), Some(ds), Some(p83), Some(ls), Some(ps)] = items else {
         return Err(Error::bad("VHDX metadata lacks a required item"));
     };
-    if le32(fp, 4) & 2 != 0 {
+    if le_u32(fp, 4)? & 2 != 0 {
         return Err(differencing());
     }
     let m = VhdxMeta {
-        block_size: le32(fp, 0),
-        leave_allocated: le32(fp, 4) & 1 != 0,
-        virtual_size: le64(ds, 0),
-        logical_sector: le32(ls, 0),
-        physical_sector: le32(ps, 0),
-        page83: g16(p83, 0),
+        block_size: le_u32(fp, 0)?,
+        leave_allocated: le_u32(fp, 4)? & 1 != 0,
+        virtual_size: le_u64(ds, 0)?,
+        logical_sector: le_u32(ls, 0)?,
+        physical_sector: le_u32(ps, 0)?,
+        page83: array(p83, 0)?,
     };
     if !m.block_size.is_power_of_two() || !(1 << 20..=256 << 20).contains(&m.block_size) {
         return Err(Error::bad(format!(

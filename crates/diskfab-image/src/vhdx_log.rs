@@ -11,7 +11,8 @@
 //! valid run of consecutive sequence numbers, all with the header's log GUID, whose head's tail
 //! lies inside it, with the largest head sequence number.
 
-use crate::vhdx::{crc32c, g16, le32, le64};
+use crate::vhdx::crc32c;
+use diskfab_storage::bytes::{array, le_u32, le_u64};
 use diskfab_storage::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
 
@@ -100,11 +101,11 @@ fn parse_entry(log: &[u8], at: u64, place: &LogPlace) -> Option<Entry> {
     if &h[..4] != ENTRY_SIG {
         return None;
     }
-    let len = u64::from(le32(&h, 8));
-    let tail = u64::from(le32(&h, 12));
-    let seq = le64(&h, 16);
-    let count = u64::from(le32(&h, 24));
-    let (flushed, last) = (le64(&h, 48), le64(&h, 56));
+    let len = u64::from(le_u32(&h, 8).ok()?);
+    let tail = u64::from(le_u32(&h, 12).ok()?);
+    let seq = le_u64(&h, 16).ok()?;
+    let count = u64::from(le_u32(&h, 24).ok()?);
+    let (flushed, last) = (le_u64(&h, 48).ok()?, le_u64(&h, 56).ok()?);
     let desc_sectors = (64 + 32 * count).div_ceil(SECTOR);
     if len < SECTOR
         || !len.is_multiple_of(SECTOR)
@@ -112,7 +113,7 @@ fn parse_entry(log: &[u8], at: u64, place: &LogPlace) -> Option<Entry> {
         || !tail.is_multiple_of(SECTOR)
         || tail >= n
         || seq == 0
-        || g16(&h, 32) != place.guid
+        || array::<16>(&h, 32).ok()? != place.guid
         || !flushed.is_multiple_of(1 << 20)
         || !last.is_multiple_of(1 << 20)
         || flushed > place.max_file
@@ -123,7 +124,7 @@ fn parse_entry(log: &[u8], at: u64, place: &LogPlace) -> Option<Entry> {
     }
     let e = ring(log, at, len);
     let writes = parse_descriptors(&e, seq, count, desc_sectors, place, n)?;
-    let stored = le32(&e, 4);
+    let stored = le_u32(&e, 4).ok()?;
     let mut z = e;
     z[4..8].fill(0);
     if crc32c(&z) != stored {
@@ -161,13 +162,13 @@ fn parse_descriptors(
     let mut data_at = desc_sectors * SECTOR;
     for i in 0..count as usize {
         let d = &e[64 + 32 * i..96 + 32 * i];
-        let off = le64(d, 16);
-        if le64(d, 24) != seq || !off.is_multiple_of(SECTOR) {
+        let off = le_u64(d, 16).ok()?;
+        if le_u64(d, 24).ok()? != seq || !off.is_multiple_of(SECTOR) {
             return None;
         }
         match &d[..4] {
             s if s == ZERO_DESC_SIG => {
-                let len = le64(d, 8);
+                let len = le_u64(d, 8).ok()?;
                 if !len.is_multiple_of(SECTOR) || !allowed(off, len) {
                     return None;
                 }
@@ -177,8 +178,8 @@ fn parse_descriptors(
                 let at = data_at as usize;
                 let sec = e.get(at..at + SECTOR as usize)?;
                 if &sec[..4] != DATA_SIG
-                    || u64::from(le32(sec, 4)) != seq >> 32
-                    || u64::from(le32(sec, 4092)) != seq & 0xffff_ffff
+                    || u64::from(le_u32(sec, 4).ok()?) != seq >> 32
+                    || u64::from(le_u32(sec, 4092).ok()?) != seq & 0xffff_ffff
                     || !allowed(off, SECTOR)
                 {
                     return None;

@@ -9,6 +9,7 @@
 //! metadata behind 512-byte markers; their GD position is in a footer (a header copy) near the
 //! end of the file. Flat extents are plain files named by a text descriptor.
 
+use diskfab_storage::bytes::{le_u16, le_u32, le_u64};
 use diskfab_storage::{Error, Result};
 
 /// `KDMV`, little-endian, at offset 0 of a sparse extent.
@@ -100,29 +101,21 @@ impl SparseHeader {
     }
 }
 
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
-fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from(le32(b, o)) | (u64::from(le32(b, o + 4)) << 32)
-}
-
 /// Parses and validates a sparse extent header (512 bytes). Never panics.
 pub fn parse_sparse_header(b: &[u8]) -> Result<SparseHeader> {
     if b.len() < 512 || b[..4] != MAGIC {
         return Err(Error::bad("not a VMDK sparse extent (bad magic)"));
     }
     let h = SparseHeader {
-        version: le32(b, 4),
-        flags: le32(b, 8),
-        capacity: le64(b, 12),
-        grain_size: le64(b, 20),
-        descriptor_offset: le64(b, 28),
-        descriptor_size: le64(b, 36),
-        rgd_offset: le64(b, 48),
-        gd_offset: le64(b, 56),
-        overhead: le64(b, 64),
+        version: le_u32(b, 4)?,
+        flags: le_u32(b, 8)?,
+        capacity: le_u64(b, 12)?,
+        grain_size: le_u64(b, 20)?,
+        descriptor_offset: le_u64(b, 28)?,
+        descriptor_size: le_u64(b, 36)?,
+        rgd_offset: le_u64(b, 48)?,
+        gd_offset: le_u64(b, 56)?,
+        overhead: le_u64(b, 64)?,
     };
     if !(1..=3).contains(&h.version) {
         return Err(Error::Unsupported(format!("VMDK version {}", h.version)));
@@ -132,10 +125,10 @@ pub fn parse_sparse_header(b: &[u8]) -> Result<SparseHeader> {
             "VMDK newline-detection characters are mangled (was the file copied in text mode?)",
         ));
     }
-    if le32(b, 44) as u64 != GTES_PER_GT {
+    if le_u32(b, 44)? as u64 != GTES_PER_GT {
         return Err(Error::Unsupported(format!(
             "VMDK with {} grain-table entries per table (only 512)",
-            le32(b, 44)
+            le_u32(b, 44)?
         )));
     }
     if !h.grain_size.is_power_of_two() || h.grain_size > 2048 {
@@ -150,10 +143,10 @@ pub fn parse_sparse_header(b: &[u8]) -> Result<SparseHeader> {
             h.capacity
         )));
     }
-    if h.compressed() && u16::from_le_bytes([b[77], b[78]]) != 1 {
+    if h.compressed() && le_u16(b, 77)? != 1 {
         return Err(Error::Unsupported(format!(
             "VMDK compression algorithm {}",
-            u16::from_le_bytes([b[77], b[78]])
+            le_u16(b, 77)?
         )));
     }
     let limit = 1u64 << 40;
@@ -381,7 +374,7 @@ pub fn meta_marker(num_sectors: u64, kind: u32) -> [u8; 512] {
 
 /// Parses a marker: (value, size, type). `size` > 0 is a grain marker (type is then meaningless).
 pub fn parse_marker(b: &[u8]) -> Option<(u64, u32, u32)> {
-    (b.len() >= 16).then(|| (le64(b, 0), le32(b, 8), le32(b, 12)))
+    Some((le_u64(b, 0).ok()?, le_u32(b, 8).ok()?, le_u32(b, 12).ok()?))
 }
 
 /// A new, empty sparse VMDK: byte runs to write and the file length.

@@ -5,6 +5,7 @@
 use crate::host::Host;
 use crate::vmdk::{parse_marker, SparseHeader, FLAG_ZERO_GRAIN, GTES_PER_GT};
 use diskfab_storage::limits::alloc_bytes;
+use diskfab_storage::bytes::le_u32s;
 use diskfab_storage::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -43,12 +44,6 @@ pub(crate) struct SparseExtent {
     st: Mutex<State>,
 }
 
-fn le32s(b: &[u8]) -> Vec<u32> {
-    b.chunks_exact(4)
-        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
-}
-
 impl SparseExtent {
     /// Opens a sparse extent whose header `hdr` has its real GD offset (stream footers already
     /// applied). Every GD entry is checked against the file; GTs are checked when loaded.
@@ -62,7 +57,7 @@ impl SparseExtent {
             }
             let mut raw = alloc_bytes(bytes, "the VMDK grain directory")?;
             host.read(&mut raw, at * 512)?;
-            let dir = le32s(&raw);
+            let dir = le_u32s(&raw);
             if let Some((i, e)) = dir
                 .iter()
                 .enumerate()
@@ -124,7 +119,7 @@ impl SparseExtent {
         let at = u64::from(st.gd[t as usize]) * 512;
         let mut raw = vec![0u8; GT_BYTES as usize];
         self.host.read(&mut raw, at)?;
-        let gt = le32s(&raw);
+        let gt = le_u32s(&raw);
         let zero_ok = self.hdr.flags & FLAG_ZERO_GRAIN != 0;
         for (i, &e) in gt.iter().enumerate() {
             let g = t * GTES_PER_GT + i as u64;
@@ -348,7 +343,7 @@ impl SparseExtent {
                 let same = st
                     .cache
                     .get(&(t as u64))
-                    .is_some_and(|gt| le32s(&raw) == *gt);
+                    .is_some_and(|gt| le_u32s(&raw) == *gt);
                 if !same && (primary || raw.iter().any(|&b| b != 0)) {
                     return Err(self.bad(format!(
                         "VMDK redundant grain table {t} differs from the primary one"

@@ -4,6 +4,8 @@
 //! counts) in bounded time. Keys are looked up by path only — there is no recursive walk.
 //! Transaction logs (`.LOG1`/`.LOG2`) are not replayed: a dirty hive is reported by [`Hive::dirty`].
 
+use diskfab_storage::bytes::{be_u32, le_u16, le_u32, le_u64};
+
 /// Largest hive read (real SOFTWARE hives are tens to a few hundred MiB).
 pub const MAX_HIVE_BYTES: u64 = 512 << 20;
 /// Most subkeys or values listed for one key.
@@ -51,17 +53,6 @@ pub struct Hive {
     work: std::cell::Cell<u64>,
 }
 
-fn u16le(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(
-        b.get(at..at.checked_add(2)?)?.try_into().ok()?,
-    ))
-}
-fn u32le(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(
-        b.get(at..at.checked_add(4)?)?.try_into().ok()?,
-    ))
-}
-
 fn utf16(b: &[u8]) -> String {
     let units: Vec<u16> = b
         .chunks_exact(2)
@@ -80,7 +71,7 @@ impl Hive {
         if data.get(..4) != Some(b"regf") {
             return Err("not a registry hive (no regf signature)".into());
         }
-        let root = u32le(&data, 36).ok_or("truncated base block")?;
+        let root = le_u32(&data, 36).ok().ok_or("truncated base block")?;
         if data.len() < BASE + 32 || data.get(BASE..BASE + 4) != Some(b"hbin") {
             return Err("no hive bins".into());
         }
@@ -95,7 +86,7 @@ impl Hive {
 
     /// The primary and secondary sequence numbers differ: changes are still in the logs.
     pub fn dirty(&self) -> bool {
-        u32le(&self.data, 4) != u32le(&self.data, 8)
+        le_u32(&self.data, 4).ok() != le_u32(&self.data, 8).ok()
     }
 
     /// Whether the work budget is spent (the hive is hostile or absurdly large).
@@ -111,7 +102,7 @@ impl Hive {
         }
         self.work.set(w + 1);
         let at = BASE.checked_add(off as usize)?;
-        let size = (u32le(&self.data, at)? as i32).unsigned_abs() as usize;
+        let size = (le_u32(&self.data, at).ok()? as i32).unsigned_abs() as usize;
         if size < 8 {
             return None;
         }
@@ -124,9 +115,9 @@ impl Hive {
     }
 
     fn key_name(&self, nk: &[u8]) -> Option<String> {
-        let len = u16le(nk, 72)? as usize;
+        let len = le_u16(nk, 72).ok()? as usize;
         let raw = nk.get(76..76 + len)?;
-        Some(if u16le(nk, 2)? & 0x20 != 0 {
+        Some(if le_u16(nk, 2).ok()? & 0x20 != 0 {
             latin1(raw)
         } else {
             utf16(raw)
@@ -136,10 +127,10 @@ impl Hive {
     /// Offsets of the subkeys of key cell `nk`.
     fn subkey_offsets(&self, nk: &[u8]) -> Vec<u32> {
         let mut out = Vec::new();
-        if u32le(nk, 20).unwrap_or(0) == 0 {
+        if le_u32(nk, 20).ok().unwrap_or(0) == 0 {
             return out;
         }
-        if let Some(list) = u32le(nk, 28) {
+        if let Some(list) = le_u32(nk, 28).ok() {
             self.list_into(list, 0, &mut out);
         }
         out
@@ -147,7 +138,7 @@ impl Hive {
 
     fn list_into(&self, off: u32, depth: u8, out: &mut Vec<u32>) {
         let Some(c) = self.cell(off) else { return };
-        let n = u16le(c, 2).unwrap_or(0) as usize;
+        let n = le_u16(c, 2).ok().unwrap_or(0) as usize;
         let (stride, nested) = match c.get(..2) {
             Some(b"lf") | Some(b"lh") => (8, false),
             Some(b"li") => (4, false),
@@ -158,7 +149,7 @@ impl Hive {
             if out.len() >= MAX_LIST {
                 return;
             }
-            let Some(o) = u32le(c, 4 + i * stride) else {
+            let Some(o) = le_u32(c, 4 + i * stride).ok() else {
                 return;
             };
             if nested {
@@ -224,12 +215,12 @@ impl<'a> Key<'a> {
     /// All values as (name, data); unreadable ones are left out.
     pub fn values(&self) -> Vec<(String, Value)> {
         let nk = self.nk();
-        let n = (u32le(nk, 36).unwrap_or(0) as usize).min(MAX_LIST);
-        let Some(list) = u32le(nk, 40).and_then(|o| self.hive.cell(o)) else {
+        let n = (le_u32(nk, 36).ok().unwrap_or(0) as usize).min(MAX_LIST);
+        let Some(list) = le_u32(nk, 40).ok().and_then(|o| self.hive.cell(o)) else {
             return Vec::new();
         };
         (0..n)
-            .map_while(|i| u32le(list, i * 4))
+            .map_while(|i| le_u32(list, i * 4).ok())
             .filter_map(|o| self.value_at(o))
             .collect()
     }
@@ -245,21 +236,21 @@ impl<'a> Key<'a> {
     fn value_at(&self, off: u32) -> Option<(String, Value)> {
         let h = self.hive;
         let vk = h.cell(off).filter(|c| c.get(..2) == Some(b"vk"))?;
-        let nlen = u16le(vk, 2)? as usize;
+        let nlen = le_u16(vk, 2).ok()? as usize;
         let raw_name = vk.get(20..20 + nlen)?;
-        let name = if u16le(vk, 16)? & 1 != 0 {
+        let name = if le_u16(vk, 16).ok()? & 1 != 0 {
             latin1(raw_name)
         } else {
             utf16(raw_name)
         };
-        let size = u32le(vk, 4)?;
-        let ty = u32le(vk, 12)?;
+        let size = le_u32(vk, 4).ok()?;
+        let ty = le_u32(vk, 12).ok()?;
         let data: Vec<u8> = if size & 0x8000_0000 != 0 {
             let n = (size & 0x7fff_ffff).min(4) as usize;
             vk.get(8..8 + n)?.to_vec()
         } else {
             let size = size as usize;
-            let c = h.cell(u32le(vk, 8)?)?;
+            let c = h.cell(le_u32(vk, 8).ok()?)?;
             if c.get(..2) == Some(b"db") && size > 16344 {
                 self.big_data(c, size)?
             } else {
@@ -276,13 +267,9 @@ impl<'a> Key<'a> {
                     .map(str::to_string)
                     .collect(),
             ),
-            4 if data.len() >= 4 => Value::Int(u32le(&data, 0)? as u64),
-            5 if data.len() >= 4 => {
-                Value::Int(u32::from_be_bytes(data.get(..4)?.try_into().ok()?) as u64)
-            }
-            11 if data.len() >= 8 => {
-                Value::Int(u64::from_le_bytes(data.get(..8)?.try_into().ok()?))
-            }
+            4 if data.len() >= 4 => Value::Int(le_u32(&data, 0).ok()? as u64),
+            5 if data.len() >= 4 => Value::Int(be_u32(&data, 0).ok()? as u64),
+            11 if data.len() >= 8 => Value::Int(le_u64(&data, 0).ok()?),
             _ => Value::Bytes(data),
         };
         Some((name, v))
@@ -293,11 +280,11 @@ impl<'a> Key<'a> {
         if size > 16 << 20 {
             return None;
         }
-        let n = u16le(db, 2)? as usize;
-        let list = self.hive.cell(u32le(db, 4)?)?;
+        let n = le_u16(db, 2).ok()? as usize;
+        let list = self.hive.cell(le_u32(db, 4).ok()?)?;
         let mut out = Vec::with_capacity(size);
         for i in 0..n {
-            let seg = self.hive.cell(u32le(list, i * 4)?)?;
+            let seg = self.hive.cell(le_u32(list, i * 4).ok()?)?;
             let take = seg.len().min(16344).min(size - out.len());
             out.extend_from_slice(seg.get(..take)?);
             if out.len() >= size {

@@ -4,6 +4,8 @@
 //! hive files are never modified. Logs are untrusted: every entry is checked (signature, size,
 //! Marvin32 hashes, page bounds) and the first bad one ends the recovery.
 
+use diskfab_storage::bytes::{le_u32, le_u64};
+
 /// Size of a primary file's base block; hive bins start here.
 const BASE: usize = 4096;
 /// Log entries start after the log's 512-byte partial base block.
@@ -14,14 +16,6 @@ const MARVIN_SEED: u64 = 0x82EF_4D88_7A4E_55C5;
 const MAX_HIVE: usize = 512 << 20;
 /// Most log entries looked at per log.
 const MAX_ENTRIES: usize = 100_000;
-
-fn u32le(d: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(d.get(o..o + 4)?.try_into().ok()?))
-}
-
-fn u64le(d: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(d.get(o..o + 8)?.try_into().ok()?))
-}
 
 /// Marvin32 (the 64-bit state, high word first) of `d` with `seed`.
 pub fn marvin32(d: &[u8], seed: u64) -> u64 {
@@ -56,7 +50,7 @@ pub fn marvin32(d: &[u8], seed: u64) -> u64 {
 pub fn base_checksum(b: &[u8]) -> Option<u32> {
     let mut x = 0u32;
     for i in 0..127 {
-        x ^= u32le(b, i * 4)?;
+        x ^= le_u32(b, i * 4).ok()?;
     }
     Some(match x {
         0 => 1,
@@ -75,16 +69,16 @@ struct Entry<'a> {
 /// Parses one HvLE entry at `pos`: (entry, its size).
 fn entry(log: &[u8], pos: usize) -> Result<(Entry<'_>, usize), String> {
     let e = log.get(pos..).unwrap_or_default();
-    let size = u32le(e, 4).ok_or("truncated entry")? as usize;
+    let size = le_u32(e, 4).ok().ok_or("truncated entry")? as usize;
     if size < 40 || !size.is_multiple_of(512) || size > e.len() {
         return Err(format!("entry size {size} is invalid"));
     }
     let e = &e[..size];
-    let seq = u32le(e, 12).ok_or("truncated entry")?;
-    let bins_size = u32le(e, 16).ok_or("truncated entry")? as usize;
-    let count = u32le(e, 20).ok_or("truncated entry")? as usize;
-    if u64le(e, 24) != Some(marvin32(&e[40..], MARVIN_SEED))
-        || u64le(e, 32) != Some(marvin32(&e[..32], MARVIN_SEED))
+    let seq = le_u32(e, 12).ok().ok_or("truncated entry")?;
+    let bins_size = le_u32(e, 16).ok().ok_or("truncated entry")? as usize;
+    let count = le_u32(e, 20).ok().ok_or("truncated entry")? as usize;
+    if le_u64(e, 24).ok() != Some(marvin32(&e[40..], MARVIN_SEED))
+        || le_u64(e, 32).ok() != Some(marvin32(&e[..32], MARVIN_SEED))
     {
         return Err(format!("entry {seq} has a wrong hash"));
     }
@@ -101,8 +95,8 @@ fn entry(log: &[u8], pos: usize) -> Result<(Entry<'_>, usize), String> {
     let mut data = refs_end;
     let mut pages = Vec::with_capacity(count);
     for i in 0..count {
-        let off = u32le(e, 40 + i * 8).unwrap_or(u32::MAX) as usize;
-        let len = u32le(e, 44 + i * 8).unwrap_or(u32::MAX) as usize;
+        let off = le_u32(e, 40 + i * 8).ok().unwrap_or(u32::MAX) as usize;
+        let len = le_u32(e, 44 + i * 8).ok().unwrap_or(u32::MAX) as usize;
         let page = data
             .checked_add(len)
             .and_then(|end| e.get(data..end))
@@ -160,7 +154,7 @@ fn entries<'a>(name: &str, log: &'a [u8], w: &mut Vec<String>) -> Vec<Entry<'a>>
 /// (512 bytes) a log holds, as Windows does; false when there is none.
 fn restore_base_block(base: &mut [u8], logs: &[(&str, &[u8])], w: &mut Vec<String>) -> bool {
     let copy = logs.iter().find(|(_, l)| {
-        l.get(..4) == Some(b"regf") && l.len() >= 512 && base_checksum(l) == u32le(l, 508)
+        l.get(..4) == Some(b"regf") && l.len() >= 512 && base_checksum(l) == le_u32(l, 508).ok()
     });
     let (Some((name, log)), true) = (copy, base.len() >= 512) else {
         w.push("base block checksum is wrong and no log holds a valid copy; not recovered".into());
@@ -181,17 +175,17 @@ fn restore_base_block(base: &mut [u8], logs: &[(&str, &[u8])], w: &mut Vec<Strin
 /// happened. A clean hive is returned unchanged.
 pub fn recover(mut hive: Vec<u8>, logs: &[(&str, &[u8])]) -> (Vec<u8>, Vec<String>) {
     let mut w = Vec::new();
-    let (Some(primary), Some(secondary)) = (u32le(&hive, 4), u32le(&hive, 8)) else {
+    let (Some(primary), Some(secondary)) = (le_u32(&hive, 4).ok(), le_u32(&hive, 8).ok()) else {
         return (hive, w);
     };
-    let torn = base_checksum(&hive) != u32le(&hive, 508);
+    let torn = base_checksum(&hive) != le_u32(&hive, 508).ok();
     if hive.get(..4) != Some(b"regf") || (primary == secondary && !torn) {
         return (hive, w);
     }
     if torn && !restore_base_block(&mut hive, logs, &mut w) {
         return (hive, w);
     }
-    let secondary = u32le(&hive, 8).unwrap_or(secondary);
+    let secondary = le_u32(&hive, 8).ok().unwrap_or(secondary);
     let all = applicable(logs, secondary, &mut w);
     match apply(&mut hive, &all, &mut w) {
         Some(last) => w.push(format!(
@@ -338,10 +332,14 @@ mod tests {
             (0x88, 0xaa, 0x99)
         );
         assert_eq!(
-            (u32le(&out, 4), u32le(&out, 8), u32le(&out, 40)),
+            (
+                le_u32(&out, 4).ok(),
+                le_u32(&out, 8).ok(),
+                le_u32(&out, 40).ok()
+            ),
             (Some(9), Some(9), Some(8192))
         );
-        assert_eq!(base_checksum(&out), u32le(&out, 508));
+        assert_eq!(base_checksum(&out), le_u32(&out, 508).ok());
         let w = w.join("\n");
         assert!(
             w.contains("1 log entries older") && w.contains("11 does not follow 9"),
@@ -358,7 +356,7 @@ mod tests {
         torn[508] ^= 1;
         let (out, w) = recover(torn, &[("L1", &l1)]);
         assert!(w[0].contains("restored from L1"), "{w:?}");
-        assert_eq!((out[BASE], u32le(&out, 8)), (0x88, Some(8)), "{w:?}");
+        assert_eq!((out[BASE], le_u32(&out, 8).ok()), (0x88, Some(8)), "{w:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! Nothing is extracted: entry names are only matched as strings, and every size is bounded.
 
 use crate::system::HYPERVISOR_DRIVERS;
+use diskfab_storage::bytes::{le_u32, slice};
 use serde::Serialize;
 use std::io::{Read, Write};
 
@@ -120,12 +121,12 @@ fn other_magic(d: &[u8]) -> bool {
 fn lz4_legacy(d: &[u8], cap: u64) -> Result<(Vec<u8>, usize), String> {
     let mut out = Capped(Vec::new(), cap);
     let mut pos = 4;
-    while let Some(s) = d.get(pos..pos + 4) {
+    while let Ok(s) = slice(d, pos, 4) {
         if s == LZ4_LEGACY_MAGIC {
             pos += 4; // a following legacy stream
             continue;
         }
-        let n = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
+        let n = le_u32(s, 0).map_err(|e| e.to_string())? as usize;
         if n == 0 || other_magic(&d[pos..]) {
             break;
         }

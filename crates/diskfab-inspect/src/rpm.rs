@@ -6,6 +6,7 @@
 use crate::packages::Application;
 use crate::read;
 use diskfab_fs::{path, FileType, Filesystem};
+use diskfab_storage::bytes::be_u32;
 use std::io::Write;
 
 /// Largest rpmdb.sqlite copied out of a guest (real ones are tens to hundreds of MiB).
@@ -34,11 +35,6 @@ const TYPE_I18NSTRING: u32 = 9;
 /// The directories rpm keeps its database in (the second is the newer canonical location).
 pub const RPMDB_DIRS: [&str; 2] = ["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
 
-fn be32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-}
-
 /// The NUL-terminated string at `off` in the data store.
 fn cstr(data: &[u8], off: usize) -> Option<String> {
     let rest = data.get(off..)?;
@@ -57,8 +53,8 @@ pub fn parse_header(blob: &[u8]) -> Option<Application> {
     if blob.len() > MAX_HEADER_BYTES {
         return None;
     }
-    let il = be32(blob, 0)? as usize;
-    let dl = be32(blob, 4)? as usize;
+    let il = be_u32(blob, 0).ok()? as usize;
+    let dl = be_u32(blob, 4).ok()? as usize;
     if il == 0 || il > MAX_INDEX_ENTRIES || dl > MAX_HEADER_BYTES {
         return None;
     }
@@ -69,10 +65,10 @@ pub fn parse_header(blob: &[u8]) -> Option<Application> {
     for i in 0..il {
         let e = 8 + i * 16;
         let (tag, ty, off, count) = (
-            be32(blob, e)?,
-            be32(blob, e + 4)?,
-            be32(blob, e + 8)? as usize,
-            be32(blob, e + 12)?,
+            be_u32(blob, e).ok()?,
+            be_u32(blob, e + 4).ok()?,
+            be_u32(blob, e + 8).ok()? as usize,
+            be_u32(blob, e + 12).ok()?,
         );
         if count == 0 || off >= data.len() {
             continue;
@@ -89,7 +85,7 @@ pub fn parse_header(blob: &[u8]) -> Option<Application> {
             TAG_RELEASE => release = string(),
             TAG_ARCH => arch = string().unwrap_or_default(),
             TAG_SUMMARY => summary = string().unwrap_or_default(),
-            TAG_EPOCH if ty == TYPE_INT32 && off % 4 == 0 => epoch = be32(data, off)?,
+            TAG_EPOCH if ty == TYPE_INT32 && off % 4 == 0 => epoch = be_u32(data, off).ok()?,
             _ => {}
         }
     }

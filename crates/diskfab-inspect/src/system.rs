@@ -2,6 +2,7 @@
 
 use crate::read;
 use diskfab_fs::Filesystem;
+use diskfab_storage::bytes::{be_u16, le_u16};
 use serde::Serialize;
 
 /// Architecture of an ELF binary from its header.
@@ -10,11 +11,7 @@ pub fn elf_arch(h: &[u8]) -> Option<&'static str> {
         return None;
     }
     let le = h[5] == 1;
-    let m = if le {
-        u16::from_le_bytes([h[18], h[19]])
-    } else {
-        u16::from_be_bytes([h[18], h[19]])
-    };
+    let m = if le { le_u16(h, 18) } else { be_u16(h, 18) }.ok()?;
     Some(match (m, h[4]) {
         (0x3e, _) => "x86_64",
         (0x03, _) => "i386",

@@ -6,6 +6,7 @@ use crate::hive::{Hive, Key, Value, MAX_HIVE_BYTES};
 use crate::packages::Application;
 use crate::{read, OsInfo};
 use diskfab_fs::Filesystem;
+use diskfab_storage::bytes::{le_u16, le_u32, le_u64, slice};
 use serde::Serialize;
 
 /// Where the hives live, relative to the system root.
@@ -164,14 +165,13 @@ fn hex(b: &[u8]) -> String {
 
 /// A GUID in its registry spelling from its 16 mixed-endian bytes.
 fn guid(b: &[u8]) -> Option<String> {
-    let b: &[u8; 16] = b.get(..16)?.try_into().ok()?;
     Some(format!(
         "{:08x}-{:04x}-{:04x}-{}-{}",
-        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        u16::from_le_bytes([b[4], b[5]]),
-        u16::from_le_bytes([b[6], b[7]]),
-        hex(&b[8..10]),
-        hex(&b[10..16])
+        le_u32(b, 0).ok()?,
+        le_u16(b, 4).ok()?,
+        le_u16(b, 6).ok()?,
+        hex(slice(b, 8, 2).ok()?),
+        hex(slice(b, 10, 6).ok()?)
     ))
 }
 
@@ -191,11 +191,8 @@ pub fn drive_letter(letter: String, b: &[u8]) -> DriveLetter {
         fs_type: None,
     };
     if b.len() == 12 {
-        d.mbr_disk_signature = Some(format!(
-            "{:08x}",
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        ));
-        d.partition_offset = b[4..12].try_into().ok().map(u64::from_le_bytes);
+        d.mbr_disk_signature = le_u32(b, 0).ok().map(|s| format!("{s:08x}"));
+        d.partition_offset = le_u64(b, 4).ok();
     } else if b.len() == 24 && b.starts_with(b"DMIO:ID:") {
         d.gpt_partition_guid = guid(&b[8..]);
     } else {

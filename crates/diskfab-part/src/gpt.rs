@@ -3,6 +3,7 @@
 
 use crate::types::{gpt_type_name, guid_to_string};
 use crate::Partition;
+use diskfab_storage::bytes::{array, le_u16, le_u32, le_u64, slice};
 use diskfab_storage::{DevRef, Error, Result};
 
 /// Largest entry array accepted (bytes).
@@ -38,39 +39,30 @@ impl GptHeader {
     }
 }
 
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-fn le64(b: &[u8], o: usize) -> u64 {
-    u64::from(le32(b, o)) | (u64::from(le32(b, o + 4)) << 32)
-}
-
 /// Parses and validates the GPT header in `s` (one sector) expected at `lba`.
 pub fn parse_gpt_header(s: &[u8], lba: u64) -> Result<GptHeader> {
     if s.len() < 512 || &s[..8] != b"EFI PART" {
         return Err(Error::bad(format!("no GPT header signature at LBA {lba}")));
     }
-    let hsize = le32(s, 12) as usize;
+    let hsize = le_u32(s, 12)? as usize;
     if !(92..=s.len().min(512)).contains(&hsize) {
         return Err(Error::bad(format!("GPT header size {hsize} is invalid")));
     }
     let mut h = s[..hsize].to_vec();
     h[16..20].fill(0);
-    if crc32fast::hash(&h) != le32(s, 16) {
+    if crc32fast::hash(&h) != le_u32(s, 16)? {
         return Err(Error::bad(format!("GPT header CRC mismatch at LBA {lba}")));
     }
-    let mut disk_guid = [0u8; 16];
-    disk_guid.copy_from_slice(&s[56..72]);
     let g = GptHeader {
-        my_lba: le64(s, 24),
-        alternate_lba: le64(s, 32),
-        first_usable: le64(s, 40),
-        last_usable: le64(s, 48),
-        disk_guid,
-        entries_lba: le64(s, 72),
-        num_entries: le32(s, 80),
-        entry_size: le32(s, 84),
-        entries_crc: le32(s, 88),
+        my_lba: le_u64(s, 24)?,
+        alternate_lba: le_u64(s, 32)?,
+        first_usable: le_u64(s, 40)?,
+        last_usable: le_u64(s, 48)?,
+        disk_guid: array(s, 56)?,
+        entries_lba: le_u64(s, 72)?,
+        num_entries: le_u32(s, 80)?,
+        entry_size: le_u32(s, 84)?,
+        entries_crc: le_u32(s, 88)?,
     };
     if g.my_lba != lba {
         return Err(Error::bad(format!(
@@ -102,24 +94,24 @@ pub fn parse_gpt_entries(h: &GptHeader, bytes: &[u8]) -> Result<Vec<Partition>> 
     }
     let mut out: Vec<Partition> = Vec::new();
     for i in 0..h.num_entries as usize {
-        let e = &bytes[i * h.entry_size as usize..][..128];
-        let mut ty = [0u8; 16];
-        ty.copy_from_slice(&e[..16]);
+        let e = slice(bytes, i * h.entry_size as usize, 128)?;
+        let ty: [u8; 16] = array(e, 0)?;
         if ty == [0u8; 16] {
             continue;
         }
-        let mut uid = [0u8; 16];
-        uid.copy_from_slice(&e[16..32]);
-        let (first, last) = (le64(e, 32), le64(e, 40));
+        let uid: [u8; 16] = array(e, 16)?;
+        let (first, last) = (le_u64(e, 32)?, le_u64(e, 40)?);
         if first > last || first < h.first_usable || last > h.last_usable {
             return Err(Error::bad(format!(
                 "GPT partition {} (LBA {first}..{last}) lies outside the usable area",
                 i + 1
             )));
         }
-        let name: Vec<u16> = e[56..128]
-            .chunks_exact(2)
-            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        let name: Vec<u16> = (56..128)
+            .step_by(2)
+            .map(|o| le_u16(e, o))
+            .collect::<Result<Vec<u16>>>()?
+            .into_iter()
             .take_while(|&c| c != 0)
             .collect();
         let name = String::from_utf16_lossy(&name);
@@ -132,7 +124,7 @@ pub fn parse_gpt_entries(h: &GptHeader, bytes: &[u8]) -> Result<Vec<Partition>> 
             type_id,
             part_uuid: Some(guid_to_string(&uid)),
             name: (!name.is_empty()).then_some(name),
-            bootable: le64(e, 48) & 4 != 0,
+            bootable: le_u64(e, 48)? & 4 != 0,
         });
     }
     Ok(out)

@@ -2,6 +2,7 @@
 
 use crate::types::mbr_type_name;
 use crate::Partition;
+use diskfab_storage::bytes::{le_u16, le_u32};
 use diskfab_storage::{DevRef, Error, Result};
 
 /// One of the four entries of an MBR or EBR.
@@ -37,10 +38,6 @@ pub struct MbrInfo {
     pub entries: [MbrEntry; 4],
 }
 
-fn le32(b: &[u8], o: usize) -> u32 {
-    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-}
-
 /// Parses sector 0 (or an EBR). Errors when the 0x55AA signature is missing.
 pub fn parse_mbr(s: &[u8]) -> Result<MbrInfo> {
     if s.len() < 512 || s[510] != 0x55 || s[511] != 0xaa {
@@ -52,12 +49,12 @@ pub fn parse_mbr(s: &[u8]) -> Result<MbrInfo> {
         *e = MbrEntry {
             boot: s[o],
             ty: s[o + 4],
-            lba_start: le32(s, o + 8),
-            lba_len: le32(s, o + 12),
+            lba_start: le_u32(s, o + 8)?,
+            lba_len: le_u32(s, o + 12)?,
         };
     }
     Ok(MbrInfo {
-        signature: le32(s, 440),
+        signature: le_u32(s, 440)?,
         entries,
     })
 }
@@ -75,7 +72,7 @@ pub fn is_fs_boot_sector(s: &[u8]) -> bool {
         return false;
     }
     let jump = s[0] == 0xeb && s[2] == 0x90 || s[0] == 0xe9;
-    let bps = u16::from_le_bytes([s[11], s[12]]);
+    let bps = le_u16(s, 11).unwrap_or(0);
     let bps_ok = bps.is_power_of_two() && (512..=4096).contains(&bps);
     let fat = &s[54..59] == b"FAT12"
         || &s[54..59] == b"FAT16"

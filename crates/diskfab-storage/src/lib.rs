@@ -2,10 +2,12 @@
 //!
 //! The bottom of the stack: the [`BlockDev`] trait every other layer reads and writes through,
 //! host files ([`FileDev`]), windows of another device ([`Slice`], used for partitions),
-//! in-memory devices ([`MemDev`]), the shared [`Error`] type and the memory budget
-//! ([`limits`]) that bounds every table sized from an image.
+//! in-memory devices ([`MemDev`]), the shared [`Error`] type, [`bytes`] (the bounded
+//! byte-order reads every parser uses) and the memory budget ([`limits`]) that bounds every
+//! table sized from an image.
 #![deny(missing_docs)]
 
+pub mod bytes;
 mod cache;
 mod dev;
 mod error;

@@ -2,6 +2,7 @@
 
 use super::names::resolve_id;
 use diskfab_fs::path::{self, display};
+use diskfab_fs::tree::{self, Step, Visit, Visitor};
 use diskfab_fs::{FileType, Filesystem, Ino, Metadata, NewNode, SetAttr};
 use diskfab_storage::{Error, Result};
 use serde::Serialize;
@@ -18,15 +19,6 @@ pub struct Entry {
     /// Symlink target, for symlinks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
-}
-
-fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
-    let mut p = dir.to_vec();
-    if p.last() != Some(&b'/') {
-        p.push(b'/');
-    }
-    p.extend_from_slice(name);
-    p
 }
 
 fn entry(fs: &mut dyn Filesystem, p: &[u8], ino: Ino) -> Result<Entry> {
@@ -51,38 +43,31 @@ pub fn ls(fs: &mut dyn Filesystem, p: &str, recursive: bool) -> Result<Vec<Entry
     if meta.file_type != FileType::Directory {
         return Ok(vec![entry(fs, p.as_bytes(), ino)?]);
     }
-    let mut out = Vec::new();
-    list_dir(fs, p.as_bytes(), ino, recursive, &mut out, 0)?;
-    Ok(out)
+    let mut lister = Lister {
+        out: Vec::new(),
+        recursive,
+    };
+    tree::walk(fs, ino, p.as_bytes(), &mut lister)?;
+    Ok(lister.out)
 }
 
-/// Deepest directory nesting followed by a recursive listing (hostile images can be deep).
-const MAX_DEPTH: usize = 4096;
-
-fn list_dir(
-    fs: &mut dyn Filesystem,
-    dir_path: &[u8],
-    dir: Ino,
+/// Collects entries; walks into directories only for a recursive listing.
+struct Lister {
+    out: Vec<Entry>,
     recursive: bool,
-    out: &mut Vec<Entry>,
-    depth: usize,
-) -> Result<()> {
-    if depth > MAX_DEPTH {
-        return Err(Error::BadImage(format!(
-            "{}: directories nested deeper than {MAX_DEPTH}",
-            display(dir_path)
-        )));
+}
+
+impl Visitor for Lister {
+    fn enter(&mut self, fs: &mut dyn Filesystem, v: &Visit) -> Result<Step> {
+        self.out.push(entry(fs, &v.path, v.entry.ino)?);
+        Ok(
+            if self.recursive && v.entry.file_type == FileType::Directory {
+                Step::Into
+            } else {
+                Step::Over
+            },
+        )
     }
-    let mut entries = fs.read_dir(dir)?;
-    entries.sort_by(|a, b| a.name.cmp(&b.name));
-    for e in entries {
-        let p = join(dir_path, &e.name);
-        out.push(entry(fs, &p, e.ino)?);
-        if recursive && e.file_type == FileType::Directory && e.ino != dir {
-            list_dir(fs, &p, e.ino, true, out, depth + 1)?;
-        }
-    }
-    Ok(())
 }
 
 /// Streams a regular file's content to `w`; returns the bytes written.

@@ -6,7 +6,8 @@
 //! kept when running as root, device nodes are skipped, and only `user.*` xattrs are copied.
 
 use super::xattr_host;
-use diskfab_fs::path::{self, display};
+use diskfab_fs::path::{self, display, display_escaped};
+use diskfab_fs::tree::{self, Step, Visit, Visitor};
 use diskfab_fs::{FileType, Filesystem, Ino, NewNode, SetAttr, Timespec};
 use diskfab_storage::{Error, Result};
 use serde::Serialize;
@@ -16,7 +17,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a copy did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -283,7 +284,16 @@ pub fn copy_out(
             .next()
             .filter(|n| !n.is_empty() && *n != "." && *n != "..")
             .unwrap_or("root");
-        cx.copy_node(fs, ino, src.as_bytes(), &dest.join(name), 0)?;
+        let dst = dest.join(name);
+        if cx.copy_node(fs, ino, src.as_bytes(), &dst)? == Step::Into {
+            let mut w = OutWalk {
+                cx: &mut cx,
+                dirs: vec![dst.clone()],
+            };
+            tree::walk(fs, ino, src.as_bytes(), &mut w)?;
+            let m = fs.getattr(ino)?;
+            cx.apply_meta(fs, ino, &m, &dst)?;
+        }
     }
     Ok(cx.report)
 }
@@ -294,21 +304,54 @@ struct OutCtx<'a> {
     progress: &'a dyn Fn(u64),
 }
 
+/// Drives [`OutCtx`] over the shared walker: `dirs` holds the host directory of each level.
+struct OutWalk<'c, 'a> {
+    cx: &'c mut OutCtx<'a>,
+    dirs: Vec<PathBuf>,
+}
+
+impl Visitor for OutWalk<'_, '_> {
+    fn enter(&mut self, fs: &mut dyn Filesystem, v: &Visit) -> Result<Step> {
+        // Names come from a hostile image: one safe component each.
+        if path::check_name(&v.entry.name).is_err() {
+            let dir = &v.path[..v.path.len() - v.entry.name.len()];
+            self.cx.report.skipped.push(format!(
+                "{}: bad name {:?}",
+                display_escaped(
+                    dir.strip_suffix(b"/")
+                        .filter(|d| !d.is_empty())
+                        .unwrap_or(dir)
+                ),
+                display(&v.entry.name)
+            ));
+            return Ok(Step::Over);
+        }
+        let parent = self.dirs.last().cloned().unwrap_or_default();
+        let dst = parent.join(OsStr::from_bytes(&v.entry.name));
+        let step = self.cx.copy_node(fs, v.entry.ino, &v.path, &dst)?;
+        if step == Step::Into {
+            self.dirs.push(dst);
+        }
+        Ok(step)
+    }
+
+    fn leave(&mut self, fs: &mut dyn Filesystem, v: &Visit) -> Result<()> {
+        let dst = self.dirs.pop().unwrap_or_default();
+        let m = fs.getattr(v.entry.ino)?;
+        self.cx.apply_meta(fs, v.entry.ino, &m, &dst)
+    }
+}
+
 impl OutCtx<'_> {
+    /// Copies one node; a directory is only created (its entries come from the walker, its
+    /// metadata is applied after them) and answered with [`Step::Into`].
     fn copy_node(
         &mut self,
         fs: &mut dyn Filesystem,
         ino: Ino,
         src: &[u8],
         dst: &Path,
-        depth: usize,
-    ) -> Result<()> {
-        if depth > MAX_DEPTH {
-            return Err(Error::BadImage(format!(
-                "{}: nested too deep",
-                display(src)
-            )));
-        }
+    ) -> Result<Step> {
         let m = fs.getattr(ino)?;
         let io = |e| Error::io(format!("{}", dst.display()), e);
         match m.file_type {
@@ -324,27 +367,7 @@ impl OutCtx<'_> {
                     Err(_) => fs::create_dir(dst).map_err(io)?,
                 }
                 self.report.dirs += 1;
-                let mut entries = fs.read_dir(ino)?;
-                entries.sort_by(|a, b| a.name.cmp(&b.name));
-                for e in entries {
-                    // Names come from a hostile image: one safe component each.
-                    if path::check_name(&e.name).is_err() || e.ino == ino {
-                        self.report.skipped.push(format!(
-                            "{}: bad name {:?}",
-                            display(src),
-                            display(&e.name)
-                        ));
-                        continue;
-                    }
-                    let child_src = [src, b"/", &e.name].concat();
-                    self.copy_node(
-                        fs,
-                        e.ino,
-                        &child_src,
-                        &dst.join(OsStr::from_bytes(&e.name)),
-                        depth + 1,
-                    )?;
-                }
+                return Ok(Step::Into);
             }
             FileType::Regular => {
                 self.copy_file(fs, ino, dst)?;
@@ -355,7 +378,7 @@ impl OutCtx<'_> {
                 remove_non_dir(dst)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&t), dst).map_err(io)?;
                 self.report.symlinks += 1;
-                return Ok(()); // no chmod/utimes through a symlink
+                return Ok(Step::Over); // no chmod/utimes through a symlink
             }
             FileType::Fifo => {
                 remove_non_dir(dst)?;
@@ -370,12 +393,13 @@ impl OutCtx<'_> {
             _ => {
                 self.report.skipped.push(format!(
                     "{}: device node or socket not copied out",
-                    display(src)
+                    display_escaped(src)
                 ));
-                return Ok(());
+                return Ok(Step::Over);
             }
         }
-        self.apply_meta(fs, ino, &m, dst)
+        self.apply_meta(fs, ino, &m, dst)?;
+        Ok(Step::Over)
     }
 
     fn copy_file(&mut self, fs: &mut dyn Filesystem, ino: Ino, dst: &Path) -> Result<()> {
