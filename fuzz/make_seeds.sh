@@ -182,9 +182,9 @@ for e in range(roots):
     if ent[:11] == b'DIR        ':
         c = int.from_bytes(ent[26:28], 'little'); break
 off = data + (c - 2) * spc * bps
-dot, dotdot = bytes(v[off:off + 32]), bytes(v[off + 32:off + 64])
+size = spc * bps; dot, dotdot, rest = bytes(v[off:off + 32]), bytes(v[off + 32:off + 64]), bytes(v[off + 64:off + size - 64])
 lfn = bytearray(32); lfn[0] = 0x41; lfn[11] = 0x0f
-v[off:off + 128] = bytes(lfn) + dot + bytes(lfn) + dotdot
+v[off:off + size] = bytes(lfn) + dot + bytes(lfn) + dotdot + rest   # SUB moves down two slots
 open(sys.argv[2], 'wb').write(b[:1] + v)
 PY
 
@@ -198,9 +198,10 @@ printf '\001ops = [ { hostname = "x" }, { write = "/etc/motd:hi" } ]\npassword-c
 printf '\002eth0:[2001:db8::5]/64:[2001:db8::1]:1.1.1.1,8.8.8.8' > "$o/seed-net"
 printf '\002ens3:192.0.2.9/24:192.0.2.1' > "$o/seed-net4"
 
-# delta: diskfab's own format, so the seed is what diskfab writes for two mke2fs -d trees.
+# delta: diskfab's own format, so the seed is what diskfab writes for two mke2fs -d trees
+# (DISKFAB=path/to/diskfab to use a built binary).
 o=$(d delta)
 mkdir -p "$S/A/etc" && echo one > "$S/A/etc/a" && cp -a "$S/A" "$S/B" && echo two > "$S/B/etc/a" && ln -s x "$S/B/l"
 mke2fs -q -t ext4 -d "$S/A" "$S/a.ext4" 8M && mke2fs -q -t ext4 -d "$S/B" "$S/b.ext4" 8M
-cargo run -q -p diskfab-cli -- delta create "$S/a.ext4" "$S/b.ext4" -o "$o/seed-ab" >/dev/null
+${DISKFAB:-cargo run -q -p diskfab-cli --} delta create "$S/a.ext4" "$S/b.ext4" -o "$o/seed-ab" >/dev/null
 echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds in $OUT" >&2
