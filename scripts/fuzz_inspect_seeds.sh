@@ -9,7 +9,7 @@ python3 crates/diskfab-cli/tests/blank_hive.py "$S/SYSTEM"
 printf '[\\Select]\n"Current"=dword:00000001\n\n[\\ControlSet001]\n\n[\\ControlSet001\\Services]\n\n[\\ControlSet001\\Services\\viostor]\n"Start"=dword:00000000\n"ImagePath"=str(2):"x.sys"\n\n[\\Microsoft]\n\n[\\Microsoft\\Windows NT]\n\n[\\Microsoft\\Windows NT\\CurrentVersion]\n"ProductName"="Windows 10 Pro"\n"CurrentBuild"="22631"\n' > "$S/s.reg"
 hivexregedit --merge "$S/SYSTEM" "$S/s.reg"
 cp "$S/SYSTEM" "$OUT/hive/seed-hivex"
-head -c 4200 "$S/SYSTEM" > "$OUT/hive/seed-truncated"
+head -c 4200 "$S/SYSTEM" > "$OUT/hive/seed-hivex-cut"
 mkdir -p "$S/top" "$S/root"
 printf 'Name: seed\nEpoch: 1\nVersion: 1\nRelease: 1\nSummary: s\nLicense: MIT\nBuildArch: noarch\n%%description\nd\n%%files\n' > "$S/seed.spec"
 rpmbuild -bb --quiet --define "_topdir $S/top" "$S/seed.spec" >/dev/null 2>&1

@@ -3,4 +3,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| diskfab_customize::planfile::fuzz_inputs(data));
+fuzz_target!(|data: &[u8]| {
+    diskfab_customize::planfile::fuzz_inputs(data);
+});

@@ -2,4 +2,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| diskfab_delta::format::fuzz_read(data));
+fuzz_target!(|data: &[u8]| {
+    diskfab_delta::format::fuzz_read(data);
+});

@@ -3,4 +3,6 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| diskfab_inspect::fuzz_packages(data));
+fuzz_target!(|data: &[u8]| {
+    diskfab_inspect::fuzz_packages(data);
+});

@@ -267,6 +267,13 @@ fn parse_user(arg: &str) -> Result<(String, UserOpts)> {
     Ok((name.to_string(), o))
 }
 
+/// The lowest id from `min` below 60000 that `used` does not hold (one pass over the ids: a
+/// guest's passwd may have any number of lines).
+fn free_id(used: &[u32], min: u32) -> Option<u32> {
+    let used: std::collections::HashSet<u32> = used.iter().copied().collect();
+    (min..60_000).find(|u| !used.contains(u))
+}
+
 fn login_defs_min(st: &mut Staged, key: &str, dflt: u32) -> Result<u32> {
     Ok(st
         .read_text("/etc/login.defs")?
@@ -297,9 +304,7 @@ pub fn user_add(st: &mut Staged, ctx: &mut Ctx, arg: &str) -> Result<()> {
             )))
         }
         Some(u) => u,
-        None => (min..60_000)
-            .find(|u| !pw.ids(2).contains(u))
-            .ok_or_else(|| Error::Failed("no free uid".into()))?,
+        None => free_id(&pw.ids(2), min).ok_or_else(|| Error::Failed("no free uid".into()))?,
     };
     let gid = if gr.find(&name).is_some() {
         return Err(Error::Exists(format!(
@@ -308,9 +313,7 @@ pub fn user_add(st: &mut Staged, ctx: &mut Ctx, arg: &str) -> Result<()> {
     } else if !gr.ids(2).contains(&uid) {
         uid
     } else {
-        (min..60_000)
-            .find(|g| !gr.ids(2).contains(g))
-            .ok_or_else(|| Error::Failed("no free gid".into()))?
+        free_id(&gr.ids(2), min).ok_or_else(|| Error::Failed("no free gid".into()))?
     };
     for g in &o.groups {
         if gr.find(g).is_none() {
@@ -356,6 +359,45 @@ fn add_members(t: &mut Table, groups: &[String], user: &str, col: usize) {
             t.set_field(row, col, &v);
         }
     }
+}
+
+/// Fuzzing entry point for the account tables as `--password`, `--user-add` and `--chown` edit
+/// them: `passwd NUL shadow NUL group` from a guest, through lookup, id allocation, field edits
+/// and member lists. Must never panic. Returns the number of passwd lines with a uid.
+#[doc(hidden)]
+pub fn fuzz_tables(data: &[u8]) -> usize {
+    let mut parts = data.splitn(3, |&b| b == 0);
+    let mut next = || Table::parse(&String::from_utf8_lossy(parts.next().unwrap_or_default()));
+    let (pw, mut sh, mut gr) = (next(), next(), next());
+    let users = pw.ids(2).len();
+    let name = pw
+        .lines
+        .first()
+        .and_then(|l| l.split(':').next())
+        .unwrap_or("root");
+    let _ = (
+        pw.field(name, 2),
+        pw.field(name, 5),
+        free_id(&pw.ids(2), 1000),
+    );
+    let row = sh.find(name).unwrap_or_else(|| {
+        sh.lines.push(format!("{name}:*:1:0:99999:7:::"));
+        sh.lines.len() - 1
+    });
+    let hash = sh.field(name, 1).unwrap_or_default();
+    sh.set_field(row, 1, &format!("!{}", hash.trim_start_matches('!')));
+    sh.set_field(row, 2, "20000");
+    let _ = (free_id(&gr.ids(2), 1000), sh.render());
+    let groups: Vec<String> = gr
+        .lines
+        .iter()
+        .filter_map(|l| l.split(':').next())
+        .map(String::from)
+        .take(4)
+        .collect();
+    add_members(&mut gr, &groups, "fuzz", 3);
+    let _ = gr.render();
+    users
 }
 
 /// Creates the home directory from /etc/skel, everything owned by the user.

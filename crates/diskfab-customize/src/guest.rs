@@ -79,13 +79,25 @@ fn os_release(st: &mut Staged) -> Result<(String, String)> {
         None => st.read_text("/usr/lib/os-release")?,
     }
     .unwrap_or_default();
+    Ok(os_release_ids(&text))
+}
+
+/// `ID` and `ID_LIKE` of os-release text, lower case, quotes removed (empty when absent).
+fn os_release_ids(text: &str) -> (String, String) {
     let get = |k: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(k)?.strip_prefix('='))
             .map(|v| v.trim().trim_matches('"').to_ascii_lowercase())
             .unwrap_or_default()
     };
-    Ok((get("ID"), get("ID_LIKE")))
+    (get("ID"), get("ID_LIKE"))
+}
+
+/// Fuzzing entry point: os-release text as customization reads it to pick the guest's family.
+/// Must never panic. Returns 1 when an `ID` was found.
+#[doc(hidden)]
+pub fn fuzz_os_release(data: &[u8]) -> usize {
+    usize::from(!os_release_ids(&String::from_utf8_lossy(data)).0.is_empty())
 }
 
 fn exists(st: &mut Staged, p: &str) -> Result<bool> {

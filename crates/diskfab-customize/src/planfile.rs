@@ -118,15 +118,18 @@ pub fn decode(d: &[u8], fingerprint: &str) -> Option<Plan> {
 }
 
 /// Fuzz entry point for everything a user or an image hands the customization layer as bytes:
-/// the first byte picks the parser. Must never panic.
-pub fn fuzz_inputs(data: &[u8]) {
+/// the first byte picks the parser. Must never panic. Returns 1 when the parser accepted the
+/// input.
+pub fn fuzz_inputs(data: &[u8]) -> usize {
     let Some((&sel, rest)) = data.split_first() else {
-        return;
+        return 0;
     };
     let text = String::from_utf8_lossy(rest);
     match sel % 4 {
         0 => {
-            if let Ok(insts) = crate::instances::parse(&text, "{{name}}") {
+            let parsed = crate::instances::parse(&text, "{{name}}");
+            let ok = usize::from(parsed.is_ok());
+            if let Ok(insts) = parsed {
                 let op = crate::ops::Op::new("network-static", "eth0:{{ip}}/24:10.0.0.1");
                 if let Ok(op) = op {
                     let all: Vec<_> = insts
@@ -141,17 +144,14 @@ pub fn fuzz_inputs(data: &[u8]) {
                     let _ = crate::instances::bulk_check(&all);
                 }
             }
+            ok
         }
-        1 => {
-            let _ = crate::spec::parse(&text);
-        }
+        1 => usize::from(crate::spec::parse(&text).is_ok()),
         2 => {
-            let _ = crate::network::parse_static(&text);
             let _ = crate::system::check_hostname(&text);
+            usize::from(crate::network::parse_static(&text).is_ok())
         }
-        _ => {
-            let _ = decode(rest, "");
-        }
+        _ => usize::from(decode(rest, "").is_some()),
     }
 }
 

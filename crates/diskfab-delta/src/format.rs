@@ -339,13 +339,21 @@ pub fn read<R: Read>(
     begin.ok_or_else(|| Error::bad("delta has no begin record"))
 }
 
-/// Fuzz entry point: reads `data` as a delta file. Must never panic.
-pub fn fuzz_read(data: &[u8]) {
-    let _ = read(data, |_, d| {
+/// Fuzz entry point: reads `data` as a delta file. Must never panic. Returns the number of
+/// records read when the whole file verifies, else 0.
+pub fn fuzz_read(data: &[u8]) -> usize {
+    let mut records = 0;
+    let ok = read(data, |_, d| {
+        records += 1;
         let mut sink = Vec::new();
         let _ = d.take(1 << 20).read_to_end(&mut sink);
         Ok(())
     });
+    if ok.is_ok() {
+        records
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -42,6 +42,25 @@ pub fn probe_bytes(s: &[u8]) -> bool {
     bpb_ok && (label || s[21] >= 0xf0 || s[21] == 0xf8)
 }
 
+/// Fuzzing entry point for the directory repair that follows every mkdir (`dotfix`): the first
+/// byte picks the FAT width (12, 16, 32), the rest is the volume; the repair looks up `/DIR`
+/// and `/DIR/SUB` by their short names and rewrites their first slots in place. Must never
+/// panic. Returns how many of the two lookups reached a directory.
+#[doc(hidden)]
+pub fn fuzz_dotfix(data: &[u8]) -> usize {
+    let Some((sel, vol)) = data.split_first() else {
+        return 0;
+    };
+    let _ = probe_bytes(vol);
+    let bits = [12, 16, 32][usize::from(*sel % 3)];
+    let dev: DevRef = std::sync::Arc::new(diskfab_storage::MemDev::from_vec(vol.to_vec(), true));
+    let paths: [&[Vec<u8>]; 2] = [&[b"DIR".to_vec()], &[b"DIR".to_vec(), b"SUB".to_vec()]];
+    paths
+        .iter()
+        .filter(|p| dotfix::fix_new_dir(&dev, bits, p).is_ok())
+        .count()
+}
+
 impl FsDriver for FatDriver {
     fn name(&self) -> &'static str {
         "fat"

@@ -296,8 +296,10 @@ impl<'a> Key<'a> {
 }
 
 /// Fuzzing entry point: a hive, recovered with the transaction log that may follow it (from
-/// the next `regf` signature at a 512-byte boundary), through every lookup inspection makes.
-pub fn fuzz_hive(data: &[u8]) {
+/// the next `regf` signature at a 512-byte boundary), through every lookup inspection makes
+/// (including the drive letters of `MountedDevices` and the uninstall keys' applications).
+/// Returns the number of keys found.
+pub fn fuzz_hive(data: &[u8]) -> usize {
     let split = (1..data.len() / 512)
         .map(|i| i * 512)
         .find(|&o| data.get(o..o + 4) == Some(b"regf"))
@@ -305,9 +307,10 @@ pub fn fuzz_hive(data: &[u8]) {
     let (hive, log) = data.split_at(split);
     let (hive, _) = crate::hivelog::recover(hive.to_vec(), &[("LOG1", log)]);
     let Ok(h) = Hive::new(hive) else {
-        return;
+        return 0;
     };
     let _ = h.dirty();
+    let mut found = 0;
     for p in [
         "",
         "Select",
@@ -315,12 +318,18 @@ pub fn fuzz_hive(data: &[u8]) {
         "Microsoft\\Windows NT\\CurrentVersion",
     ] {
         if let Some(k) = h.key(p) {
+            found += 1;
             let _ = k.values();
             for s in k.subkeys().into_iter().take(64) {
                 let _ = (s.name(), s.values());
             }
         }
     }
+    let _ = (
+        crate::windows::drive_letters(&h),
+        crate::windows::applications(&h),
+    );
+    found
 }
 
 #[cfg(test)]

@@ -275,9 +275,18 @@ pub fn inspect(path: &str, d: &[u8], warnings: &mut Vec<String>) -> Initramfs {
     }
 }
 
-/// Fuzzing entry point: an initramfs image through the cpio walker and decompressors.
-pub fn fuzz_initramfs(data: &[u8]) {
-    let _ = inspect("fuzz", data, &mut Vec::new());
+/// Fuzzing entry point: an initramfs image through the cpio walker and decompressors. Returns
+/// the number of segments read.
+pub fn fuzz_initramfs(data: &[u8]) -> usize {
+    inspect("fuzz", data, &mut Vec::new()).segments.len()
+}
+
+/// Fuzzing entry point: uncompressed cpio archives through the entry walker alone. Returns the
+/// number of entry names read.
+pub fn fuzz_cpio(data: &[u8]) -> usize {
+    let mut names = Vec::new();
+    let _ = cpio_names(data, &mut names);
+    names.len()
 }
 
 #[cfg(test)]

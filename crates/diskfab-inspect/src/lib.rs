@@ -4,6 +4,8 @@
 //! never guessed; problems become warnings and the rest of the report still comes out.
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod fuzz;
 pub mod hive;
 pub mod hivelog;
 pub mod initramfs;
@@ -30,33 +32,28 @@ pub use initramfs::fuzz_initramfs;
 
 /// Fuzzing entry point for the package database parsers: the first byte selects the parser
 /// (0 rpm header blob, 1 sqlite rpmdb file, 2 dpkg status, 3 apk installed, 4 pacman desc,
-/// 5 netplan YAML), the rest is its input.
-pub fn fuzz_packages(data: &[u8]) {
+/// 5 netplan YAML), the rest is its input. Returns the number of packages (or interfaces) read.
+pub fn fuzz_packages(data: &[u8]) -> usize {
     let Some((sel, rest)) = data.split_first() else {
-        return;
+        return 0;
     };
     let text = || String::from_utf8_lossy(rest);
     match sel % 6 {
-        0 => rpm::fuzz_header(rest),
+        0 => usize::from(rpm::parse_header(rest).is_some()),
         1 => {
-            let Ok(dir) = tempfile::tempdir() else { return };
+            let Ok(dir) = tempfile::tempdir() else {
+                return 0;
+            };
             let f = dir.path().join("rpmdb.sqlite");
-            if std::fs::write(&f, rest).is_ok() {
-                let _ = rpm::read_sqlite(&f, &mut Vec::new());
+            if std::fs::write(&f, rest).is_err() {
+                return 0;
             }
+            rpm::read_sqlite(&f, &mut Vec::new()).len()
         }
-        2 => {
-            let _ = packages::parse_dpkg_status(&text());
-        }
-        3 => {
-            let _ = packages::parse_apk_installed(&text());
-        }
-        4 => {
-            let _ = packages::parse_pacman_desc(&text());
-        }
-        _ => {
-            let _ = netplan::parse("fuzz", &text());
-        }
+        2 => packages::parse_dpkg_status(&text()).len(),
+        3 => packages::parse_apk_installed(&text()).len(),
+        4 => usize::from(packages::parse_pacman_desc(&text()).is_some()),
+        _ => netplan::parse("fuzz", &text()).map_or(0, |v| v.len()),
     }
 }
 
@@ -173,7 +170,12 @@ fn os_release(fs: &mut dyn Filesystem, o: &mut OsInfo) {
     let text = read::text(fs, "/etc/os-release", &mut o.warnings)
         .or_else(|| read::text(fs, "/usr/lib/os-release", &mut o.warnings))
         .unwrap_or_default();
-    let kv = read::key_values(&text);
+    parse_os_release(&text, o);
+}
+
+/// Distribution, product name, codename, version and osinfo short id from os-release text.
+fn parse_os_release(text: &str, o: &mut OsInfo) {
+    let kv = read::key_values(text);
     let get = |k: &str| {
         kv.iter()
             .find(|(a, _)| a == k)
@@ -264,6 +266,21 @@ fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
     }
 }
 
+/// The entries of an fstab file (comments and lines of fewer than three fields skipped).
+fn parse_fstab(t: &str) -> Vec<Mount> {
+    t.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3).then(|| Mount {
+                spec: f[0].into(),
+                mountpoint: f[1].into(),
+                fstype: f[2].into(),
+            })
+        })
+        .collect()
+}
+
 /// Inspects the OS whose root filesystem is `fs`.
 pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
     let linux = read::exists(fs, "/etc/os-release") || read::exists(fs, "/usr/lib/os-release");
@@ -306,19 +323,7 @@ pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
         })
     });
     o.fstab = read::text(fs, "/etc/fstab", &mut o.warnings)
-        .map(|t| {
-            t.lines()
-                .filter(|l| !l.trim_start().starts_with('#'))
-                .filter_map(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    (f.len() >= 3).then(|| Mount {
-                        spec: f[0].into(),
-                        mountpoint: f[1].into(),
-                        fstype: f[2].into(),
-                    })
-                })
-                .collect()
-        })
+        .map(|t| parse_fstab(&t))
         .unwrap_or_default();
     packages(fs, &mut o, opts);
     let passwd = read::text(fs, "/etc/passwd", &mut o.warnings).unwrap_or_default();

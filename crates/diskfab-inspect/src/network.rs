@@ -34,7 +34,7 @@ pub struct Interface {
     pub dns: Vec<String>,
 }
 
-fn ifupdown(s: &str) -> Vec<Interface> {
+pub(crate) fn ifupdown(s: &str) -> Vec<Interface> {
     let mut out: Vec<Interface> = Vec::new();
     for l in s.lines().map(str::trim) {
         let w: Vec<&str> = l.split_whitespace().collect();
@@ -71,7 +71,7 @@ fn ifupdown(s: &str) -> Vec<Interface> {
     out
 }
 
-fn networkmanager(s: &str) -> Interface {
+pub(crate) fn networkmanager(s: &str) -> Interface {
     let mut i = Interface {
         source: "networkmanager".into(),
         method: "auto".into(),
@@ -101,7 +101,7 @@ fn networkmanager(s: &str) -> Interface {
     i
 }
 
-fn networkd(s: &str) -> Interface {
+pub(crate) fn networkd(s: &str) -> Interface {
     let mut i = Interface {
         source: "systemd-networkd".into(),
         method: "static".into(),
@@ -127,7 +127,7 @@ fn networkd(s: &str) -> Interface {
     i
 }
 
-fn ifcfg(s: &str) -> Interface {
+pub(crate) fn ifcfg(s: &str) -> Interface {
     let kv = read::key_values(s);
     let get = |k: &str| kv.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone());
     let mut i = Interface {
@@ -227,7 +227,7 @@ pub struct MacBinding {
 }
 
 /// `ATTR{address}=="…"` / `NAME="…"` pairs of udev persistent-net rules.
-fn udev_rules(file: &str, s: &str) -> Vec<MacBinding> {
+pub(crate) fn udev_rules(file: &str, s: &str) -> Vec<MacBinding> {
     // Rules are comma-separated `KEY=="value"` (match) or `KEY="value"` (assignment) pairs.
     let field = |l: &str, key: &str| {
         l.split(',').find_map(|part| {

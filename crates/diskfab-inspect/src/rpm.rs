@@ -249,11 +249,6 @@ pub fn packages(fs: &mut dyn Filesystem, warnings: &mut Vec<String>) -> Vec<Appl
     Vec::new()
 }
 
-/// Fuzzing entry point: an rpm header blob through the decoder.
-pub fn fuzz_header(data: &[u8]) {
-    let _ = parse_header(data);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

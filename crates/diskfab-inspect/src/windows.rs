@@ -215,7 +215,7 @@ pub fn drive_letter(letter: String, b: &[u8]) -> DriveLetter {
     d
 }
 
-fn drive_letters(system: &Hive) -> Vec<DriveLetter> {
+pub(crate) fn drive_letters(system: &Hive) -> Vec<DriveLetter> {
     let Some(k) = system.key("MountedDevices") else {
         return Vec::new();
     };
@@ -232,7 +232,7 @@ fn drive_letters(system: &Hive) -> Vec<DriveLetter> {
     out
 }
 
-fn applications(software: &Hive) -> Vec<Application> {
+pub(crate) fn applications(software: &Hive) -> Vec<Application> {
     let mut out = Vec::new();
     for (path, arch) in [
         ("Microsoft\\Windows\\CurrentVersion\\Uninstall", ""),

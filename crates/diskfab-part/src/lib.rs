@@ -126,8 +126,8 @@ fn check_overlaps(parts: &[Partition]) -> Result<()> {
 }
 
 /// Fuzz entry point: feeds `data` to every parser and to `read_table` over an in-memory disk.
-/// Must never panic.
-pub fn fuzz_parse(data: &[u8]) {
+/// Must never panic. Returns the number of partitions `read_table` found.
+pub fn fuzz_parse(data: &[u8]) -> usize {
     let _ = parse_mbr(data);
     for lba in [0u64, 1, (data.len() as u64 / 512).saturating_sub(1)] {
         let off = (lba * 512) as usize;
@@ -143,7 +143,8 @@ pub fn fuzz_parse(data: &[u8]) {
     let size = (data.len() as u64).div_ceil(512) * 512;
     let mem = MemDev::new(size.max(512) as usize);
     let dev: DevRef = Arc::new(mem);
-    if dev.write_at(data, 0).is_ok() {
-        let _ = read_table(&dev);
+    if dev.write_at(data, 0).is_err() {
+        return 0;
     }
+    read_table(&dev).map_or(0, |t| t.map_or(0, |t| t.partitions.len()))
 }
