@@ -2,7 +2,7 @@
 # Installs what diskfab needs to build and to run its oracle tests, on Debian 12 (idempotent).
 set -euo pipefail
 PKGS=(libext2fs-dev e2fsprogs libclang-dev clang pkg-config qemu-utils dosfstools mtools fdisk gdisk
-      attr acl debootstrap xorriso whois time
+      attr acl debootstrap xorriso whois time strace
       rpm libwin-hivex-perl libhivex-bin cpio zstd xz-utils lz4 netplan.io sudo)
 missing=()
 for p in "${PKGS[@]}"; do

@@ -330,11 +330,13 @@ pub fn run(cli: Cli) -> Result<()> {
             options,
             progress,
             compress,
+            no_sync,
         } => {
             let mut opts = ConvertOptions {
                 format: fmt(*format),
                 gate: gate(&cli),
                 compress: *compress,
+                no_sync: *no_sync,
                 ..Default::default()
             };
             let mut layout = Layout::default();

@@ -7,6 +7,7 @@
 
 mod cache;
 mod dev;
+mod durability;
 mod error;
 mod file;
 mod mem;
@@ -14,6 +15,7 @@ mod slice;
 
 pub use cache::CacheDev;
 pub use dev::{check_range, BlockDev, DevRef};
+pub use durability::{sync_enabled, without_sync};
 pub use error::{Error, Result};
 pub use file::{open_error, FileDev};
 pub use mem::MemDev;
