@@ -1,127 +1,130 @@
 #!/usr/bin/env bash
-# Conversion benchmark (issue 3): the 2 GiB Debian qcow2 plus a 1 GiB random file in its root
-# filesystem, converted by `diskfab convert` and `qemu-img convert` side by side in the same run:
-# qcow2->raw, raw->qcow2, qcow2->qcow2 (zstd), qcow2->vmdk streamOptimized, qcow2->vhdx.
-# Median of 3 runs each; every output is checked with `qemu-img compare` against the source and
-# `qemu-img check` (where the format supports it): any mismatch fails the benchmark.
-# Appends its section to docs/bench.md (replacing an older copy of the same section).
-# Usage: bash bench/convert.sh      (bench/run.sh calls it; needs root for the loop mount)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/deps.sh
-FIX=$(bash scripts/fixtures.sh)
-cargo build --release -q -p diskfab-cli
-DF=${CARGO_TARGET_DIR:-$PWD/target}/release/diskfab
-mkdir -p target; W=$(mktemp -d "$PWD/target/bench-convert.XXXXXX")
-MNT=""; LOOP=""
-cleanup() {
-  if [ -n "$MNT" ]; then umount "$MNT" 2>/dev/null || true; fi
-  if [ -n "$LOOP" ]; then losetup -d "$LOOP" 2>/dev/null || true; fi
-  rm -rf "$W"
-}
-trap cleanup EXIT
-now() { date +%s%N; }
+# Conversions: the 2 GiB Debian image plus a file of random bytes in its root filesystem (written
+# with debugfs), converted by `diskfab convert` and `qemu-img convert` in the same run, in pairs
+# that do the same work: same output format and options, the same durability, the source read
+# into the page cache before every run of either tool. Every output is checked with
+# `qemu-img compare` against the source and `qemu-img check` (where the format has metadata).
+# Usage: bash bench/convert.sh [--quick]     (bench/run.sh calls it)
+[ "${1:-}" = --quick ] && export BENCH_QUICK=1
+source "$(dirname "$0")/lib.sh"
+RANDOM_MB=${BENCH_RANDOM_MB:-$(pick 1024 32)}
+NPROC=$(nproc)
 
-# The input, built once with the kernel and qemu-img: Debian fixture + 1 GiB of /dev/urandom.
+# The input, built with qemu-img and e2fsprogs: the Debian fixture as raw, plus RANDOM_MB MiB of
+# /dev/urandom written into its ext4 root (partition 1, through e2fsprogs' ?offset= syntax).
 qemu-img convert -O raw "$FIX/debian-mbr.qcow2" "$W/src.raw"
-[ "$(stat -c %s "$W/src.raw")" -eq $((2 << 30)) ] || { echo "fixture is not 2 GiB" >&2; exit 1; }
-# Partition 1 through an offset loop device (partition nodes need udev, absent in containers).
-read -r p1_start p1_sectors < <(sfdisk -d "$W/src.raw" | awk -F'[=,]' '/^[^ ]+1 : / {gsub(/ /,""); print $2, $4}')
-LOOP=$(losetup -f --show -o $((p1_start * 512)) --sizelimit $((p1_sectors * 512)) "$W/src.raw")
-MNT="$W/mnt"; mkdir -p "$MNT"
-mount "$LOOP" "$MNT"
-head -c 1G /dev/urandom > "$MNT/random.bin"
-umount "$MNT"; MNT=""
-losetup -d "$LOOP"; LOOP=""
+read -r p1_start < <(sfdisk -d "$W/src.raw" | awk -F'[=,]' '/^[^ ]+1 : / {gsub(/ /, ""); print $2}')
+FS="$W/src.raw?offset=$((p1_start * 512))"
+head -c "${RANDOM_MB}M" /dev/urandom >"$W/random.bin"
+debugfs -w -R "write $W/random.bin random.bin" "$FS" >/dev/null 2>"$W/debugfs.log"
+debugfs -R "stat random.bin" "$FS" 2>/dev/null | grep -q "Size: $((RANDOM_MB << 20))" ||
+  die "debugfs did not write random.bin: $(cat "$W/debugfs.log")"
+e2fsck -fn "$FS" >/dev/null
+rm -f "$W/random.bin"
 qemu-img convert -f raw -O qcow2 "$W/src.raw" "$W/src.qcow2"
 src_used=$(qemu-img map -f qcow2 --output=json "$W/src.qcow2" |
   python3 -c 'import json,sys; print(sum(e["length"] for e in json.load(sys.stdin) if e["data"]))')
 
-# check_out FILE SRC: the output must read back identical and its metadata must be clean.
+# check_out OUT SRC: the output reads back identical, and its metadata is clean.
 check_out() {
-  qemu-img compare -q "$2" "$1" || { echo "FAIL: $1 differs from $2" >&2; exit 1; }
-  local rc=0; qemu-img check -q "$1" >/dev/null 2>&1 || rc=$?
+  qemu-img compare -q "$2" "$1" || die "$1 differs from $2"
+  local rc=0
+  qemu-img check -q "$1" >"$W/check.log" 2>&1 || rc=$?
+  # 63: the format has no consistency check (raw).
   if [ "$rc" -ne 0 ] && [ "$rc" -ne 63 ]; then
-    qemu-img check "$1" >&2 || true; echo "FAIL: qemu-img check $1 exited $rc" >&2; exit 1
+    cat "$W/check.log" >&2
+    die "qemu-img check $1 exited $rc"
   fi
-}
-# run3 TOOL OUT SRC CMD...: three timed runs (after one untimed warm-up run that also reads the
-# source into the page cache for both tools alike); prints "median_ms peak_rss_kib".
-run3() {
-  local out=$1 src=$2; shift 2
-  local ts=() rss=0 r a
-  for r in 0 1 2 3; do
-    rm -f "$out"; sync
-    a=$(now)
-    /usr/bin/time -f %M -o "$W/rss" "$@" >/dev/null
-    local t=$(( ($(now) - a) / 1000 ))
-    [ "$r" -eq 0 ] && continue
-    ts+=("$t"); local m; m=$(tail -1 "$W/rss"); [ "$m" -gt "$rss" ] && rss=$m
-  done
-  check_out "$out" "$src"
-  printf '%s %s\n' "$(printf '%s\n' "${ts[@]}" | sort -n | sed -n 2p | awk '{printf "%.0f", $1/1000}')" "$rss"
 }
 alloc() { du -B1 "$1" | cut -f1; }
 
-rows=""
-printf '%-30s %10s %10s %7s %14s %14s %7s %9s\n' conversion "diskfab" "qemu-img" "q/d" "diskfab bytes" "qemu bytes" "d/q" "rss KiB"
-bench() { # label src ext "diskfab args" "qemu-img args"
-  local label=$1 src=$2 ext=$3 dargs=$4 qargs=$5
-  local d q sd sq res drss qrss
-  # shellcheck disable=SC2086
-  res=$(run3 "$W/d.$ext" "$src" "$DF" convert "$src" "$W/d.$ext" $dargs); read -r d drss <<<"$res"
-  sd=$(alloc "$W/d.$ext")
-  # shellcheck disable=SC2086
-  res=$(run3 "$W/q.$ext" "$src" qemu-img convert -t writeback $qargs "$src" "$W/q.$ext"); read -r q qrss <<<"$res"
-  sq=$(alloc "$W/q.$ext")
-  local tr sr
-  tr=$(awk -v a="$q" -v b="$d" 'BEGIN{printf "%.2f", a/b}')
-  sr=$(awk -v a="$sd" -v b="$sq" 'BEGIN{printf "%.3f", a/b}')
-  printf '%-30s %10s %10s %7s %14s %14s %7s %9s\n' "$label" "$d ms" "$q ms" "$tr" "$sd" "$sq" "$sr" "$drss"
-  rows+="| $label | $d ms | $q ms | **$tr** | $sd | $sq | $sr | $drss KiB ($qrss) |"$'\n'
-  rm -f "$W/d.$ext" "$W/q.$ext"
+# Durability of each command, counted once on the first conversion: fsync-type calls.
+durable_calls() { # OUT CMD...
+  local out=$1 n
+  shift
+  rm -f "$out"
+  n=$(sync_calls "$@")
+  rm -f "$out"
+  echo "$n"
 }
-bench "qcow2 → raw" "$W/src.qcow2" raw "-O raw" "-O raw"
+
+declare -A T SIZE RSSK
+rows=""
+sizes=""
+# bench LABEL SRC EXT "ARGS" [QARGS]: one conversion, every command the same options.
+bench() {
+  local label=$1 src=$2 ext=$3 args=$4 qargs=${5:-$4}
+  local out=$W/out.$ext k
+  local -a dargs qa
+  read -ra dargs <<<"$args"
+  read -ra qa <<<"$qargs"
+  local prep="rm -f '$out'; sync; warm '$src'" check="check_out '$out' '$src'"
+  measure --rss --prep "$prep" --check "$check" -- "$DF" convert "$src" "$out" "${dargs[@]}"
+  T[d]=$MS; RSSK[d]=$RSS; SIZE[d]=$(alloc "$out")
+  measure --rss --prep "$prep" --check "$check" -- "$DF" convert "$src" "$out" "${dargs[@]}" --no-sync
+  T[dn]=$MS; RSSK[dn]=$RSS
+  measure --rss --prep "$prep" --check "$check" -- qemu-img convert "${qa[@]}" "$src" "$out"
+  T[q]=$MS; RSSK[q]=$RSS; SIZE[q]=$(alloc "$out")
+  measure --rss --prep "$prep" --check "$check" -- qemu-img convert -t writeback "${qa[@]}" "$src" "$out"
+  T[qw]=$MS; RSSK[qw]=$RSS
+  measure --rss --prep "$prep" --check "$check" -- qemu-img convert -t writeback -W -m "$NPROC" "${qa[@]}" "$src" "$out"
+  T[qW]=$MS; RSSK[qW]=$RSS
+  rm -f "$out"
+  for k in d dn q qw qW; do printf '%-30s %-3s %8s ms %8s KiB\n' "$label" "$k" "${T[$k]}" "${RSSK[$k]}"; done
+  local dq="\`diskfab convert $args\`"
+  rows+="| $label | default vs default: diskfab fsyncs the output, qemu-img (\`-t unsafe\`) does not | ${T[d]} ms | ${T[q]} ms | **$(ratio "${T[q]}" "${T[d]}")** |"$'\n'
+  rows+="| $label | both durable: diskfab default vs qemu-img \`-t writeback\` | ${T[d]} ms | ${T[qw]} ms | **$(ratio "${T[qw]}" "${T[d]}")** |"$'\n'
+  rows+="| $label | no flush of the data: diskfab \`--no-sync\` vs qemu-img default (\`-t unsafe\`) | ${T[dn]} ms | ${T[q]} ms | **$(ratio "${T[q]}" "${T[dn]}")** |"$'\n'
+  rows+="| $label | both parallel and durable: diskfab default ($NPROC workers) vs qemu-img \`-t writeback -W -m $NPROC\` | ${T[d]} ms | ${T[qW]} ms | **$(ratio "${T[qW]}" "${T[d]}")** |"$'\n'
+  sizes+="| $label | $dq | ${SIZE[d]} | ${SIZE[q]} | $(ratio3 "${SIZE[d]}" "${SIZE[q]}") | ${RSSK[d]} | ${RSSK[q]} |"$'\n'
+}
+bench "qcow2 → raw" "$W/src.qcow2" raw "-O raw"
 bench "raw → qcow2" "$W/src.raw" qcow2 "-O qcow2" "-f raw -O qcow2"
-bench "qcow2 → qcow2 -c zstd" "$W/src.qcow2" qcow2 "-O qcow2 -c -o compression_type=zstd" "-O qcow2 -c -o compression_type=zstd"
-bench "qcow2 → vmdk streamOptimized" "$W/src.qcow2" vmdk "-O vmdk -o subformat=streamOptimized" "-O vmdk -o subformat=streamOptimized"
-bench "qcow2 → vhdx" "$W/src.qcow2" vhdx "-O vhdx" "-O vhdx"
+bench "qcow2 → qcow2 -c zstd" "$W/src.qcow2" qcow2 "-O qcow2 -c -o compression_type=zstd"
+bench "qcow2 → vmdk streamOptimized" "$W/src.qcow2" vmdk "-O vmdk -o subformat=streamOptimized"
+bench "qcow2 → vhdx" "$W/src.qcow2" vhdx "-O vhdx"
+bench "qcow2 → vdi" "$W/src.qcow2" vdi "-O vdi"
 
-H="## Conversion (issue 3)"
-table=$(cat <<MD
+# What each side's cache mode means: fsync-type calls of each command, on a raw and a qcow2 output.
+counts() { # SRC OUT QEMU-ARGS...
+  local src=$1 out=$2
+  shift 2
+  local ext=${out##*.} d dn q qw qu
+  d=$(durable_calls "$out" "$DF" convert "$src" "$out" -O "$ext")
+  dn=$(durable_calls "$out" "$DF" convert "$src" "$out" -O "$ext" --no-sync)
+  q=$(durable_calls "$out" qemu-img convert "$@" -O "$ext" "$src" "$out")
+  qw=$(durable_calls "$out" qemu-img convert -t writeback "$@" -O "$ext" "$src" "$out")
+  qu=$(durable_calls "$out" qemu-img convert -t unsafe "$@" -O "$ext" "$src" "$out")
+  [ "$q" = "$qu" ] || die "qemu-img convert's default cache mode is not -t unsafe here ($q vs $qu fsync-type calls): relabel the rows"
+  echo "diskfab $d, diskfab \`--no-sync\` $dn, qemu-img default $q, qemu-img \`-t writeback\` $qw"
+}
+c_raw=$(counts "$W/src.qcow2" "$W/count.raw")
+c_qcow2=$(counts "$W/src.raw" "$W/count.qcow2" -f raw)
 
-$H
+emit <<MD
+## Conversions
 
-Run: $(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores; \`bash bench/convert.sh\`; $(qemu-img --version | head -1).
-Input: the 2 GiB Debian fixture with a 1 GiB file of /dev/urandom copied into its ext4 root (kernel loop mount),
-$((src_used >> 20)) MiB of guest data. Whole commands, median of 3 after one warm-up run of each (the source is in the
-page cache for both tools). Both tools make the output durable: diskfab fsyncs, qemu-img runs with \`-t writeback\`
-(its default \`-t unsafe\` skips the final flush). Every output passed \`qemu-img compare\` against the source and
-\`qemu-img check\` (raw: not applicable). Sizes are allocated bytes on the host. Goal: q/d ≥ 1.0, d/q ≤ 1.02.
+\`bash bench/convert.sh\`. Input: the 2 GiB Debian fixture with a ${RANDOM_MB} MiB file of /dev/urandom written into its
+ext4 root by \`debugfs\`, $((src_used >> 20)) MiB of guest data; qcow2 sources made by \`qemu-img convert\`. Whole commands,
+median of $RUNS run(s); before every run of either tool the output is removed, \`sync\` runs and the source is read
+into the page cache (untimed). Every output passed \`qemu-img compare\` against the source and \`qemu-img check\`.
 
-| conversion | diskfab | qemu-img | q/d | diskfab bytes | qemu-img bytes | d/q | peak RSS diskfab (qemu-img) |
-|---|---|---|---|---|---|---|---|
+Durability: \`diskfab convert\` fdatasyncs the output at the end; \`--no-sync\` skips that. qemu-img's default
+cache mode for convert is \`-t unsafe\` (no flush of the data; verified here: the same fsync-type call count as an
+explicit \`-t unsafe\`), \`-t writeback\` flushes at the end. fsync-type calls (fsync, fdatasync, syncfs, sync)
+counted by \`strace\`: qcow2 → raw: $c_raw; raw → qcow2 (both tools also sync the new image's
+metadata when creating it): $c_qcow2. diskfab converts with one worker per core ($NPROC); qemu-img runs 8 coroutines
+by default and writes in guest order; \`-W\` lets it write out of order and \`-m $NPROC\` matches diskfab's workers.
+
+q/d = qemu-img time / diskfab time; > 1 means diskfab is faster.
+
+| conversion | pairing | diskfab | qemu-img | q/d |
+|---|---|---|---|---|
 ${rows}
+Output size (allocated bytes on the host, d/q < 1 means diskfab's output is smaller) and peak RSS, default
+commands of both tools:
+
+| conversion | diskfab command | diskfab bytes | qemu-img bytes | d/q | diskfab peak RSS (KiB) | qemu-img peak RSS (KiB) |
+|---|---|---|---|---|---|---|
+${sizes}
 MD
-)
-echo "$table"
-# Replace this section if an earlier run left it, keep every other section as it is.
-python3 - "$H" <<'PY'
-import sys
-h = sys.argv[1]
-p = "docs/bench.md"
-lines = open(p).read().split("\n")
-out, skip = [], False
-for l in lines:
-    if l == h:
-        skip = True
-        if out and out[-1] == "":
-            out.pop()
-        continue
-    if skip and l.startswith("## "):
-        skip = False
-    if not skip:
-        out.append(l)
-open(p, "w").write("\n".join(out).rstrip("\n") + "\n")
-PY
-echo "$table" >> docs/bench.md

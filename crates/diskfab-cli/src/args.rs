@@ -518,6 +518,10 @@ pub enum Cmd {
         /// a streamOptimized VMDK.
         #[arg(short = 'c', long)]
         compress: bool,
+        /// Do not fsync the output (the default syncs it before exiting): faster, but a host crash
+        /// soon after can leave it incomplete. qemu-img convert's default (-t unsafe) is the same.
+        #[arg(long)]
+        no_sync: bool,
     },
     /// Compare the guest-visible contents of two images (exit 0 identical, 1 different).
     Compare {

@@ -107,8 +107,11 @@ impl Host {
         Ok(())
     }
 
-    /// fdatasync.
+    /// fdatasync (skipped inside [`diskfab_storage::without_sync`]).
     pub fn sync(&self) -> Result<()> {
+        if !diskfab_storage::sync_enabled() {
+            return Ok(());
+        }
         self.file.sync_data().map_err(|e| self.err("sync", e))
     }
 }

@@ -10,6 +10,7 @@
 pub mod bytes;
 mod cache;
 mod dev;
+mod durability;
 mod error;
 mod file;
 pub mod limits;
@@ -18,6 +19,7 @@ mod slice;
 
 pub use cache::CacheDev;
 pub use dev::{check_range, BlockDev, DevRef};
+pub use durability::{sync_enabled, without_sync};
 pub use error::{Error, Result};
 pub use file::{open_error, FileDev};
 pub use mem::MemDev;

@@ -48,6 +48,16 @@ fn convert_options(
     Ok(opts)
 }
 
+/// The on/off switches of `diskfab convert`.
+pub(super) struct Switches {
+    /// `-p`: show a progress bar.
+    pub progress: bool,
+    /// `-c`: compress the output.
+    pub compress: bool,
+    /// `--no-sync`: skip the final flush to stable storage.
+    pub no_sync: bool,
+}
+
 /// `diskfab convert`.
 pub(super) fn convert(
     cli: &Cli,
@@ -55,10 +65,15 @@ pub(super) fn convert(
     dst: &Path,
     format: Fmt,
     o: &Option<String>,
-    progress: bool,
-    compress: bool,
+    sw: Switches,
 ) -> Result<()> {
-    let opts = convert_options(cli, format, o, compress)?;
+    let Switches {
+        progress,
+        compress,
+        no_sync,
+    } = sw;
+    let mut opts = convert_options(cli, format, o, compress)?;
+    opts.no_sync = no_sync;
     let pb = if progress {
         // The bar's total is the source's guest size (a failed open is reported by
         // `convert` itself).

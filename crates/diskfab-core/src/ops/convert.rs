@@ -51,6 +51,9 @@ pub struct ConvertOptions {
     pub azure: bool,
     /// Worker threads (0 = one per available core).
     pub threads: usize,
+    /// No fdatasync of the output while converting or at the end (like qemu-img's default,
+    /// `-t unsafe`); the image is still completed. Faster, but a host crash can lose it.
+    pub no_sync: bool,
 }
 
 /// What [`convert`] did.
@@ -111,7 +114,11 @@ pub fn convert(
             azure: opts.azure,
         },
     )?;
-    let r = convert_into(&sdev, dst, opts, progress);
+    let r = if opts.no_sync {
+        diskfab_storage::without_sync(|| convert_into(&sdev, dst, opts, progress))
+    } else {
+        convert_into(&sdev, dst, opts, progress)
+    };
     if r.is_err() {
         let _ = std::fs::remove_file(dst);
     }
