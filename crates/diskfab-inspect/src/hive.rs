@@ -130,7 +130,7 @@ impl Hive {
         if le_u32(nk, 20).ok().unwrap_or(0) == 0 {
             return out;
         }
-        if let Some(list) = le_u32(nk, 28).ok() {
+        if let Ok(list) = le_u32(nk, 28) {
             self.list_into(list, 0, &mut out);
         }
         out
@@ -149,7 +149,7 @@ impl Hive {
             if out.len() >= MAX_LIST {
                 return;
             }
-            let Some(o) = le_u32(c, 4 + i * stride).ok() else {
+            let Ok(o) = le_u32(c, 4 + i * stride) else {
                 return;
             };
             if nested {
