@@ -15,5 +15,5 @@ cargo test --workspace --doc -q
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -q -- -D warnings
 if [ "${DISKFAB_SKIP_FUZZ:-0}" != 1 ]; then
-  bash scripts/fuzz.sh "${DISKFAB_FUZZ_SECONDS:-20}"
+  bash scripts/fuzz.sh "${DISKFAB_FUZZ_SECONDS:-10}"
 fi
