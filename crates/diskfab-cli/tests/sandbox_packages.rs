@@ -114,13 +114,19 @@ fn run_command_cannot_read_host_files_see_host_processes_or_reach_the_network() 
         "cat {s} /proc/1/root{s} 2>&1; echo procs=$(ls /proc | grep -c '^[0-9]'); \
          (bash -c 'echo > /dev/tcp/127.0.0.1/{port}' 2>/dev/null && echo net=connected || echo net=refused); \
          echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '); \
-         echo sandboxed > /root/ran.txt"
+         perl -e 'mkdir \"/esc\"; chroot \"/esc\"; chdir \"..\" for 1..64; chroot \".\"; \
+         print \"escape=\", (open(F, \"<\", \"{s}\") ? \"read \" . <F> : \"blocked\"), \"\\n\"'; \
+         rmdir /esc; echo sandboxed > /root/ran.txt"
     );
     let r = success(&vm.customize(&["--run-command", &script]));
     assert_eq!(r["command_output"].as_array().unwrap().len(), 1, "{r}");
     let out = r["command_output"][0].as_str().unwrap();
     assert!(!out.contains("host-secret-91c2"), "{out}");
     assert!(out.contains("No such file"), "{out}");
+    // The classic chroot escape (chroot into a subdirectory, climb with `..`, chroot there)
+    // reached the host's root under the old chroot runner; after pivot_root there is nothing
+    // above the guest's root.
+    assert!(out.contains("escape=blocked"), "{out}");
     let procs: u32 = out
         .split("procs=")
         .nth(1)

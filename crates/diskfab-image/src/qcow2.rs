@@ -6,8 +6,8 @@
 use crate::header::{Qcow2Header, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, MAX_HOST_OFFSET};
 use crate::host::Host;
 use crate::refcount::Refcounts;
-use diskfab_storage::limits::alloc_bytes;
 use diskfab_storage::bytes::be_u64s;
+use diskfab_storage::limits::alloc_bytes;
 use diskfab_storage::{DevRef, Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;

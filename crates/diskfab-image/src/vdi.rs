@@ -2,8 +2,8 @@
 //! Only the 1 MiB block size that VirtualBox and QEMU write is accepted.
 
 use crate::host::Host;
-use diskfab_storage::limits::{alloc_bytes, alloc_vec};
 use diskfab_storage::bytes::{le_u32, le_u32s};
+use diskfab_storage::limits::{alloc_bytes, alloc_vec};
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 

@@ -6,8 +6,8 @@ use crate::vhd::{
     parse_vhd_dyn_header, parse_vhd_footer, VhdDynHeader, VhdFooter, COOKIE, TYPE_DYNAMIC,
     TYPE_FIXED, UNALLOCATED,
 };
-use diskfab_storage::limits::{alloc_bytes, alloc_vec, check_elems};
 use diskfab_storage::bytes::be_u32s;
+use diskfab_storage::limits::{alloc_bytes, alloc_vec, check_elems};
 use diskfab_storage::{check_range, BlockDev, Error, Result};
 use std::sync::Mutex;
 

@@ -4,8 +4,8 @@
 
 use crate::host::Host;
 use crate::vmdk::{parse_marker, SparseHeader, FLAG_ZERO_GRAIN, GTES_PER_GT};
-use diskfab_storage::limits::alloc_bytes;
 use diskfab_storage::bytes::le_u32s;
+use diskfab_storage::limits::alloc_bytes;
 use diskfab_storage::{Error, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
