@@ -147,7 +147,9 @@ fn hostile_raw_backing_overlays_anywhere_are_refused_with_exit_6_and_leak_nothin
     let p = &places[3];
     qemu_overlay(p, s(&key));
     let out = p.with_file_name("trusted.raw");
-    let ways: [(&[&str], &[(&str, &str)]); 3] = [
+    // (global flags, environment) that trust the secret's directory.
+    type Way<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)]);
+    let ways: [Way; 3] = [
         (&["--backing-dir", s(&ssh)], &[]),
         (&[], &[("DISKFAB_BACKING_DIRS", s(&ssh))]),
         (&["--allow-any-backing"], &[]),

@@ -116,7 +116,7 @@ impl Run {
             "compare" | "diff" => *code == Some(1),
             _ => false,
         };
-        if *code != Some(0) && !(answer && !self.stdout.is_empty()) {
+        if *code != Some(0) && (!answer || self.stdout.is_empty()) {
             assert!(
                 stderr.lines().any(|l| l.starts_with("diskfab: ")),
                 "{what}: exit {code:?} without a diskfab: error line: {stderr}"
