@@ -203,5 +203,6 @@ printf '\002ens3:192.0.2.9/24:192.0.2.1' > "$o/seed-net4"
 o=$(d delta)
 mkdir -p "$S/A/etc" && echo one > "$S/A/etc/a" && cp -a "$S/A" "$S/B" && echo two > "$S/B/etc/a" && ln -s x "$S/B/l"
 mke2fs -q -t ext4 -d "$S/A" "$S/a.ext4" 8M && mke2fs -q -t ext4 -d "$S/B" "$S/b.ext4" 8M
+rm -f "$o/seed-ab"  # the working corpus already holds a copy of the committed seed
 ${DISKFAB:-cargo run -q -p diskfab-cli --} delta create "$S/a.ext4" "$S/b.ext4" -o "$o/seed-ab" >/dev/null
 echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds in $OUT" >&2
