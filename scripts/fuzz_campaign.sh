@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The long fuzz campaign (not run in CI): every target in fuzz/Cargo.toml in turn for MINUTES
 # each (one libFuzzer process per target, no -jobs/-workers), or two at a time on two cores with
-# --parallel; then writes docs/fuzzing.md WHOLE from the libFuzzer logs (executions, exec/s,
+# --parallel [N] (N at a time, default 2); then writes docs/fuzzing.md WHOLE from the libFuzzer logs (executions, exec/s,
 # final cov/ft, corpus, crashes per target; date, machine, toolchain). Nothing in that file is
 # kept by hand: edit the template below instead. Crash inputs are copied to
 # fuzz/regressions/<target>/ (fix the parser, commit the input, bump its pinned count).
-# Usage: bash scripts/fuzz_campaign.sh [MINUTES_PER_TARGET] [--parallel]   (default 10)
+# Usage: bash scripts/fuzz_campaign.sh [MINUTES_PER_TARGET] [--parallel [N]]   (default 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-MIN=${1:-10}; PAR=1; [ "${2:-}" = --parallel ] && PAR=2
+MIN=${1:-10}; PAR=1
+if [ "${2:-}" = --parallel ]; then PAR=${3:-2}; fi
 SECS=$(python3 -c "print(max(1, round(float('$MIN') * 60)))")
 TARGETS=$(sed -n 's/^name = "\(.*\)"$/\1/p' fuzz/Cargo.toml | grep -v '^diskfab-fuzz$')
 command -v cargo-fuzz >/dev/null || cargo install -q --locked cargo-fuzz
@@ -21,7 +22,7 @@ for t in $TARGETS; do
 done
 bash fuzz/make_seeds.sh fuzz/corpus --full >/dev/null
 LOGS=fuzz/artifacts/campaign-logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
-START=$(date -u '+%Y-%m-%d %H:%M UTC')
+START=$(date -u '+%Y-%m-%d %H:%M UTC'); LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 # one TARGET: a single libFuzzer process for SECS seconds; the log is kept for the table.
 one() {
@@ -29,7 +30,8 @@ one() {
   case $t in qcow2 | vdi | vhd | vmdk | vhdx | mbr_gpt | fat_dotfix) max=(-max_len=1048576) ;; esac
   rm -f fuzz/artifacts/"$t"/*
   t0=$(date +%s)
-  "$BIN/$t" "fuzz/corpus/$t" -max_total_time="$SECS" "${max[@]}" -rss_limit_mb=2048 -timeout=30 \
+  /usr/bin/time -f '%U %S' -o "$LOGS/$t.cpu" \
+    "$BIN/$t" "fuzz/corpus/$t" -max_total_time="$SECS" "${max[@]}" -rss_limit_mb=2048 -timeout=30 \
     -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$LOGS/$t.log" 2>&1 || true
   t1=$(date +%s); echo $((t1 - t0)) >"$LOGS/$t.secs"
   for a in fuzz/artifacts/"$t"/crash-* fuzz/artifacts/"$t"/timeout-* fuzz/artifacts/"$t"/oom-* fuzz/artifacts/"$t"/leak-*; do
@@ -54,7 +56,8 @@ row() {
   cov=$(sed -n 's/.* cov: \([0-9]*\).*/\1/p' <<<"$last"); ft=$(sed -n 's/.* ft: \([0-9]*\).*/\1/p' <<<"$last")
   corp=$(sed -n 's/.* corp: \([0-9]*\/[0-9A-Za-z]*\).*/\1/p' <<<"$last")
   crashes=$(ls fuzz/artifacts/"$t"/ 2>/dev/null | grep -cE '^(crash|timeout|oom|leak)-' || true)
-  printf '| `%s` | %s | %s | %s | %s | %s | %s (%s files) | %s |\n' "$t" "$(cat "$LOGS/$t.secs")" \
+  cpu=$(awk 'END {printf "%.0f", $1 + $2}' "$LOGS/$t.cpu" 2>/dev/null || echo '?')
+  printf '| `%s` | %s | %s | %s | %s | %s | %s | %s (%s files) | %s |\n' "$t" "$(cat "$LOGS/$t.secs")" "$cpu" \
     "${runs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$(cat "$LOGS/$t.corpus")" "$crashes"
 }
 TOTAL_CRASHES=$(cat fuzz/artifacts/*/crash-* fuzz/artifacts/*/timeout-* fuzz/artifacts/*/oom-* 2>/dev/null | wc -c)
@@ -76,13 +79,15 @@ many inputs each target replays and checks that every seed reaches real parsing.
 
 - CI: \`bash scripts/fuzz.sh\` runs each target for 10 s (two at a time) after the tests; a crash
   fails it and saves the input under \`fuzz/regressions/<target>/\`.
-- Campaign: \`bash scripts/fuzz_campaign.sh [MINUTES_PER_TARGET] [--parallel]\` (default 10 minutes,
+- Campaign: \`bash scripts/fuzz_campaign.sh [MINUTES_PER_TARGET] [--parallel [N]]\` (default 10 minutes,
   one target at a time) regenerates this file.
 
 ## Last campaign
 
-- Date: $START; $(echo "$SECS") s per target, $( [ "$PAR" = 2 ] && echo "two targets at a time" || echo "one target at a time"), one libFuzzer process each (no \`-jobs\`/\`-workers\`).
-- Machine: $(uname -m), $(nproc) cores ($CPU), $MEM, Linux $(uname -r).
+- Date: $START; $(echo "$SECS") s per target, $PAR target(s) at a time, one libFuzzer process each (no \`-jobs\`/\`-workers\`).
+- Machine: $(uname -m), $(nproc) cores ($CPU), $MEM, Linux $(uname -r); load average at the start
+  $LOAD0, at the end $(cut -d' ' -f1-3 /proc/loadavg). "seconds" is wall time, "CPU s" the CPU time
+  the target's process got (user + system): on a loaded machine the second is the honest measure.
 - Toolchain: $(rustc -V) (nightly features through RUSTC_BOOTSTRAP), $(cargo fuzz --version 2>/dev/null || echo cargo-fuzz), libfuzzer-sys $(awk '/name = "libfuzzer-sys"/ {getline; gsub(/[^0-9.]/, ""); print}' fuzz/Cargo.lock); release build with overflow checks and AddressSanitizer (\`cargo fuzz build -O -a\`).
 - Crash inputs found: $( [ "$TOTAL_CRASHES" = 0 ] && echo "none" || echo "see the table; the inputs are in fuzz/regressions/")
 
@@ -91,8 +96,8 @@ and comparison operands), both from the last status line. \`corpus\` is libFuzze
 corpus at the end (units/bytes) and the files in \`fuzz/corpus/<target>/\`. libFuzzer stops a
 target at its first crash, so "crashes" is 0 or 1 per target.
 
-| target | seconds | executions | exec/s | cov | ft | corpus | crashes |
-|---|---:|---:|---:|---:|---:|---|---:|
+| target | seconds | CPU s | executions | exec/s | cov | ft | corpus | crashes |
+|---|---:|---:|---:|---:|---:|---:|---|---:|
 EOF
 for t in $TARGETS; do row "$t"; done
 cat <<'EOF'

@@ -68,8 +68,12 @@ pub fn users(passwd: &str, shadow: &str, group: &str) -> Vec<User> {
     let admins: Vec<&str> = group
         .lines()
         .filter_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() >= 4 && ["sudo", "wheel", "admin"].contains(&f[0])).then_some(f[3])
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let members = f.nth(2)?;
+            ["sudo", "wheel", "admin"]
+                .contains(&name)
+                .then_some(members)
         })
         .flat_map(|m| m.split(','))
         .collect();
