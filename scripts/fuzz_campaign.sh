@@ -20,7 +20,8 @@ for t in $TARGETS; do
   mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
   cp -n fuzz/seeds/"$t"/* "fuzz/corpus/$t/" 2>/dev/null || true
 done
-bash fuzz/make_seeds.sh fuzz/corpus --full >/dev/null
+# Not under RUSTC_BOOTSTRAP: make_seeds runs the debug diskfab, whose build that variable would redo.
+env -u RUSTC_BOOTSTRAP bash fuzz/make_seeds.sh fuzz/corpus --full >/dev/null
 LOGS=fuzz/artifacts/campaign-logs; rm -rf "$LOGS"; mkdir -p "$LOGS"
 START=$(date -u '+%Y-%m-%d %H:%M UTC'); LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
