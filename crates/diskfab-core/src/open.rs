@@ -184,8 +184,13 @@ impl Disk {
                 Error::Failed(msg)
             });
         }
+        let lvm = if self.lvm_warnings.is_empty() {
+            String::new()
+        } else {
+            format!("; LVM problems: {}", self.lvm_warnings.join("; "))
+        };
         Err(Error::NotFound(format!(
-            "{}: no logical volume {vg}/{lv} (have: {})",
+            "{}: no logical volume {vg}/{lv} (have: {}){lvm}",
             self.image.path().display(),
             self.list_choices()
         )))

@@ -83,6 +83,14 @@ pub fn expand(volumes: &mut Vec<Volume>) -> Result<(Vec<VgReport>, Vec<String>)>
         v.luks = luks_of(&v.dev);
         match scan_pv(&v.dev) {
             Ok(Some(scan)) => {
+                if scan.copies.is_empty() {
+                    // No usable copy here: the VG (if another PV has one) cannot report it.
+                    label_errors.extend(
+                        scan.warnings
+                            .iter()
+                            .map(|w| format!("{}: {w}", v.describe())),
+                    );
+                }
                 pv_parts.push((
                     scan.header.uuid.clone(),
                     v.partition.as_ref().map_or(0, |p| p.number),
