@@ -387,3 +387,54 @@ fn hostile_metadata_gives_clear_errors() {
     assert_eq!(v["volume_groups"][0]["seqno"], 10);
     assert!(info.contains("disagree"), "{info}");
 }
+
+#[test]
+fn stamp_on_the_root_lv_writes_clones_the_kernel_reads_and_refuses_scattered_lvs() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = copy(dir.path());
+    let d = dir.path().to_str().unwrap();
+    let csv = dir.path().join("i.csv");
+    std::fs::write(&csv, "name\nvm1\nvm2\n").unwrap();
+    let out = dir.path().join("out");
+    let (b, c, o) = (s(&base), s(&csv), s(&out));
+    ok(&[
+        "stamp",
+        b,
+        "--instances",
+        c,
+        "--out",
+        o,
+        "--hostname",
+        "{{name}}",
+        "--backing-dir",
+        d,
+    ]);
+    let raw = dir.path().join("vm2.raw");
+    to_raw(&out.join("vm2.qcow2"), &raw);
+    let (off, size) = lv_range(&raw, "root");
+    e2fsck_clean(&raw, off, size);
+    let m = Mount::ext(&raw, off, size);
+    assert_eq!(
+        std::fs::read_to_string(m.path().join("etc/hostname")).unwrap(),
+        "vm2\n"
+    );
+    drop(m);
+    // home has two segments on two PVs: clones are disk blocks, so stamp refuses it clearly.
+    let out2 = dir.path().join("out2");
+    let r = diskfab(&[
+        "stamp",
+        b,
+        "--instances",
+        c,
+        "--out",
+        s(&out2),
+        "--hostname",
+        "{{name}}",
+        "--backing-dir",
+        d,
+        "-p",
+        "rl/home",
+    ]);
+    assert!(!r.status.success());
+    assert!(err(&r).contains("contiguous volume"), "{}", err(&r));
+}
