@@ -26,10 +26,19 @@ use diskfab_storage::{BlockDev, DevRef, MemDev};
 use std::sync::Arc;
 
 /// Fuzz entry: `data` as the start of a PV (label, metadata areas, text, every LV mapped and
-/// read), then as metadata text on its own. Returns a count so work is not optimised away.
+/// read; the device is zero-padded to the size its label records, at most 1 MiB), then as
+/// metadata text on its own. Returns a count so work is not optimised away.
 pub fn fuzz_lvm(data: &[u8]) -> usize {
     let mut n = 0;
-    let dev: DevRef = Arc::new(MemDev::from_vec(data.to_vec(), false));
+    let recorded = label::parse_label(data)
+        .ok()
+        .flatten()
+        .map_or(0, |h| h.device_size.min(1 << 20) as usize);
+    let mut bytes = data.to_vec();
+    if bytes.len() < recorded {
+        bytes.resize(recorded, 0);
+    }
+    let dev: DevRef = Arc::new(MemDev::from_vec(bytes, false));
     if let Ok(Some(scan)) = scan_pv(&dev) {
         n += scan.copies.len() + scan.warnings.len();
         for a in assemble(&[(dev.clone(), scan)]) {
