@@ -184,15 +184,18 @@ impl Disk {
                 Error::Failed(msg)
             });
         }
-        let lvm = if self.lvm_warnings.is_empty() {
-            String::new()
-        } else {
-            format!("; LVM problems: {}", self.lvm_warnings.join("; "))
-        };
-        Err(Error::NotFound(format!(
-            "{}: no logical volume {vg}/{lv} (have: {}){lvm}",
+        let msg = format!(
+            "{}: no logical volume {vg}/{lv} (have: {})",
             self.image.path().display(),
             self.list_choices()
+        );
+        if self.lvm_warnings.is_empty() {
+            return Err(Error::NotFound(msg));
+        }
+        // LVM metadata that could not be read: a damaged or hostile image, exit 3.
+        Err(Error::BadImage(format!(
+            "{msg}; LVM metadata unreadable: {}",
+            self.lvm_warnings.join("; ")
         )))
     }
 
