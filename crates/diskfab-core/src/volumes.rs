@@ -109,7 +109,13 @@ pub fn expand(volumes: &mut Vec<Volume>) -> Result<(Vec<VgReport>, Vec<String>)>
             match LvDev::open(&a, &lv.name) {
                 Ok(dev) => {
                     let dev: DevRef = Arc::new(dev);
-                    let fs = probe_fs(&dev)?;
+                    let fs = match probe_fs(&dev) {
+                        Ok(fs) => fs,
+                        Err(e) => {
+                            lr.error = Some(e.to_string());
+                            continue;
+                        }
+                    };
                     volumes.push(Volume {
                         partition: None,
                         luks: if fs.is_none() { luks_of(&dev) } else { None },
