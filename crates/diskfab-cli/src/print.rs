@@ -350,12 +350,7 @@ fn info_lvm(r: &InfoReport) {
             pvs.join(", ")
         );
         for l in &g.lvs {
-            let fs = r
-                .volumes
-                .iter()
-                .find(|v| v.logical_volume.as_deref() == Some(&format!("{}/{}", g.name, l.name)))
-                .and_then(|v| v.filesystem.as_ref())
-                .map_or("-".to_string(), |f| f.fs_type.clone());
+            let fs = l.fs_type.clone().unwrap_or_else(|| "-".into());
             let state = match &l.error {
                 Some(e) => format!("unreadable: {e}"),
                 None => fs,

@@ -95,6 +95,14 @@ fn info_lists_the_volume_group_its_lvs_and_the_luks_headers() {
             "{want:?} in {lvs:?}"
         );
     }
+    let root = vg["lvs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "root")
+        .unwrap();
+    assert_eq!(root["fs_type"], "ext4");
+    assert_eq!(root["size"], 256u64 << 20);
     let pool = vg["lvs"]
         .as_array()
         .unwrap()

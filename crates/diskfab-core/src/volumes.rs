@@ -41,6 +41,9 @@ pub struct LvReport {
     pub segment_type: String,
     /// Number of segments.
     pub segments: usize,
+    /// The filesystem type found on it, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<String>,
     /// Why the LV cannot be read (unsupported type, missing PV), if it cannot.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -116,6 +119,7 @@ pub fn expand(volumes: &mut Vec<Volume>) -> Result<(Vec<VgReport>, Vec<String>)>
                             continue;
                         }
                     };
+                    lr.fs_type = fs.as_ref().map(|(_, t)| t.clone());
                     volumes.push(Volume {
                         partition: None,
                         luks: if fs.is_none() { luks_of(&dev) } else { None },
@@ -173,6 +177,7 @@ fn report(a: &AssembledVg, parts: &[(String, u32, u64)]) -> VgReport {
                 segment_type: l.kind().to_string(),
                 segments: l.segments.len(),
                 error: None,
+                fs_type: None,
                 unsupported: false,
             })
             .collect(),
