@@ -328,7 +328,7 @@ fn check_no_shared_extents(vg: &VolumeGroup) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::text::parse;
 

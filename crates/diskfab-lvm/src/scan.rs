@@ -230,3 +230,138 @@ fn check_pv_geometry(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::label::{build, MdaHeader, RawLocn};
+    use crate::model::tests::vg_text;
+    use crate::LvDev;
+    use diskfab_storage::{BlockDev, MemDev};
+    use std::sync::Arc;
+
+    const PV1: &str = "PV1aaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const PV2: &str = "PV2bbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+    const SIZE: u64 = 2 << 20;
+
+    /// A PV image: label in sector 0, one metadata area per text at `areas`, the text of each
+    /// at `at` inside its area (wrapping past the end like LVM's circular buffer).
+    fn pv(uuid: &str, copies: &[(Area, u64, &str)]) -> Vec<u8> {
+        let mut d = vec![0u8; SIZE as usize];
+        let areas: Vec<Area> = copies.iter().map(|c| c.0).collect();
+        let data = Area {
+            offset: 1 << 20,
+            size: 0,
+        };
+        d[..512].copy_from_slice(&build::label(uuid, SIZE, &[data], &areas));
+        for &(area, at, text) in copies {
+            let t = text.as_bytes();
+            let l = RawLocn {
+                offset: at,
+                size: t.len() as u64,
+                checksum: lvm_crc(INITIAL_CRC, t),
+                flags: 0,
+            };
+            let base = area.offset as usize;
+            d[base..base + 512].copy_from_slice(&build::mda_header(area, &[l]));
+            let mda = MdaHeader {
+                start: area.offset,
+                size: area.size,
+                locns: vec![],
+            };
+            let mut done = 0usize;
+            for (off, len) in label::text_ranges(&mda, &l) {
+                let (o, n) = (base + off as usize, len as usize);
+                d[o..o + n].copy_from_slice(&t[done..done + n]);
+                done += n;
+            }
+        }
+        d
+    }
+
+    fn lvs() -> String {
+        // pe_start 2048 sectors = 1 MiB, extents of 8 sectors: root linear, data striped.
+        "  root { id = \"r\" status = [\"VISIBLE\"] segment_count = 1\n   segment1 { start_extent = 0 extent_count = 4 type = \"striped\" stripe_count = 1 stripes = [\"pv0\", 0] } }\n  data { id = \"d\" status = [\"VISIBLE\"] segment_count = 1\n   segment1 { start_extent = 0 extent_count = 4 type = \"striped\" stripe_count = 2 stripe_size = 2 stripes = [\"pv0\", 10, \"pv1\", 0] } }".into()
+    }
+
+    fn dev(b: Vec<u8>) -> DevRef {
+        Arc::new(MemDev::from_vec(b, true))
+    }
+
+    #[test]
+    fn highest_seqno_wins_over_areas_and_wrapped_text_is_read() {
+        let (old, new) = (vg_text(3, &lvs()), vg_text(4, &lvs()));
+        let a1 = Area {
+            offset: 4096,
+            size: 64 << 10,
+        };
+        let a2 = Area {
+            offset: 128 << 10,
+            size: 8192,
+        };
+        // The newer copy starts 1000 bytes before its area's end and wraps.
+        let d = dev(pv(PV1, &[(a1, 512, &old), (a2, 8192 - 1000, &new)]));
+        let scan = scan_pv(&d).unwrap().unwrap();
+        assert_eq!(scan.copies.len(), 2);
+        assert_eq!(scan.best().unwrap().vg.seqno, 4);
+        assert!(
+            scan.warnings.iter().any(|w| w.contains("disagree")),
+            "{:?}",
+            scan.warnings
+        );
+    }
+
+    #[test]
+    fn a_copy_with_a_bad_text_checksum_is_skipped_with_a_warning() {
+        let t = vg_text(5, &lvs());
+        let a1 = Area {
+            offset: 4096,
+            size: 64 << 10,
+        };
+        let mut b = pv(PV1, &[(a1, 512, &t)]);
+        b[4096 + 600] ^= 0x20;
+        let scan = scan_pv(&dev(b)).unwrap().unwrap();
+        assert!(scan.copies.is_empty());
+        assert!(
+            scan.warnings[0].contains("checksum mismatch"),
+            "{:?}",
+            scan.warnings
+        );
+    }
+
+    #[test]
+    fn striped_lv_interleaves_chunks_over_both_pvs_and_writes_land_there() {
+        let t = vg_text(1, &lvs());
+        let a = Area {
+            offset: 4096,
+            size: 64 << 10,
+        };
+        let (d1, d2) = (dev(pv(PV1, &[(a, 512, &t)])), dev(pv(PV2, &[(a, 512, &t)])));
+        let scans = vec![
+            (d1.clone(), scan_pv(&d1).unwrap().unwrap()),
+            (d2.clone(), scan_pv(&d2).unwrap().unwrap()),
+        ];
+        let vg = assemble(&scans).remove(0);
+        let lv = LvDev::open(&vg, "data").unwrap();
+        assert_eq!(lv.size(), 4 * 4096);
+        // 1 KiB chunks: chunk k goes to PV k%2 at row k/2 of its stripe area.
+        let data: Vec<u8> = (0..lv.size()).map(|i| (i / 1024) as u8).collect();
+        lv.write_at(&data, 0).unwrap();
+        let mut chunk = [0u8; 1024];
+        for k in 0..16u64 {
+            let (d, base) = if k % 2 == 0 {
+                (&d1, (1 << 20) + 10 * 4096)
+            } else {
+                (&d2, 1 << 20)
+            };
+            d.read_at(&mut chunk, base + (k / 2) * 1024).unwrap();
+            assert!(chunk.iter().all(|&c| c == k as u8), "chunk {k}");
+        }
+        let mut back = vec![0u8; 3000];
+        lv.read_at(&mut back, 500).unwrap();
+        assert_eq!(back, data[500..3500]);
+        assert!(lv.read_at(&mut back, lv.size() - 10).is_err());
+        // The metadata is untouched by LV writes.
+        assert!(scan_pv(&d1).unwrap().unwrap().copies.len() == 1);
+    }
+}
