@@ -441,3 +441,36 @@ fn stamp_on_the_root_lv_writes_clones_the_kernel_reads_and_refuses_scattered_lvs
     assert!(!r.status.success());
     assert!(err(&r).contains("contiguous volume"), "{}", err(&r));
 }
+
+#[test]
+fn a_whole_disk_pv_works_and_a_missing_pv_is_named_by_uuid() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = img();
+    let (start, size) = sfdisk_part(&img, 2);
+    let pv = dir.path().join("pv1.raw");
+    tool(
+        "dd",
+        &[
+            &format!("if={}", s(&img)),
+            &format!("of={}", s(&pv)),
+            "bs=1M",
+            &format!("skip={}", start >> 20),
+            &format!("count={}", size >> 20),
+            "conv=sparse",
+            "status=none",
+        ],
+    );
+    // Only the root LV (on this PV alone) has a filesystem diskfab can reach: it is chosen.
+    assert!(ok(&["ls", s(&pv), "/etc"]).contains("os-release"));
+    let v: Value = serde_json::from_str(&ok(&["info", "--json", s(&pv)])).unwrap();
+    let pvs = &v["volume_groups"][0]["pvs"];
+    assert_eq!(pvs[0]["partition"], 0, "the whole disk");
+    assert!(pvs[1]["partition"].is_null(), "{pvs}");
+    let o = diskfab(&["ls", s(&pv), "-p", "/dev/rl/home", "/"]);
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("PV2bbb-bbbb-bbbb-bbbb-bbbb-bbbb-bbbbbb"),
+        "{}",
+        err(&o)
+    );
+}
