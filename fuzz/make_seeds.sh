@@ -188,6 +188,34 @@ v[off:off + size] = bytes(lfn) + dot + bytes(lfn) + dotdot + rest   # SUB moves 
 open(sys.argv[2], 'wb').write(b[:1] + v)
 PY
 
+# --- volume managers: LVM2 (lvm2 tools without device-mapper) and LUKS (cryptsetup) ----------
+# From the fixture (scripts/fixture_lvm.sh): a PV's label + metadata area, its text, LUKS headers;
+# and a minimal PV (pvcreate on a 512 KiB loop device, 8 KiB extents) whose LVs the fuzzer maps.
+LVMF=$FIX/lvm.raw
+[ -f "$FIX/lvm.complete" ] || { echo "make_seeds: $LVMF missing: run bash scripts/fixtures.sh" >&2; exit 1; }
+pstart() { echo $(( $(sgdisk -i "$1" "$LVMF" | awk '/First sector/ {print $3}') * 512 )); }
+o=$(d lvm)
+dd if="$LVMF" of="$o/seed-pv-fixture" bs=512 skip=$(( $(pstart 2) / 512 )) count=56 status=none
+python3 - "$o/seed-pv-fixture" "$o/seed-text-rl" <<'PY'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+off, size = struct.unpack_from("<QQ", b, 4096 + 40)
+open(sys.argv[2], "wb").write(b[4096 + off:4096 + off + size])
+PY
+truncate -s 512K "$S/pv.img"
+LV_LOOP=$(losetup -f --show "$S/pv.img")
+C="devices{filter=[\"a|^$LV_LOOP\$|\",\"r|.*|\"] use_devicesfile=0 obtain_device_list_from_udev=0 pv_min_size=512}
+   activation{udev_sync=0 udev_rules=0 monitoring=0} backup{backup=0 archive=0} global{activation=0}"
+{ pvcreate -q --config "$C" -u FZpv00-0000-0000-0000-0000-0000-000000 --norestorefile --metadatasize 16k \
+    --dataalignment 64k "$LV_LOOP" && vgcreate -q --config "$C" -s 8k fz "$LV_LOOP" \
+  && lvcreate -q --config "$C" -an -Zn -l 4 -n a fz && lvcreate -q --config "$C" -an -Zn -l 2 -n b fz \
+  && lvextend -q --config "$C" -l +2 fz/a; } >/dev/null 2>&1 || { losetup -d "$LV_LOOP"; exit 1; }
+losetup -d "$LV_LOOP"
+head -c $((128 * 1024)) "$S/pv.img" > "$o/seed-pv-small"
+o=$(d luks)
+dd if="$LVMF" of="$o/seed-luks1" bs=512 skip=$(( $(pstart 4) / 512 )) count=8 status=none
+dd if="$LVMF" of="$o/seed-luks2" bs=512 skip=$(( $(pstart 5) / 512 )) count=32 status=none
+
 # --- hive, packages, initramfs (hivex, rpm, cpio + compressors); customize inputs -----------
 bash scripts/fuzz_inspect_seeds.sh "$OUT"
 o=$(d packages)   # a real dpkg status excerpt: minbase's first 12 paragraphs

@@ -1,6 +1,7 @@
 //! The command line, defined once with clap; `diskfab docs` renders it as Markdown.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use diskfab_core::select::VolumeSel;
 use std::path::PathBuf;
 
 /// diskfab — manage virtual-machine disk images offline: no helper VM, no root, no mount.
@@ -116,11 +117,11 @@ pub enum DeltaCmd {
         #[arg(long, value_name = "GLOB")]
         exclude: Vec<String>,
         /// Partition of A.
-        #[arg(long = "partition", short = 'p', value_name = "N")]
-        partition: Option<u32>,
+        #[arg(long = "partition", short = 'p', value_name = "N|VG/LV")]
+        partition: Option<VolumeSel>,
         /// Partition of B.
-        #[arg(long = "partition-b", value_name = "N")]
-        partition_b: Option<u32>,
+        #[arg(long = "partition-b", value_name = "N|VG/LV")]
+        partition_b: Option<VolumeSel>,
     },
     /// List a delta file's records (after verifying it).
     Show {
@@ -179,9 +180,10 @@ pub struct CustomizeSettings {
 pub struct Sel {
     /// The image file (format detected by content).
     pub image: PathBuf,
-    /// Partition number N (1-based as /dev/sdaN). Default: the only filesystem, or the OS root.
-    #[arg(short = 'p', long = "partition", value_name = "N")]
-    pub partition: Option<u32>,
+    /// Partition number N (1-based as /dev/sdaN) or LVM logical volume (VG/LV, /dev/VG/LV,
+    /// /dev/mapper/VG-LV). Default: the only filesystem, or the OS root.
+    #[arg(short = 'p', long = "partition", value_name = "N|VG/LV")]
+    pub partition: Option<VolumeSel>,
 }
 
 /// The verbs.
@@ -428,8 +430,8 @@ pub enum Cmd {
         #[arg(long)]
         force: bool,
         /// Partition holding the guest root (default: detected).
-        #[arg(short = 'p', long = "partition", value_name = "N")]
-        partition: Option<u32>,
+        #[arg(short = 'p', long = "partition", value_name = "N|VG/LV")]
+        partition: Option<VolumeSel>,
         /// Also run each instance's full customization and check the replayed writes equal it.
         #[arg(long, hide = true)]
         verify_replay: bool,
@@ -454,11 +456,11 @@ pub enum Cmd {
         #[arg(long)]
         times: bool,
         /// Partition of A (default: the OS root / only filesystem).
-        #[arg(long = "partition", short = 'p', value_name = "N")]
-        partition: Option<u32>,
+        #[arg(long = "partition", short = 'p', value_name = "N|VG/LV")]
+        partition: Option<VolumeSel>,
         /// Partition of B (default: as for A).
-        #[arg(long = "partition-b", value_name = "N")]
-        partition_b: Option<u32>,
+        #[arg(long = "partition-b", value_name = "N|VG/LV")]
+        partition_b: Option<VolumeSel>,
         /// Compare every file's contents even for clones of one base.
         #[arg(long, hide = true)]
         no_fast_path: bool,

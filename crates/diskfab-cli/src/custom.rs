@@ -61,7 +61,7 @@ pub fn customize(
     let (ops, settings, _) = collect(ops, s)?;
     let r = diskfab_core::ops::customize::customize(
         &sel.image,
-        sel.partition,
+        sel.partition.as_ref(),
         &ops,
         &settings,
         dry_run,
@@ -116,7 +116,7 @@ pub struct StampArgs<'a> {
     /// Force.
     pub force: bool,
     /// Partition.
-    pub partition: Option<u32>,
+    pub partition: Option<diskfab_core::select::VolumeSel>,
     /// Verify.
     pub verify_replay: bool,
 }

@@ -6,6 +6,7 @@ use diskfab_core::delta::apply::ApplyOptions;
 use diskfab_core::delta::diff::DiffOptions;
 use diskfab_core::image::BackingGate;
 use diskfab_core::ops::delta::{self, Side};
+use diskfab_core::select::VolumeSel;
 use diskfab_core::storage::{Error, Result};
 use std::path::PathBuf;
 
@@ -20,8 +21,8 @@ fn csv_field(s: &str) -> String {
 /// `diskfab diff`: exit 0 when identical, 1 when different (like diff(1)), 2 and above on errors.
 pub fn diff(
     cli: &Cli,
-    a: (&PathBuf, Option<u32>),
-    b: (&PathBuf, Option<u32>),
+    a: (&PathBuf, Option<VolumeSel>),
+    b: (&PathBuf, Option<VolumeSel>),
     opts: DiffOptions,
     fast: bool,
     csv: bool,
@@ -103,11 +104,11 @@ pub fn delta(cli: &Cli, cmd: &DeltaCmd, gate: BackingGate) -> Result<()> {
             let r = delta::delta_create(
                 &Side {
                     image: a.clone(),
-                    partition: *partition,
+                    partition: partition.clone(),
                 },
                 &Side {
                     image: b.clone(),
-                    partition: partition_b.or(*partition),
+                    partition: partition_b.clone().or(partition.clone()),
                 },
                 out,
                 exclude,
@@ -161,7 +162,7 @@ pub fn delta(cli: &Cli, cmd: &DeltaCmd, gate: BackingGate) -> Result<()> {
             let r = delta::delta_apply(
                 &Side {
                     image: sel.image.clone(),
-                    partition: sel.partition,
+                    partition: sel.partition.clone(),
                 },
                 d,
                 ApplyOptions {

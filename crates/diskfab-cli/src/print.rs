@@ -88,9 +88,12 @@ pub fn inspected(json: bool, r: &diskfab_core::ops::inspect::InspectReport) -> R
     for e in &r.operating_systems {
         let o = &e.os;
         let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        let root = match &e.root_volume {
+            Some(lv) => format!("LV {lv}"),
+            None => format!("partition {}", e.root_partition),
+        };
         println!(
-            "root:           partition {} ({} {})",
-            e.root_partition,
+            "root:           {root} ({} {})",
             e.root_filesystem.fs_type,
             opt(&e.root_filesystem.uuid)
         );
@@ -135,14 +138,12 @@ pub fn inspected(json: bool, r: &diskfab_core::ops::inspect::InspectReport) -> R
             );
         }
         for m in &e.mountpoints {
-            println!(
-                "mount:          {} {} -> partition {}",
-                m.mountpoint,
-                m.spec,
-                m.partition
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "?".into())
-            );
+            let to = match (&m.volume, m.partition) {
+                (Some(lv), _) => format!("LV {lv}"),
+                (None, Some(p)) => format!("partition {p}"),
+                (None, None) => "partition ?".into(),
+            };
+            println!("mount:          {} {} -> {to}", m.mountpoint, m.spec);
         }
         println!("timezone:       {}", opt(&o.timezone));
         println!("services:       {}", o.services.len());
@@ -280,15 +281,16 @@ pub fn info(json: bool, r: &InfoReport) -> Result<()> {
         (None, _) => println!("partitions:     none"),
     }
     for v in &r.volumes {
-        let place = match &v.partition {
-            Some(p) => format!(
+        let place = match (&v.partition, &v.logical_volume) {
+            (None, Some(lv)) => format!("{:>3} {:<32}", "lv", lv),
+            (Some(p), _) => format!(
                 "{:>3} {:>10} {:>10} {:<10}",
                 p.number,
                 human(p.start),
                 human(p.size),
                 p.type_name
             ),
-            None => format!(
+            (None, None) => format!(
                 "{:>3} {:>10} {:>10} {:<10}",
                 "-",
                 "0",
@@ -311,11 +313,62 @@ pub fn info(json: bool, r: &InfoReport) -> Result<()> {
                 }
             ),
             (None, Some(e)) => format!("unreadable: {e}"),
-            (None, None) => "-".into(),
+            (None, None) => match &v.luks {
+                Some(l) => format!(
+                    "LUKS{} uuid={} cipher={} key={} bits, {} key slot(s) in use",
+                    l.version,
+                    l.uuid,
+                    l.cipher,
+                    l.key_bits,
+                    l.keyslots.iter().filter(|k| k.enabled).count()
+                ),
+                None => "-".into(),
+            },
         };
         println!("  {place} {fs}");
     }
+    info_lvm(r);
     Ok(())
+}
+
+/// The volume groups of `info`.
+fn info_lvm(r: &InfoReport) {
+    for g in &r.volume_groups {
+        let pvs: Vec<String> = g
+            .pvs
+            .iter()
+            .map(|p| match p.partition {
+                Some(n) => format!("partition {n}"),
+                None => format!("MISSING {}", p.id),
+            })
+            .collect();
+        println!(
+            "volume group:   {} (seqno {}, extent {}, PVs: {})",
+            g.name,
+            g.seqno,
+            human(g.extent_size),
+            pvs.join(", ")
+        );
+        for l in &g.lvs {
+            let fs = l.fs_type.clone().unwrap_or_else(|| "-".into());
+            let state = match &l.error {
+                Some(e) => format!("unreadable: {e}"),
+                None => fs,
+            };
+            println!(
+                "  {:<24} {:>10} {:<10} {state}",
+                format!("{}/{}", g.name, l.name),
+                human(l.size),
+                l.segment_type
+            );
+        }
+        for w in &g.warnings {
+            println!("  warning: {w}");
+        }
+    }
+    for w in &r.lvm_warnings {
+        println!("lvm warning:    {w}");
+    }
 }
 
 /// `ls`.

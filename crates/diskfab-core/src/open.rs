@@ -1,8 +1,11 @@
 //! Opening an image down to one filesystem: image → partition table → volume → driver.
 
 use crate::drivers::probe_fs;
+use crate::select::VolumeSel;
+use crate::volumes::{self, LvVolume, VgReport};
 use diskfab_fs::{path, FileType, Filesystem, FsDriver};
 use diskfab_image::{BackingGate, Image, OpenOptions};
+use diskfab_lvm::luks::LuksInfo;
 use diskfab_part::{Partition, PartitionTable};
 use diskfab_storage::{DevRef, Error, Result, Slice};
 use std::path::Path;
@@ -16,14 +19,38 @@ pub struct Volume {
     pub dev: DevRef,
     /// The driver that recognised it and the type it reported.
     pub fs: Option<(&'static dyn FsDriver, String)>,
+    /// Set when the volume is an LVM logical volume (then `partition` is `None`).
+    pub lv: Option<LvVolume>,
+    /// The LUKS header found on the volume, if any (reported, never decrypted).
+    pub luks: Option<LuksInfo>,
 }
 
 impl Volume {
-    /// "partition N" or "whole disk", for messages.
+    /// "partition N", "LV vg/lv" or "whole disk", for messages.
     pub fn describe(&self) -> String {
-        match &self.partition {
-            Some(p) => format!("partition {}", p.number),
-            None => "whole disk".into(),
+        match (&self.partition, &self.lv) {
+            (Some(p), _) => format!("partition {}", p.number),
+            (None, Some(l)) => format!("LV {}/{}", l.vg, l.name),
+            (None, None) => "whole disk".into(),
+        }
+    }
+
+    /// The volume's byte range in the disk when it is one contiguous piece: a partition, the
+    /// whole disk, or an LV of one linear segment. `None` for LVs spread over several places.
+    pub fn disk_range(&self) -> Option<(u64, u64)> {
+        match (&self.partition, &self.lv) {
+            (Some(p), _) => Some((p.start, p.size)),
+            (None, Some(l)) => l.disk_range,
+            (None, None) => Some((0, self.dev.size())),
+        }
+    }
+
+    /// Whether `sel` names this volume.
+    fn is(&self, sel: &VolumeSel) -> bool {
+        match (sel, &self.partition, &self.lv) {
+            (VolumeSel::Number(n), Some(p), _) => p.number == *n,
+            (VolumeSel::Lv { vg, lv }, None, Some(l)) => &l.vg == vg && &l.name == lv,
+            _ => false,
         }
     }
 }
@@ -34,8 +61,13 @@ pub struct Disk {
     pub image: Image,
     /// Its partition table, if any.
     pub table: Option<PartitionTable>,
-    /// Volumes: one per partition, or the whole disk when there is no table.
+    /// Volumes: one per partition, or the whole disk when there is no table; then one per
+    /// readable LVM logical volume.
     pub volumes: Vec<Volume>,
+    /// LVM volume groups found on the disk.
+    pub volume_groups: Vec<VgReport>,
+    /// LVM labels that could not be read.
+    pub lvm_warnings: Vec<String>,
 }
 
 /// How to open an image.
@@ -72,6 +104,8 @@ impl Disk {
                         partition: Some(p.clone()),
                         dev: slice,
                         fs,
+                        lv: None,
+                        luks: None,
                     });
                 }
             }
@@ -81,21 +115,28 @@ impl Disk {
                     partition: None,
                     dev: dev.clone(),
                     fs,
+                    lv: None,
+                    luks: None,
                 });
             }
         }
+        let (volume_groups, lvm_warnings) = volumes::expand(&mut volumes)?;
         Ok(Disk {
             image,
             table,
             volumes,
+            volume_groups,
+            lvm_warnings,
         })
     }
 
-    /// Picks the volume to work on: partition `number` when given; else the only filesystem,
+    /// Picks the volume to work on: the one `sel` names when given; else the only filesystem,
     /// else the one holding an OS root (has /etc and /usr); else an error listing the choices.
-    pub fn select(&self, number: Option<u32>) -> Result<&Volume> {
-        if let Some(n) = number {
-            return self.select_number(n);
+    pub fn select(&self, sel: Option<&VolumeSel>) -> Result<&Volume> {
+        match sel {
+            Some(VolumeSel::Number(n)) => return self.select_number(*n),
+            Some(s @ VolumeSel::Lv { .. }) => return self.select_lv(s),
+            None => {}
         }
         let with_fs: Vec<&Volume> = self.volumes.iter().filter(|v| v.fs.is_some()).collect();
         match with_fs.len() {
@@ -115,12 +156,47 @@ impl Disk {
                     return Ok(roots[0]);
                 }
                 Err(Error::Invalid(format!(
-                    "{}: several filesystems, choose one with -p N: {}",
+                    "{}: several filesystems, choose one with -p N or -p VG/LV: {}",
                     self.image.path().display(),
                     self.list_choices()
                 )))
             }
         }
+    }
+
+    fn select_lv(&self, sel: &VolumeSel) -> Result<&Volume> {
+        if let Some(v) = self.volumes.iter().find(|v| v.is(sel)) {
+            return Ok(v);
+        }
+        let VolumeSel::Lv { vg, lv } = sel else {
+            return Err(Error::Invalid(format!("{sel} is not a logical volume")));
+        };
+        let known = self.volume_groups.iter().find(|g| &g.name == vg);
+        if let Some(l) = known.and_then(|g| g.lvs.iter().find(|l| &l.name == lv)) {
+            let msg = format!(
+                "{}: {}",
+                self.image.path().display(),
+                l.error.as_deref().unwrap_or("no filesystem")
+            );
+            return Err(if l.unsupported {
+                Error::Unsupported(msg)
+            } else {
+                Error::Failed(msg)
+            });
+        }
+        let msg = format!(
+            "{}: no logical volume {vg}/{lv} (have: {})",
+            self.image.path().display(),
+            self.list_choices()
+        );
+        if self.lvm_warnings.is_empty() {
+            return Err(Error::NotFound(msg));
+        }
+        // LVM metadata that could not be read: a damaged or hostile image, exit 3.
+        Err(Error::BadImage(format!(
+            "{msg}; LVM metadata unreadable: {}",
+            self.lvm_warnings.join("; ")
+        )))
     }
 
     fn select_number(&self, n: u32) -> Result<&Volume> {
@@ -132,7 +208,7 @@ impl Disk {
         }
         self.volumes
             .iter()
-            .find(|v| v.partition.as_ref().map(|p| p.number) == Some(n))
+            .find(|v| v.is(&VolumeSel::Number(n)))
             .ok_or_else(|| {
                 Error::NotFound(format!(
                     "{}: no partition {n} (have: {})",
@@ -159,8 +235,8 @@ impl Disk {
     }
 
     /// Opens the selected volume's filesystem.
-    pub fn open_fs(&self, number: Option<u32>, writable: bool) -> Result<Box<dyn Filesystem>> {
-        let v = self.select(number)?;
+    pub fn open_fs(&self, sel: Option<&VolumeSel>, writable: bool) -> Result<Box<dyn Filesystem>> {
+        let v = self.select(sel)?;
         let (driver, _) = v.fs.as_ref().ok_or_else(|| {
             Error::Failed(format!(
                 "{}: {} holds no filesystem diskfab can read",
@@ -200,7 +276,11 @@ pub struct FsSession {
 
 impl FsSession {
     /// Opens image `path` and the filesystem selected by `partition`.
-    pub fn open(path: &Path, partition: Option<u32>, opts: &DiskOptions) -> Result<FsSession> {
+    pub fn open(
+        path: &Path,
+        partition: Option<&VolumeSel>,
+        opts: &DiskOptions,
+    ) -> Result<FsSession> {
         let disk = Disk::open(path, opts)?;
         let fs = disk.open_fs(partition, opts.writable)?;
         Ok(FsSession { disk, fs })

@@ -89,6 +89,8 @@ mod pinned {
     pub const RPM: (usize, usize) = (3, 0);
     pub const CPIO: (usize, usize) = (3, 0);
     pub const FAT_DOTFIX: (usize, usize) = (4, 0);
+    pub const LVM: (usize, usize) = (3, 0);
+    pub const LUKS: (usize, usize) = (2, 0);
 }
 
 #[test]
@@ -278,6 +280,48 @@ fn fuzz_seeds_and_regressions_replay_fat_dotfix_and_every_seed_finds_its_directo
         diskfab_fat::fuzz_dotfix,
         |_, n| n == 2,
     );
+}
+
+#[test]
+fn fuzz_seeds_and_regressions_replay_lvm_and_every_seed_parses_metadata() {
+    replay("lvm", pinned::LVM, diskfab_core::lvm::fuzz_lvm, some);
+}
+
+#[test]
+fn fuzz_seeds_and_regressions_replay_luks_and_every_seed_has_key_slots() {
+    replay(
+        "luks",
+        pinned::LUKS,
+        diskfab_core::lvm::fuzz_luks,
+        |_, n| n > 2,
+    );
+}
+
+/// The lvm2-made seed with 8 KiB extents maps its LVs: fz/a (two segments) and fz/b read.
+#[test]
+fn lvm_small_pv_seed_maps_its_logical_volumes() {
+    use diskfab_core::lvm::{assemble, scan_pv, LvDev};
+    use diskfab_core::storage::{BlockDev, DevRef, MemDev};
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/lvm/seed-pv-small");
+    let mut b = std::fs::read(p).unwrap();
+    b.resize(512 << 10, 0);
+    let dev: DevRef = std::sync::Arc::new(MemDev::from_vec(b, false));
+    let scan = scan_pv(&dev).unwrap().unwrap();
+    let vg = assemble(&[(dev, scan)]).remove(0);
+    assert_eq!(vg.vg.name, "fz");
+    let a = LvDev::open(&vg, "a").unwrap();
+    assert_eq!(a.size(), 6 * 8192);
+    assert_eq!(
+        vg.vg
+            .lvs
+            .iter()
+            .find(|l| l.name == "a")
+            .unwrap()
+            .segments
+            .len(),
+        2
+    );
+    assert_eq!(LvDev::open(&vg, "b").unwrap().size(), 2 * 8192);
 }
 
 /// The qemu-made qcow2 seeds reach the parsers the fuzzer must cover: extended L2 entries, the

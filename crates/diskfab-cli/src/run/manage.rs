@@ -7,7 +7,8 @@ use diskfab_core::fs::MkfsOptions;
 use diskfab_core::open::Disk;
 use diskfab_core::ops::manage;
 use diskfab_core::part::TableKind;
-use diskfab_core::storage::Result;
+use diskfab_core::select::VolumeSel;
+use diskfab_core::storage::{Error, Result};
 use std::path::Path;
 
 /// `diskfab mkfs`.
@@ -18,7 +19,16 @@ pub(super) fn mkfs(cli: &Cli, sel: &Sel, fs_type: &str, label: &Option<String>) 
         uuid: None,
         time: None,
     };
-    manage::mkfs(&sel.image, sel.partition, &opts, &disk_opts(cli, true))?;
+    let number = match &sel.partition {
+        None => None,
+        Some(VolumeSel::Number(n)) => Some(*n),
+        Some(lv) => {
+            return Err(Error::Unsupported(format!(
+                "mkfs on a logical volume ({lv}) is not supported yet"
+            )))
+        }
+    };
+    manage::mkfs(&sel.image, number, &opts, &disk_opts(cli, true))?;
     print::done(
         cli.json,
         &format!("created {fs_type} on {}", sel.image.display()),

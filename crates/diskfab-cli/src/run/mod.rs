@@ -40,7 +40,11 @@ fn disk_opts(cli: &Cli, writable: bool) -> DiskOptions {
 
 /// Opens the selected filesystem.
 fn open_fs(cli: &Cli, sel: &Sel, writable: bool) -> Result<FsSession> {
-    FsSession::open(&sel.image, sel.partition, &disk_opts(cli, writable))
+    FsSession::open(
+        &sel.image,
+        sel.partition.as_ref(),
+        &disk_opts(cli, writable),
+    )
 }
 
 fn fmt(f: Fmt) -> Format {
@@ -154,8 +158,8 @@ pub fn run(cli: &Cli) -> Result<()> {
             no_fast_path,
         } => crate::deltacmd::diff(
             cli,
-            (a, *partition),
-            (b, partition_b.or(*partition)),
+            (a, partition.clone()),
+            (b, partition_b.clone().or(partition.clone())),
             diskfab_core::delta::diff::DiffOptions {
                 xattrs: *xattrs,
                 times: *times,
@@ -202,7 +206,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 name_template,
                 jobs: *jobs,
                 force: *force,
-                partition: *partition,
+                partition: partition.clone(),
                 verify_replay: *verify_replay,
             },
             gate(cli),

@@ -1,6 +1,7 @@
 //! `customize`: virt-customize-style operations applied in place to one image.
 
 use crate::open::{DiskOptions, FsSession};
+use crate::select::VolumeSel;
 use diskfab_customize::ops::Op;
 use diskfab_customize::{CustomizeReport, Settings};
 use diskfab_storage::Result;
@@ -10,7 +11,7 @@ use std::path::Path;
 /// With `dry_run` the image is opened read-only and only the plan is returned.
 pub fn customize(
     image: &Path,
-    partition: Option<u32>,
+    partition: Option<&VolumeSel>,
     ops: &[Op],
     settings: &Settings,
     dry_run: bool,

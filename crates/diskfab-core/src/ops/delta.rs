@@ -2,6 +2,7 @@
 //! filesystems, block sizes), with a fast path for clones of one base, and deltas.
 
 use crate::open::{Disk, DiskOptions};
+use crate::select::VolumeSel;
 use diskfab_customize::record::RecordingDev;
 use diskfab_delta::apply::{ApplyOptions, ApplyReport};
 use diskfab_delta::create::CreateReport;
@@ -22,7 +23,7 @@ pub struct Side {
     /// Image.
     pub image: PathBuf,
     /// Partition (default: the OS root / only filesystem).
-    pub partition: Option<u32>,
+    pub partition: Option<VolumeSel>,
 }
 
 /// The `diff` report.
@@ -46,8 +47,8 @@ pub struct DiffReport {
 struct Opened {
     disk: Disk,
     fs: Box<dyn Filesystem>,
-    vol_start: u64,
-    vol_len: u64,
+    /// The volume's byte range in the disk; `None` (no fast path) for a scattered LV.
+    range: Option<(u64, u64)>,
 }
 
 fn open(side: &Side, gate: &BackingGate) -> Result<Opened> {
@@ -58,19 +59,10 @@ fn open(side: &Side, gate: &BackingGate) -> Result<Opened> {
             gate: gate.clone(),
         },
     )?;
-    let v = disk.select(side.partition)?;
-    let (vol_start, vol_len) = v
-        .partition
-        .as_ref()
-        .map(|p| (p.start, p.size))
-        .unwrap_or((0, v.dev.size()));
-    let fs = disk.open_fs(side.partition, false)?;
-    Ok(Opened {
-        disk,
-        fs,
-        vol_start,
-        vol_len,
-    })
+    let v = disk.select(side.partition.as_ref())?;
+    let range = v.disk_range();
+    let fs = disk.open_fs(side.partition.as_ref(), false)?;
+    Ok(Opened { disk, fs, range })
 }
 
 /// Sorted (offset, length) byte ranges.
@@ -86,23 +78,26 @@ fn changed_above_common(a: &Opened, b: &Opened) -> Result<Option<(Ranges, Ranges
     else {
         return Ok(None);
     };
-    let ranges = |o: &Opened, depth: usize| -> Result<Vec<(u64, u64)>> {
+    let (Some(ra), Some(rb)) = (a.range, b.range) else {
+        return Ok(None);
+    };
+    let ranges = |o: &Opened, (vol_start, vol_len): (u64, u64), depth: usize| -> Result<Ranges> {
         let mut v = Vec::new();
         for e in diskfab_image::map(&o.disk.image)? {
             if e.kind == "unallocated" || e.depth >= depth {
                 continue;
             }
             let (s, t) = (
-                e.start.max(o.vol_start),
-                (e.start + e.length).min(o.vol_start + o.vol_len),
+                e.start.max(vol_start),
+                (e.start + e.length).min(vol_start + vol_len),
             );
             if s < t {
-                v.push((s - o.vol_start, t - s));
+                v.push((s - vol_start, t - s));
             }
         }
         Ok(v)
     };
-    Ok(Some((ranges(a, da)?, ranges(b, db)?)))
+    Ok(Some((ranges(a, ra, da)?, ranges(b, rb, db)?)))
 }
 
 fn intersects(r: &[(u64, u64)], owned: &[(u64, u64)]) -> bool {
@@ -300,7 +295,7 @@ pub fn delta_apply(
             gate: gate.clone(),
         },
     )?;
-    let v = disk.select(image.partition)?;
+    let v = disk.select(image.partition.as_ref())?;
     let (driver, _) =
         v.fs.as_ref()
             .ok_or_else(|| Error::Failed(format!("{} holds no filesystem", v.describe())))?;

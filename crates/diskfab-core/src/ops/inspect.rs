@@ -20,13 +20,19 @@ pub struct MountPoint {
     /// Partition number it resolves to (0 = whole disk), if found on this disk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<u32>,
+    /// The LVM logical volume (`vg/lv`) it resolves to, if it names one found on this disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<String>,
 }
 
 /// One operating system found on the disk.
 #[derive(Debug, Clone, Serialize)]
 pub struct OsEntry {
-    /// Partition holding the root filesystem (0 = whole disk).
+    /// Partition holding the root filesystem (0 = whole disk or an LV).
     pub root_partition: u32,
+    /// The LVM logical volume (`vg/lv`) holding the root filesystem, if it is in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub root_volume: Option<String>,
     /// The root filesystem.
     pub root_filesystem: FsInfo,
     /// fstab resolved to volumes.
@@ -50,8 +56,8 @@ pub struct InspectReport {
 /// Inspects every volume holding an OS root.
 pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
     let t0 = Instant::now();
-    // (partition number, fs info) of every readable volume, for fstab resolution.
-    let mut vols: Vec<(u32, Option<String>, FsInfo)> = Vec::new();
+    // (partition number, PARTUUID, fs info, LV) of every readable volume, for fstab resolution.
+    let mut vols: Vec<Vol> = Vec::new();
     let mut found = Vec::new();
     for v in &disk.volumes {
         let Some((driver, _)) = &v.fs else { continue };
@@ -60,13 +66,16 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
         };
         let Ok(info) = fs.info() else { continue };
         let n = v.partition.as_ref().map(|p| p.number).unwrap_or(0);
+        let lv = v.lv.as_ref().map(|l| (l.vg.clone(), l.name.clone()));
         vols.push((
             n,
             v.partition.as_ref().and_then(|p| p.part_uuid.clone()),
             info.clone(),
+            lv.clone(),
         ));
         if is_os_root(fs.as_mut()) {
-            found.push((n, info, diskfab_inspect::inspect(fs.as_mut(), opts)));
+            let os = diskfab_inspect::inspect(fs.as_mut(), opts);
+            found.push(((n, lv.map(|(g, l)| format!("{g}/{l}"))), info, os));
         }
     }
     let operating_systems = found
@@ -77,16 +86,25 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
             }
             (n, info, os)
         })
-        .map(|(n, info, os)| OsEntry {
+        .map(|((n, root_volume), info, os)| OsEntry {
             root_partition: n,
+            root_volume,
             root_filesystem: info,
             mountpoints: os
                 .fstab
                 .iter()
-                .map(|m| MountPoint {
-                    mountpoint: m.mountpoint.clone(),
-                    spec: m.spec.clone(),
-                    partition: resolve(&m.spec, &vols),
+                .map(|m| {
+                    let (partition, volume) = match resolve(&m.spec, &vols) {
+                        Some((_, _, _, Some((g, l)))) => (None, Some(format!("{g}/{l}"))),
+                        Some(v) => (Some(v.0), None),
+                        None => (None, None),
+                    };
+                    MountPoint {
+                        mountpoint: m.mountpoint.clone(),
+                        spec: m.spec.clone(),
+                        partition,
+                        volume,
+                    }
                 })
                 .collect(),
             os,
@@ -99,22 +117,35 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
     })
 }
 
-/// Resolves an fstab spec (UUID=, LABEL=, PARTUUID=, /dev/xxxN) to a partition number.
-fn resolve(spec: &str, vols: &[(u32, Option<String>, FsInfo)]) -> Option<u32> {
+/// A readable volume: partition number (0 = whole disk or LV), PARTUUID, filesystem, LV.
+type Vol = (u32, Option<String>, FsInfo, Option<(String, String)>);
+
+/// Resolves an fstab spec (UUID=, LABEL=, PARTUUID=, /dev/xxxN, /dev/VG/LV,
+/// /dev/mapper/VG-LV) to a volume.
+fn resolve<'a>(spec: &str, vols: &'a [Vol]) -> Option<&'a Vol> {
     let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(b));
     if let Some(u) = spec.strip_prefix("UUID=") {
-        return vols.iter().find(|v| eq(&v.2.uuid, u)).map(|v| v.0);
+        return vols.iter().find(|v| eq(&v.2.uuid, u));
     }
     if let Some(l) = spec.strip_prefix("LABEL=") {
-        return vols
-            .iter()
-            .find(|v| v.2.label.as_deref() == Some(l))
-            .map(|v| v.0);
+        return vols.iter().find(|v| v.2.label.as_deref() == Some(l));
     }
     if let Some(p) = spec.strip_prefix("PARTUUID=") {
-        return vols.iter().find(|v| eq(&v.1, p)).map(|v| v.0);
+        return vols.iter().find(|v| v.3.is_none() && eq(&v.1, p));
     }
     let dev = spec.strip_prefix("/dev/")?;
+    let lv = match dev.strip_prefix("mapper/") {
+        Some(m) => Some(crate::select::split_mapper_name(m)?),
+        None => dev
+            .split_once('/')
+            .map(|(g, l)| (g.to_string(), l.to_string())),
+    };
+    // /dev/VG/LV when VG is a volume group of this disk (else e.g. /dev/disk/by-id/...-part2).
+    if let Some(lv) =
+        lv.filter(|(g, _)| vols.iter().any(|v| v.3.as_ref().is_some_and(|x| &x.0 == g)))
+    {
+        return vols.iter().find(|v| v.3.as_ref() == Some(&lv));
+    }
     let digits: String = dev
         .chars()
         .rev()
@@ -124,17 +155,13 @@ fn resolve(spec: &str, vols: &[(u32, Option<String>, FsInfo)]) -> Option<u32> {
         .rev()
         .collect();
     let n: u32 = digits.parse().ok()?;
-    vols.iter().find(|v| v.0 == n).map(|v| v.0)
+    vols.iter().find(|v| v.3.is_none() && v.0 == n)
 }
 
 /// Resolves Windows drive letters to partitions of this disk: an MBR entry when the disk
 /// signature (MBR offset 440) matches and a partition starts at its byte offset, a GPT entry by
 /// unique partition GUID. Entries that match nothing keep only their raw identity.
-fn match_drive_letters(
-    letters: &mut [DriveLetter],
-    table: Option<&PartitionTable>,
-    vols: &[(u32, Option<String>, FsInfo)],
-) {
+fn match_drive_letters(letters: &mut [DriveLetter], table: Option<&PartitionTable>, vols: &[Vol]) {
     let Some(t) = table else { return };
     for d in letters.iter_mut() {
         let part = match (&t.kind, &d.mbr_disk_signature, d.partition_offset) {
@@ -161,7 +188,7 @@ fn match_drive_letters(
             d.partition = Some(p.number);
             d.fs_type = vols
                 .iter()
-                .find(|v| v.0 == p.number)
+                .find(|v| v.3.is_none() && v.0 == p.number)
                 .map(|v| v.2.fs_type.clone());
         }
     }

@@ -37,7 +37,11 @@ pub fn to_xml(r: &InspectReport) -> String {
     for e in &r.operating_systems {
         let o = &e.os;
         x.push_str("  <operatingsystem>\n");
-        el(&mut x, 4, "root", Some(&dev(e.root_partition)));
+        let root = match &e.root_volume {
+            Some(lv) => format!("/dev/{lv}"),
+            None => dev(e.root_partition),
+        };
+        el(&mut x, 4, "root", Some(&root));
         el(&mut x, 4, "name", Some(&o.os_type));
         el(&mut x, 4, "arch", o.arch.as_deref());
         el(&mut x, 4, "distro", o.distro.as_deref());
@@ -86,20 +90,20 @@ pub fn to_xml(r: &InspectReport) -> String {
         }
         x.push_str("    <mountpoints>\n");
         for m in &e.mountpoints {
-            if let Some(p) = m.partition {
-                x.push_str(&format!(
-                    "      <mountpoint dev=\"{}\">{}</mountpoint>\n",
-                    dev(p),
-                    esc(&m.mountpoint)
-                ));
-            }
+            let d = match (&m.volume, m.partition) {
+                (Some(lv), _) => format!("/dev/{lv}"),
+                (None, Some(p)) => dev(p),
+                (None, None) => continue,
+            };
+            x.push_str(&format!(
+                "      <mountpoint dev=\"{}\">{}</mountpoint>\n",
+                esc(&d),
+                esc(&m.mountpoint)
+            ));
         }
         x.push_str("    </mountpoints>\n    <filesystems>\n");
         let f = &e.root_filesystem;
-        x.push_str(&format!(
-            "      <filesystem dev=\"{}\">\n",
-            dev(e.root_partition)
-        ));
+        x.push_str(&format!("      <filesystem dev=\"{}\">\n", esc(&root)));
         el(&mut x, 8, "type", Some(&f.fs_type));
         el(&mut x, 8, "label", f.label.as_deref());
         el(&mut x, 8, "uuid", f.uuid.as_deref());

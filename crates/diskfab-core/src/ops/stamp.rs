@@ -10,6 +10,7 @@
 use super::stamp_plan::{self, State};
 use super::stamp_write::Writer;
 use crate::open::{Disk, DiskOptions};
+use crate::select::VolumeSel;
 use diskfab_customize::instances::{self, Instance};
 use diskfab_customize::ops::Op;
 use diskfab_customize::record::{RecordingDev, Writes};
@@ -52,7 +53,7 @@ pub struct StampOptions {
     /// Replace an existing output directory of another job.
     pub force: bool,
     /// Partition holding the guest root (default: detected).
-    pub partition: Option<u32>,
+    pub partition: Option<VolumeSel>,
     /// Backing policy for opening BASE.
     pub gate: BackingGate,
     /// Also run every instance's full customization and check the replayed writes equal it
@@ -151,7 +152,7 @@ fn fingerprint(o: &StampOptions, csv: &[u8]) -> Result<String> {
             o.settings.crypto, o.settings.net_style, o.settings.seed
         ),
         o.name_template.clone(),
-        format!("{:?}", o.partition),
+        fingerprint_sel(o.partition.as_ref()),
     ];
     for p in parts {
         h.update(&(p.len() as u64).to_le_bytes());
@@ -178,8 +179,16 @@ pub(super) struct Vol {
     pub driver: &'static dyn FsDriver,
 }
 
-fn volume(disk: &Disk, partition: Option<u32>) -> Result<Vol> {
+fn volume(disk: &Disk, partition: Option<&VolumeSel>) -> Result<Vol> {
     let v = disk.select(partition)?;
+    // Clones are written as disk blocks at the volume's offset: an LV must be one piece.
+    let (offset, _) = v.disk_range().ok_or_else(|| {
+        Error::Unsupported(format!(
+            "stamp: {} is spread over several places on the disk (more than one segment or \
+             stripe); stamp writes clones as disk blocks and needs a contiguous volume",
+            v.describe()
+        ))
+    })?;
     let (driver, _) = v.fs.as_ref().ok_or_else(|| {
         Error::Failed(format!(
             "{} holds no filesystem diskfab can read",
@@ -188,9 +197,17 @@ fn volume(disk: &Disk, partition: Option<u32>) -> Result<Vol> {
     })?;
     Ok(Vol {
         dev: v.dev.clone(),
-        offset: v.partition.as_ref().map(|p| p.start).unwrap_or(0),
+        offset,
         driver: *driver,
     })
+}
+
+/// The selection as jobs made before LV selections fingerprinted it (`Some(2)`), so they resume.
+fn fingerprint_sel(s: Option<&VolumeSel>) -> String {
+    match s {
+        None => "None".into(),
+        Some(s) => format!("Some({s})"),
+    }
 }
 
 /// Runs a stamp job.
@@ -450,7 +467,7 @@ fn fresh(
     let tmp = o.out.join(format!(".{COMMON}.tmp"));
     build_common(o, &tmp, common_ops, &settings, gate)?;
     let disk = open_disk(&tmp, false, gate)?;
-    let vol = volume(&disk, o.partition)?;
+    let vol = volume(&disk, o.partition.as_ref())?;
     let plans = plan_all(&vol, rendered, &settings, o.jobs)?;
     let chunk = u64::from(vol.driver.open(vol.dev.clone(), false)?.info()?.block_size);
     check_space(&vol, &plans, &o.out, chunk)?;
@@ -464,7 +481,7 @@ fn fresh(
     drop(disk);
     // Move the identical chunks into the shared layer, keeping their previous contents so a
     // resumed run can still see the layer as it was analysed.
-    let undo = commit_common(&tmp, &analysis, gate, o.partition)?;
+    let undo = commit_common(&tmp, &analysis, gate, o.partition.as_ref())?;
     stamp_plan::save_plan(&o.out, fp, &analysis, &undo, clock)?;
     std::fs::rename(&tmp, &common).map_err(|e| Error::io(common.display().to_string(), e))?;
     stamp_plan::save_state(
@@ -479,7 +496,7 @@ fn fresh(
     analysis.common = undo;
     let t2 = Instant::now();
     let disk = open_disk(&common, false, gate)?;
-    let vol = volume(&disk, o.partition)?;
+    let vol = volume(&disk, o.partition.as_ref())?;
     let view: DevRef = Arc::new(prefilled(&vol.dev, &analysis.common, chunk)?);
     let w = Writer {
         o,
@@ -527,7 +544,7 @@ fn resume(
     settings.clock = Some(plan.clock);
     let common = o.out.join(COMMON);
     let disk = open_disk(&common, false, gate)?;
-    let vol = volume(&disk, o.partition)?;
+    let vol = volume(&disk, o.partition.as_ref())?;
     let mut analysis = plan.analysis;
     let view: DevRef = Arc::new(prefilled(&vol.dev, &analysis.common, analysis.chunk)?);
     // Plan the instances still missing against the layer as analysed, and find their groups.
@@ -659,7 +676,7 @@ fn build_common(
     }
     let disk = open_disk(tmp, true, gate)?;
     {
-        let mut fs = disk.open_fs(o.partition, true)?;
+        let mut fs = disk.open_fs(o.partition.as_ref(), true)?;
         diskfab_customize::customize(fs.as_mut(), ops, settings, false)?;
     }
     disk.image.flush()
@@ -715,7 +732,7 @@ fn commit_common(
     tmp: &Path,
     a: &Analysis,
     gate: &BackingGate,
-    partition: Option<u32>,
+    partition: Option<&VolumeSel>,
 ) -> Result<Writes> {
     let disk = open_disk(tmp, true, gate)?;
     let vol = volume(&disk, partition)?;
