@@ -60,10 +60,17 @@ struct Walk<'a, 'b> {
     limit: u64,
     read: &'a mut BlockReader<'b>,
     out: Vec<Extent>,
+    seen: std::collections::HashSet<u64>,
 }
 
 impl Walk<'_, '_> {
     fn visit(&mut self, fsb: u64, level: u16) -> Result<()> {
+        if !self.seen.insert(fsb) {
+            return Err(Error::BadImage(format!(
+                "xfs: inode {}: block-map B+tree reaches block {fsb:#x} twice (a loop)",
+                self.owner
+            )));
+        }
         let buf = (self.read)(fsb)?;
         let (lvl, n) = check_block(self.sb, &buf, self.owner, fsb)?;
         if lvl != level {
@@ -125,6 +132,7 @@ pub fn walk(
         limit,
         read,
         out: Vec::new(),
+        seen: Default::default(),
     };
     for p in ptrs {
         w.visit(p, level - 1)?;

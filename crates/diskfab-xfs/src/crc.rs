@@ -56,6 +56,18 @@ pub fn verify(buf: &[u8], off: usize, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Recomputes and stores the CRC at `off` of `buf` (the fuzz entry re-seals mutated blocks so
+/// that the parsers behind the checksum get exercised).
+pub fn store(buf: &mut [u8], off: usize) -> Result<()> {
+    let c = xfs_crc(buf, off)?;
+    let end = off.checked_add(4).filter(|&e| e <= buf.len());
+    let dst = end
+        .map(|e| &mut buf[off..e])
+        .ok_or_else(|| Error::bad("xfs: checksum field outside its block"))?;
+    dst.copy_from_slice(&c.to_le_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

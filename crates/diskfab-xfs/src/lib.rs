@@ -9,6 +9,7 @@ mod bmbt;
 mod crc;
 mod dir;
 mod fs;
+mod fuzz;
 mod inode;
 mod io;
 pub mod log;
@@ -18,6 +19,13 @@ pub use fs::XfsFs;
 
 use diskfab_fs::{Filesystem, FsDriver};
 use diskfab_storage::{DevRef, Error, Result};
+
+/// Fuzzing entry point: a superblock sector followed by blocks, each parsed as every kind of
+/// metadata block (see the `fuzz` module). Must never panic; returns how many structures parsed.
+#[doc(hidden)]
+pub fn fuzz_xfs(data: &[u8]) -> usize {
+    fuzz::run(data)
+}
 
 /// The XFS driver.
 pub struct XfsDriver;
