@@ -89,7 +89,7 @@ mod pinned {
     pub const RPM: (usize, usize) = (3, 0);
     pub const CPIO: (usize, usize) = (3, 0);
     pub const FAT_DOTFIX: (usize, usize) = (4, 0);
-    pub const XFS: (usize, usize) = (3, 0);
+    pub const XFS: (usize, usize) = (3, 1);
 }
 
 #[test]

@@ -115,7 +115,7 @@ impl Superblock {
         )?;
         let inopb_log = u8_at(buf, 123)?;
         check(
-            u32::from(inode_size) << inopb_log == block_size,
+            u32::from(inode_size).checked_shl(u32::from(inopb_log)) == Some(block_size),
             "inodes per block do not match the block size",
         )?;
         let ag_blocks = be_u32(buf, 84)?;
