@@ -233,4 +233,15 @@ mkdir -p "$S/A/etc" && echo one > "$S/A/etc/a" && cp -a "$S/A" "$S/B" && echo tw
 mke2fs -q -t ext4 -d "$S/A" "$S/a.ext4" 8M && mke2fs -q -t ext4 -d "$S/B" "$S/b.ext4" 8M
 rm -f "$o/seed-ab"  # the working corpus already holds a copy of the committed seed
 ${DISKFAB:-cargo run -q -p diskfab-cli --} delta create "$S/a.ext4" "$S/b.ext4" -o "$o/seed-ab" >/dev/null
+o=$(d xfs)   # superblock sector + 4 KiB blocks cut from the XFS fixtures (scripts/fixture_xfs.sh)
+X5=$FIX/xfs-v5.raw; X4=$FIX/xfs-v4.raw
+[ -f "$X5" ] && [ -f "$X4" ] || { echo "make_seeds: XFS fixtures missing: run bash scripts/fixtures.sh" >&2; exit 1; }
+xoff() { local img=$1; shift; xfs_db -r "$@" -c stack "$img" | sed -n 's/.*byte offset \([0-9]*\), length.*/\1/p' | tail -1; }
+xblk() { dd if="$1" bs=4096 skip=$(( $2 / 4096 )) count=1 status=none; }
+{ head -c 512 "$X5"; xblk "$X5" "$(xoff "$X5" -c 'path /xfstest/node')"; xblk "$X5" "$(xoff "$X5" -c 'path /xfstest/extents')"; } > "$o/seed-v5-inodes"
+{ head -c 512 "$X5"; xblk "$X5" "$(xoff "$X5" -c 'path /xfstest/node' -c 'dblock 0')"
+  xblk "$X5" "$(xoff "$X5" -c 'path /xfstest/extents' -c 'addr u3.bmbt.ptrs[1]')"
+  xblk "$X5" "$(xoff "$X5" -c 'path /xfstest/many-attrs' -c 'ablock 0')"
+  xblk "$X5" "$(xoff "$X5" -c 'path /xfstest/attrs' -c 'ablock 1')"; } > "$o/seed-v5-blocks"
+{ head -c 512 "$X4"; xblk "$X4" "$(xoff "$X4" -c 'path /wide')"; xblk "$X4" "$(xoff "$X4" -c 'path /wide' -c 'dblock 0')"; } > "$o/seed-v4"
 echo "make_seeds: $(find "$OUT" -type f | wc -l) seeds in $OUT" >&2

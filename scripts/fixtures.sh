@@ -57,4 +57,5 @@ if [ ! -f "$FIX/debian-gpt.raw" ]; then
   mv "$t" "$FIX/debian-gpt.raw"
 fi
 bash "$(dirname "$0")/fixture_lvm.sh" "$FIX" >&2
+DISKFAB_FIXTURES="$FIX" bash "$(dirname "$0")/fixture_xfs.sh" >&2
 echo "$FIX"

@@ -91,6 +91,7 @@ mod pinned {
     pub const FAT_DOTFIX: (usize, usize) = (4, 0);
     pub const LVM: (usize, usize) = (3, 0);
     pub const LUKS: (usize, usize) = (2, 0);
+    pub const XFS: (usize, usize) = (3, 1);
 }
 
 #[test]
@@ -342,4 +343,12 @@ fn qcow2_seeds_reach_extended_l2_data_file_and_snapshot_parsing() {
             .unwrap();
     let names: Vec<&str> = snaps.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["one", "two"]);
+}
+
+#[test]
+fn fuzz_seeds_and_regressions_replay_xfs_and_every_seed_block_parses() {
+    // The superblock plus at least one structure per 4 KiB block cut from the fixtures.
+    replay("xfs", pinned::XFS, diskfab_xfs::fuzz_xfs, |b, n| {
+        n > b.len().saturating_sub(512) / 4096
+    });
 }
