@@ -67,7 +67,8 @@ impl FsDriver for BtrfsDriver {
 /// Fuzzing entry point for the btrfs parsers. The first byte picks: 0 superblock (with its
 /// checksum fixed up so parsing goes past it) and system chunk array; 1 a tree node (checksum,
 /// fsid and address fixed up) and every item in it through the item parsers; 2 zlib, 3 LZO
-/// (btrfs framing), 4 zstd, 5 raw LZO1X. Must never panic. Returns how many parses succeeded.
+/// (btrfs framing), 4 zstd, 5 raw LZO1X; for these the next byte `b` gives the decoded
+/// size `(b + 1) * 512`. Must never panic. Returns how many parses succeeded.
 #[doc(hidden)]
 pub fn fuzz_btrfs(data: &[u8]) -> usize {
     let Some((&sel, rest)) = data.split_first() else {
@@ -77,7 +78,7 @@ pub fn fuzz_btrfs(data: &[u8]) -> usize {
         0 => fuzz_sb(rest),
         1 => fuzz_node(rest),
         n => {
-            let ram = rest.first().map_or(0, |&b| u64::from(b) << 9);
+            let ram = rest.first().map_or(0, |&b| (u64::from(b) + 1) << 9);
             let body = rest.get(1..).unwrap_or(&[]);
             let r = match n {
                 2 => decompress::decompress(items::Compression::Zlib, body, ram, 4096),

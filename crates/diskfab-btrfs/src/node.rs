@@ -67,10 +67,14 @@ pub fn parse(data: Vec<u8>, exp: &Expect) -> Result<Node> {
         )));
     }
     let level = u8_at(hdr, 0x64)?;
-    if level > MAX_LEVEL || exp.level.is_some_and(|l| l != level) {
+    if level > MAX_LEVEL {
         return Err(Error::bad(format!(
-            "btrfs tree node at {at} has level {level}, expected {:?}",
-            exp.level
+            "btrfs tree node at {at} has level {level} (at most {MAX_LEVEL})"
+        )));
+    }
+    if let Some(l) = exp.level.filter(|&l| l != level) {
+        return Err(Error::bad(format!(
+            "btrfs tree node at {at} has level {level}, its parent says {l}"
         )));
     }
     let n = le_u32(hdr, 0x60)? as usize;
