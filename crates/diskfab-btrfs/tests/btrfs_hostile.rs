@@ -85,7 +85,7 @@ fn interior(img: &mut [u8], at: usize, level: u8, nritems: u32, ptrs: &[(u64, u6
     for (i, (obj, child)) in ptrs.iter().enumerate() {
         let o = 101 + i * 33;
         n[o..o + 8].copy_from_slice(&obj.to_le_bytes());
-        n[o + 8] = 228;
+        n[o + 8] = 216;
         n[o + 17..o + 25].copy_from_slice(&child.to_le_bytes());
     }
     let c = crc32c(&n[0x20..]);
@@ -113,17 +113,31 @@ fn a_node_pointing_at_itself_is_refused_not_followed() {
     assert!(e.contains("has level 1, its parent says 0"), "{e}");
 }
 
+/// Writes a leaf at `at` holding one empty item with key (`obj`, 216, 0).
+fn leaf(img: &mut [u8], at: usize, obj: u64) {
+    let n = &mut img[at..at + NODE];
+    n.fill(0);
+    n[0x20..0x30].copy_from_slice(&FSID);
+    n[0x30..0x38].copy_from_slice(&(at as u64).to_le_bytes());
+    n[0x60..0x64].copy_from_slice(&1u32.to_le_bytes());
+    n[101..109].copy_from_slice(&obj.to_le_bytes());
+    n[109] = 216;
+    n[118..122].copy_from_slice(&((NODE - 101) as u32).to_le_bytes());
+    let c = crc32c(&n[0x20..]);
+    n[..4].copy_from_slice(&c.to_le_bytes());
+}
+
 #[test]
 fn two_pointers_to_one_subtree_are_refused_as_keys_outside_the_range() {
-    let mut img = volume(2);
+    let mut img = volume(1);
     interior(
         &mut img,
         128 << 10,
+        1,
         2,
-        2,
-        &[(256, 192 << 10), (300, 192 << 10)],
+        &[(1, 192 << 10), (300, 192 << 10)],
     );
-    interior(&mut img, 192 << 10, 1, 1, &[(256, 320 << 10)]);
+    leaf(&mut img, 192 << 10, 1);
     let e = err_of(img);
     assert!(e.contains("outside its parent's range"), "{e}");
 }

@@ -70,11 +70,7 @@ fn cat_reads_files_from_the_root_and_from_a_selected_compressed_subvolume() {
     let img = fix.join("btrfs-fedora.raw");
     for c in ["zstd", "zlib", "lzo"] {
         let o = diskfab_env(
-            &[
-                "cat",
-                img.to_str().unwrap(),
-                &format!("/{c}/etc/passwd"),
-            ],
+            &["cat", img.to_str().unwrap(), &format!("/{c}/etc/passwd")],
             "home",
         );
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
