@@ -197,12 +197,15 @@ impl Volume {
                     "btrfs empty leaf at {bytenr} inside a tree"
                 )));
             }
-            if !n.items.iter().all(|(k, _)| in_bounds(k)) {
+            // Keys are sorted (checked by the parser): the first and last bound them all.
+            let ends = [n.items.first(), n.items.last()];
+            if !ends.iter().flatten().all(|(k, _)| in_bounds(k)) {
                 return Err(Error::bad(format!(
                     "btrfs leaf at {bytenr} holds keys outside its parent's range"
                 )));
             }
-            for (i, (k, _)) in n.items.iter().enumerate() {
+            let start = n.items.partition_point(|(k, _)| *k < min);
+            for (i, (k, _)) in n.items.iter().enumerate().skip(start) {
                 if *k > max {
                     return Ok(false);
                 }
@@ -212,12 +215,15 @@ impl Volume {
             }
             return Ok(true);
         }
-        if !n.ptrs.iter().all(|(k, _)| in_bounds(k)) {
+        let ends = [n.ptrs.first(), n.ptrs.last()];
+        if !ends.iter().flatten().all(|(k, _)| in_bounds(k)) {
             return Err(Error::bad(format!(
                 "btrfs node at {bytenr} holds keys outside its parent's range"
             )));
         }
-        for (i, &(k, child)) in n.ptrs.iter().enumerate() {
+        // The first child that can hold `min`: the last whose first key is <= min.
+        let start = n.ptrs.partition_point(|(k, _)| *k <= min).saturating_sub(1);
+        for (i, &(k, child)) in n.ptrs.iter().enumerate().skip(start) {
             let next = n.ptrs.get(i + 1).map(|p| p.0).or(hi);
             if next.is_some_and(|nk| nk <= min) {
                 continue;
