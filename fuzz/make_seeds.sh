@@ -215,6 +215,27 @@ head -c $((128 * 1024)) "$S/pv.img" > "$o/seed-pv-small"
 o=$(d luks)
 dd if="$LVMF" of="$o/seed-luks1" bs=512 skip=$(( $(pstart 4) / 512 )) count=8 status=none
 dd if="$LVMF" of="$o/seed-luks2" bs=512 skip=$(( $(pstart 5) / 512 )) count=32 status=none
+# --- btrfs: superblock, nodes and compressed extents cut from the fixtures (mkfs.btrfs -r and
+# the kernel's zstd/zlib/lzo writes; scripts/fixture_btrfs.sh), located with btrfs-progs.
+o=$(d btrfs); BF=$FIX/btrfs-fedora.raw; BR=$FIX/btrfs-mkfs-r.raw
+[ -f "$BF" ] && [ -f "$BR" ] || { echo "make_seeds: btrfs fixtures missing: run bash scripts/fixtures.sh" >&2; exit 1; }
+{ printf '\000'; dd if="$BF" bs=4096 skip=16 count=1 status=none; } > "$o/seed-superblock"
+node_seed() {  # IMAGE TREE NAME: the first node dump-tree prints for TREE, behind selector 1
+  local at; at=$(btrfs inspect-internal dump-tree -t "$2" "$1" 2>/dev/null | awk '/^(leaf|node) [0-9]+ / && !x {print $2; x=1}')
+  btrfs-map-logical -l "$at" -b 16384 -o "$S/node" "$1" >/dev/null 2>&1
+  { printf '\001'; cat "$S/node"; } > "$o/seed-$3"
+}
+node_seed "$BF" chunk chunk-tree; node_seed "$BF" root root-tree; node_seed "$BR" fs fs-tree-leaf
+btrfs inspect-internal dump-tree "$BF" 2>/dev/null | awk '
+  /extent data disk byte/ {d=$5; n=$7}
+  /extent data offset 0 nr/ {r=$8}
+  /extent compression [123] / {c=$3; if (!(c in seen) && n <= 65536 && r <= 131072) {seen[c]=1; print c, d, n, r}}' |
+while read -r c at n r; do
+  name=$(case $c in 1) echo zlib;; 2) echo lzo;; 3) echo zstd;; esac)
+  btrfs-map-logical -l "$at" -b "$n" -o "$S/ext" "$BF" >/dev/null 2>&1
+  sel=$((c + 1))  # fuzz_btrfs selectors: 2 zlib, 3 lzo, 4 zstd
+  { printf "\\$(printf '%03o' "$sel")\\$(printf '%03o' $((r / 512 - 1)))"; cat "$S/ext"; } > "$o/seed-$name-extent"
+done
 
 # --- hive, packages, initramfs (hivex, rpm, cpio + compressors); customize inputs -----------
 bash scripts/fuzz_inspect_seeds.sh "$OUT"

@@ -58,4 +58,5 @@ if [ ! -f "$FIX/debian-gpt.raw" ]; then
 fi
 bash "$(dirname "$0")/fixture_lvm.sh" "$FIX" >&2
 DISKFAB_FIXTURES="$FIX" bash "$(dirname "$0")/fixture_xfs.sh" >&2
+bash "$(dirname "$0")/fixture_btrfs.sh" "$FIX"
 echo "$FIX"

@@ -7,9 +7,11 @@ static EXT: diskfab_ext::ExtDriver = diskfab_ext::ExtDriver;
 static FAT: diskfab_fat::FatDriver = diskfab_fat::FatDriver;
 static XFS: diskfab_xfs::XfsDriver = diskfab_xfs::XfsDriver;
 
+static BTRFS: diskfab_btrfs::BtrfsDriver = diskfab_btrfs::BtrfsDriver;
+
 /// Every filesystem driver, in probe order.
-pub fn fs_drivers() -> [&'static dyn FsDriver; 3] {
-    [&EXT, &FAT, &XFS]
+pub fn fs_drivers() -> [&'static dyn FsDriver; 4] {
+    [&EXT, &FAT, &XFS, &BTRFS]
 }
 
 /// Finds the driver that recognises the filesystem on `dev`, with the type it reports.

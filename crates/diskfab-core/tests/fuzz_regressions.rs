@@ -92,6 +92,7 @@ mod pinned {
     pub const LVM: (usize, usize) = (3, 0);
     pub const LUKS: (usize, usize) = (2, 0);
     pub const XFS: (usize, usize) = (3, 1);
+    pub const BTRFS: (usize, usize) = (7, 0);
 }
 
 #[test]
@@ -323,6 +324,8 @@ fn lvm_small_pv_seed_maps_its_logical_volumes() {
         2
     );
     assert_eq!(LvDev::open(&vg, "b").unwrap().size(), 2 * 8192);
+fn fuzz_seeds_and_regressions_replay_btrfs_and_every_seed_parses() {
+    replay("btrfs", pinned::BTRFS, diskfab_btrfs::fuzz_btrfs, some);
 }
 
 /// The qemu-made qcow2 seeds reach the parsers the fuzzer must cover: extended L2 entries, the
