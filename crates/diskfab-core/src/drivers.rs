@@ -5,10 +5,11 @@ use diskfab_storage::{DevRef, Error, Result};
 
 static EXT: diskfab_ext::ExtDriver = diskfab_ext::ExtDriver;
 static FAT: diskfab_fat::FatDriver = diskfab_fat::FatDriver;
+static NTFS: diskfab_ntfs::NtfsDriver = diskfab_ntfs::NtfsDriver;
 
 /// Every filesystem driver, in probe order.
-pub fn fs_drivers() -> [&'static dyn FsDriver; 2] {
-    [&EXT, &FAT]
+pub fn fs_drivers() -> [&'static dyn FsDriver; 3] {
+    [&EXT, &FAT, &NTFS]
 }
 
 /// Finds the driver that recognises the filesystem on `dev`, with the type it reports.

@@ -89,6 +89,7 @@ mod pinned {
     pub const RPM: (usize, usize) = (3, 0);
     pub const CPIO: (usize, usize) = (3, 0);
     pub const FAT_DOTFIX: (usize, usize) = (4, 0);
+    pub const NTFS: (usize, usize) = (6, 0);
 }
 
 #[test]
@@ -278,6 +279,11 @@ fn fuzz_seeds_and_regressions_replay_fat_dotfix_and_every_seed_finds_its_directo
         diskfab_fat::fuzz_dotfix,
         |_, n| n == 2,
     );
+}
+
+#[test]
+fn fuzz_seeds_and_regressions_replay_ntfs_and_every_seed_parses_its_structure() {
+    replay("ntfs", pinned::NTFS, diskfab_ntfs::fuzz_ntfs, some);
 }
 
 /// The qemu-made qcow2 seeds reach the parsers the fuzzer must cover: extended L2 entries, the
