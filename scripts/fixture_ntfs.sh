@@ -134,7 +134,7 @@ head -c 70000 "$TREE/usr/share/common-licenses/GPL-3" | dd of="$MNT/sparse.bin" 
 # Alternate data streams.
 printf 'main stream\n' >"$MNT/ads.txt"
 setfattr -n user.Zone.Identifier -v '[ZoneTransfer]ZoneId=3' "$MNT/ads.txt"
-head -c 9000 "$TREE/usr/share/common-licenses/GPL-3" >"$T/big-ads"
+head -c 3000 "$TREE/usr/share/common-licenses/GPL-3" >"$T/big-ads"
 setfattr -n user.big -v "0x$(od -An -v -tx1 "$T/big-ads" | tr -d " \n")" "$MNT/ads.txt"
 
 # A directory with thousands of entries.
