@@ -97,13 +97,13 @@ impl NtfsFs {
         match s.size {
             0 => return Ok(Some(Kind::Special(FileType::Fifo, (0, 0)))),
             1 => return Ok(Some(Kind::Special(FileType::Socket, (0, 0)))),
-            n if n > MAX_INTERIX || n < 8 => return Ok(None),
+            n if !(8..=MAX_INTERIX).contains(&n) => return Ok(None),
             _ => {}
         }
         let mut b = vec![0u8; s.size as usize];
         self.v.read(usize::MAX - 2, &s, 0, &mut b)?;
         Ok(match &b[..8] {
-            b"IntxLNK\x01" if b.len() % 2 == 0 => {
+            b"IntxLNK\x01" if b.len().is_multiple_of(2) => {
                 let u: Vec<u16> = b[8..]
                     .chunks_exact(2)
                     .map(|c| u16::from_le_bytes([c[0], c[1]]))
@@ -214,7 +214,7 @@ impl Filesystem for NtfsFs {
         let nlink = f
             .find(ty::FILE_NAME, &[])
             .filter(|a| match &a.body {
-                Body::Resident(v) => parse_file_name(v).map_or(false, |n| n.namespace != NS_DOS),
+                Body::Resident(v) => parse_file_name(v).is_ok_and(|n| n.namespace != NS_DOS),
                 Body::NonResident(_) => false,
             })
             .count()

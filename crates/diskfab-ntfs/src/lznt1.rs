@@ -105,7 +105,7 @@ mod tests {
     #[test]
     fn uncompressed_chunks_copy_and_bad_references_fail() {
         let mut c = vec![0xFFu8, 0x3F];
-        c.extend(std::iter::repeat(7u8).take(4096));
+        c.extend(std::iter::repeat_n(7u8, 4096));
         let mut out = vec![1u8; 8192];
         assert_eq!(decompress(&c, &mut out).unwrap(), 4096);
         assert!(out[..4096].iter().all(|&b| b == 7) && out[4096..].iter().all(|&b| b == 0));

@@ -146,7 +146,7 @@ pub fn parse_record(buf: &[u8], clusters: u64) -> Result<Record> {
             break;
         }
         let len = le_u32(rec, off + 4)? as usize;
-        if len < 24 || len % 8 != 0 || off + len > rec.len() {
+        if len < 24 || !len.is_multiple_of(8) || off + len > rec.len() {
             return Err(Error::bad(format!(
                 "NTFS MFT record: attribute of {len} bytes at offset {off}"
             )));

@@ -21,6 +21,9 @@ const CACHE_RECORDS: usize = 8192;
 /// Largest compression unit accepted.
 const MAX_UNIT: u64 = 1 << 20;
 
+/// Extension records named by an attribute list, each with the (type, id) pairs it holds.
+type Extensions = Vec<(u64, Vec<(u32, u16)>)>;
+
 /// A file's base record with the attributes of all its extension records.
 #[derive(Debug, Clone)]
 pub struct File {
@@ -176,7 +179,7 @@ impl Volume {
 
     /// The extension records an attribute list names, with the (type, id) pairs wanted from
     /// each; `None` without an attribute list.
-    fn attr_list(&mut self, f: &File) -> Result<Option<Vec<(u64, Vec<(u32, u16)>)>>> {
+    fn attr_list(&mut self, f: &File) -> Result<Option<Extensions>> {
         let Some(s) = self.stream(f, ty::ATTRIBUTE_LIST, &[])? else {
             return Ok(None);
         };
