@@ -236,6 +236,52 @@ while read -r c at n r; do
   sel=$((c + 1))  # fuzz_btrfs selectors: 2 zlib, 3 lzo, 4 zstd
   { printf "\\$(printf '%03o' "$sel")\\$(printf '%03o' $((r / 512 - 1)))"; cat "$S/ext"; } > "$o/seed-$name-extent"
 done
+o=$(d ntfs)   # selector byte + a structure cut from mkntfs/ntfs-3g output (scripts/fixture_ntfs.sh)
+truncate -s 2M "$S/ntfs.img" && mkntfs -q -F -Q -c 512 -L SEED "$S/ntfs.img" >/dev/null 2>&1
+printf 'hello\n' > "$S/h.txt" && ntfscp -q "$S/ntfs.img" "$S/h.txt" hello.txt
+{ printf '\000'; head -c "$(cut_to 98304 2097152)" "$S/ntfs.img"; } > "$o/seed-volume"
+python3 - "$FIX/ntfs-gpt.raw" "$o" <<'PY'
+import struct, sys
+img, out = sys.argv[1], sys.argv[2]
+f = open(img, 'rb'); part = 1 << 20
+f.seek(part); boot = f.read(512)
+bps = struct.unpack_from('<H', boot, 11)[0]; cs = bps * boot[13]; mft = struct.unpack_from('<Q', boot, 0x30)[0]
+def at(off, n): f.seek(part + off); return f.read(n)
+def write(name, sel, b): open(f'{out}/seed-{name}', 'wb').write(bytes([sel]) + b)
+write('mft-record', 1, at(mft * cs, 1024))             # $MFT's own record: runlist, bitmap
+recs = [at(mft * cs + i * 1024, 1024) for i in range(16, 4096)]
+# the record with the most attributes (hard links with long names: an attribute list)
+write('record-attrlist', 1, max((r for r in recs if r[:4] == b'FILE'), key=lambda r: r.count(b'\x30\x00\x00\x00')))
+vol = at(0, 96 << 20)
+indx = next(i for i in range(0, len(vol), cs) if vol[i:i + 4] == b'INDX')
+write('indx', 2, vol[indx:indx + 4096])
+# the runlist of the most fragmented non-resident $DATA (frag.bin)
+best = b''
+for r in recs:
+    o = struct.unpack_from('<H', r, 0x14)[0]
+    while r[:4] == b'FILE' and o + 16 <= 1024:
+        t, ln = struct.unpack_from('<II', r, o)
+        if t == 0xFFFFFFFF or ln < 16 or o + ln > 1024: break
+        if t == 0x80 and r[o + 8] == 1:
+            ro = struct.unpack_from('<H', r, o + 0x20)[0]
+            if ln - ro > len(best): best = r[o + ro:o + ln]
+        o += ln
+write('runlist', 3, best)
+# an LZNT1 unit: the first clusters of a compressed file (chunk headers 0xBxxx)
+for r in recs:
+    o = struct.unpack_from('<H', r, 0x14)[0]
+    while r[:4] == b'FILE' and o + 16 <= 1024:
+        t, ln = struct.unpack_from('<II', r, o)
+        if t == 0xFFFFFFFF or ln < 16 or o + ln > 1024: break
+        if t == 0x80 and r[o + 8] == 1 and struct.unpack_from('<H', r, o + 0x0C)[0] & 1:
+            ro = struct.unpack_from('<H', r, o + 0x20)[0]; h = r[o + ro]
+            ls, os_ = h & 15, h >> 4
+            n = int.from_bytes(r[o + ro + 1:o + ro + 1 + ls], 'little')
+            lcn = int.from_bytes(r[o + ro + 1 + ls:o + ro + 1 + ls + os_], 'little')
+            write('lznt1', 4, at(lcn * cs, min(n, 16) * cs)); sys.exit(0)
+        o += ln
+raise SystemExit('no compressed file in the NTFS fixture')
+PY
 
 # --- hive, packages, initramfs (hivex, rpm, cpio + compressors); customize inputs -----------
 bash scripts/fuzz_inspect_seeds.sh "$OUT"

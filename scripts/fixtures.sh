@@ -3,6 +3,7 @@
 #   $FIX/debian-minbase/     a real Debian 12 tree (debootstrap --variant=minbase)
 #   $FIX/debian-mbr.qcow2    MBR disk, one ext4 partition made by `mke2fs -d` from that tree, as qcow2
 #   $FIX/debian-gpt.raw      GPT disk (sgdisk): FAT32 ESP (mkfs.vfat + mcopy) and ext4 root (mke2fs -d)
+#   $FIX/ntfs-gpt.raw        GPT disk, NTFS by mkntfs + ntfs-3g (scripts/fixture_ntfs.sh)
 # Prints $FIX. Idempotent: finished fixtures are reused; delete the directory to rebuild.
 set -euo pipefail
 FIX=${DISKFAB_FIXTURES:-${XDG_CACHE_HOME:-$HOME/.cache}/diskfab-fixtures}
@@ -59,4 +60,6 @@ fi
 bash "$(dirname "$0")/fixture_lvm.sh" "$FIX" >&2
 DISKFAB_FIXTURES="$FIX" bash "$(dirname "$0")/fixture_xfs.sh" >&2
 bash "$(dirname "$0")/fixture_btrfs.sh" "$FIX"
+# NTFS made by mkntfs and filled through ntfs-3g (see the script).
+bash "$(dirname "$0")/fixture_ntfs.sh" "$FIX" >&2
 echo "$FIX"

@@ -28,7 +28,7 @@ S=$(mktemp -d); trap 'rm -rf "$S"' EXIT
 # run TARGET: fuzzes TARGET for SECS; on a crash saves the input as a regression and fails.
 run() {
   local t=$1 log=$S/$1.log max=()
-  case $t in qcow2 | vdi | vhd | vmdk | vhdx | mbr_gpt | fat_dotfix) max=(-max_len=1048576) ;; esac
+  case $t in qcow2 | vdi | vhd | vmdk | vhdx | mbr_gpt | fat_dotfix | ntfs) max=(-max_len=1048576) ;; esac
   if "$BIN/$t" "fuzz/corpus/$t" -max_total_time="$SECS" "${max[@]}" -rss_limit_mb=2048 \
       -timeout=30 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" >"$log" 2>&1; then
     echo "fuzz: $t: $(sed -n 's/^stat::number_of_executed_units: *//p' "$log") runs in ${SECS}s," \

@@ -6,12 +6,12 @@ use diskfab_storage::{DevRef, Error, Result};
 static EXT: diskfab_ext::ExtDriver = diskfab_ext::ExtDriver;
 static FAT: diskfab_fat::FatDriver = diskfab_fat::FatDriver;
 static XFS: diskfab_xfs::XfsDriver = diskfab_xfs::XfsDriver;
-
 static BTRFS: diskfab_btrfs::BtrfsDriver = diskfab_btrfs::BtrfsDriver;
+static NTFS: diskfab_ntfs::NtfsDriver = diskfab_ntfs::NtfsDriver;
 
 /// Every filesystem driver, in probe order.
-pub fn fs_drivers() -> [&'static dyn FsDriver; 4] {
-    [&EXT, &FAT, &XFS, &BTRFS]
+pub fn fs_drivers() -> [&'static dyn FsDriver; 5] {
+    [&EXT, &FAT, &XFS, &BTRFS, &NTFS]
 }
 
 /// Finds the driver that recognises the filesystem on `dev`, with the type it reports.

@@ -93,6 +93,7 @@ mod pinned {
     pub const LUKS: (usize, usize) = (2, 0);
     pub const XFS: (usize, usize) = (3, 1);
     pub const BTRFS: (usize, usize) = (7, 0);
+    pub const NTFS: (usize, usize) = (6, 0);
 }
 
 #[test]
@@ -326,6 +327,8 @@ fn lvm_small_pv_seed_maps_its_logical_volumes() {
     assert_eq!(LvDev::open(&vg, "b").unwrap().size(), 2 * 8192);
 fn fuzz_seeds_and_regressions_replay_btrfs_and_every_seed_parses() {
     replay("btrfs", pinned::BTRFS, diskfab_btrfs::fuzz_btrfs, some);
+fn fuzz_seeds_and_regressions_replay_ntfs_and_every_seed_parses_its_structure() {
+    replay("ntfs", pinned::NTFS, diskfab_ntfs::fuzz_ntfs, some);
 }
 
 /// The qemu-made qcow2 seeds reach the parsers the fuzzer must cover: extended L2 entries, the
