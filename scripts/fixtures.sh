@@ -56,4 +56,5 @@ if [ ! -f "$FIX/debian-gpt.raw" ]; then
   mke2fs -q -F -t ext4 -L root -U "$ROOT_UUID" -E offset=$root_off -d "$TREE" "$t" "${root_k}k"
   mv "$t" "$FIX/debian-gpt.raw"
 fi
+bash "$(dirname "$0")/fixture_selinux.sh" "$FIX"
 echo "$FIX"
