@@ -453,15 +453,15 @@ pub fn fuzz_file_contexts(data: &[u8]) -> usize {
         None => (data, &b"/etc/passwd\n/usr/bin/ls\n/home/u/.ssh"[..]),
     };
     let _ = parse_config(fc);
-    let subs = parse_subs("fuzz", fc).ok();
-    let Ok(mut p) = Policy::parse(&[("fuzz", fc)], None, None) else {
+    let aliases = Policy::parse(&[], Some(fc), Some(fc)).ok();
+    let Ok(p) = Policy::parse(&[("fuzz", fc)], None, None) else {
         return 0;
     };
-    if let Some(s) = subs {
-        p.subs = s;
-    }
     let mut n = 0;
     for k in keys.split(|&b| b == b'\n').take(64) {
+        if let Some(a) = &aliases {
+            let _ = a.substitute(k);
+        }
         for m in [0, mode::REG, mode::DIR, mode::LNK] {
             if let Ok(Some(_)) = p.lookup(k, m) {
                 n += 1;
