@@ -87,6 +87,14 @@ useradd -R "$R" -M -u 1500 -s /bin/sh bob && usermod -R "$R" -L bob
 acct seed-useradd
 printf 'root:x:0:0:root:/root:/bin/bash\nadm:x:3:4:adm:/var/adm:/sbin/nologin\nops:x:1000:10::/home/ops:/bin/bash\n\0root:!!::0:99999:7:::\nops::19000:0:99999:7:::\n\0root:x:0:\nwheel:x:10:ops\n' > "$o/seed-wheel"
 
+o=$(d file_contexts)   # Debian's reference policy (scripts/fixture_selinux.sh): FILE_CONTEXTS %% PATHS
+SP=$FIX/selinux-default
+P=$'/etc/passwd\n/usr/bin/ls\n/home/alice/.ssh/authorized_keys\n/var/www/html/index.html\n/lib/systemd/systemd\n/var/run/x\n/dev/null'
+{ head -n "$(cut_to 150 5000)" "$SP/file_contexts"; printf '%%%%\n%s\n' "$P"; } > "$o/seed-base"
+{ grep -v '^#' "$SP/file_contexts.homedirs" | head -n 60; printf '%%%%\n%s\n' "$P"; } > "$o/seed-homedirs"
+grep -E '^/(usr|etc|var)' "$SP/file_contexts" | tail -n 120 > "$S/fc-tail"
+{ cat "$S/fc-tail"; printf '%%%%\n%s\n' "$P"; awk '$1 !~ /[][().*+?|^$\\{]/ {print $1}' "$S/fc-tail" | head -n 20; } > "$o/seed-tail"
+
 o=$(d sudoers)   # Debian's sudo package: the default file and the upstream examples
 cp /usr/share/doc/sudo/examples/sudoers "$o/seed-upstream-example"
 cp /usr/share/doc/sudo/examples/sudoers.dist "$o/seed-sudoers-dist"

@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(libext2fs-dev e2fsprogs libclang-dev clang pkg-config qemu-utils dosfstools mtools fdisk gdisk
       attr acl debootstrap xorriso whois time
-      rpm libwin-hivex-perl libhivex-bin cpio zstd xz-utils lz4 netplan.io sudo strace lvm2 cryptsetup-bin xfsprogs btrfs-progs ntfs-3g)
+      rpm libwin-hivex-perl libhivex-bin cpio zstd xz-utils lz4 netplan.io sudo strace lvm2 cryptsetup-bin xfsprogs btrfs-progs ntfs-3g selinux-policy-default selinux-utils)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

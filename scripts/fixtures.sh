@@ -62,4 +62,5 @@ DISKFAB_FIXTURES="$FIX" bash "$(dirname "$0")/fixture_xfs.sh" >&2
 bash "$(dirname "$0")/fixture_btrfs.sh" "$FIX"
 # NTFS made by mkntfs and filled through ntfs-3g (see the script).
 bash "$(dirname "$0")/fixture_ntfs.sh" "$FIX" >&2
+bash "$(dirname "$0")/fixture_selinux.sh" "$FIX"
 echo "$FIX"

@@ -81,6 +81,7 @@ mod pinned {
     pub const PACKAGES: (usize, usize) = (7, 0);
     pub const INITRAMFS: (usize, usize) = (6, 0);
     pub const ACCOUNTS: (usize, usize) = (3, 1);
+    pub const FILE_CONTEXTS: (usize, usize) = (3, 0);
     pub const SUDOERS: (usize, usize) = (4, 0);
     pub const NETCONF: (usize, usize) = (14, 0);
     pub const FSTAB: (usize, usize) = (3, 0);
@@ -215,6 +216,16 @@ fn fuzz_seeds_and_regressions_replay_accounts_and_every_seed_has_users() {
         users.min(diskfab_customize::accounts::fuzz_tables(d))
     };
     replay("accounts", pinned::ACCOUNTS, run, some);
+}
+
+#[test]
+fn fuzz_seeds_and_regressions_replay_file_contexts_and_every_seed_labels_paths() {
+    replay(
+        "file_contexts",
+        pinned::FILE_CONTEXTS,
+        diskfab_customize::selinux::fuzz_file_contexts,
+        some,
+    );
 }
 
 #[test]

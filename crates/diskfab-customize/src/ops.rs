@@ -46,6 +46,7 @@ pub const OPS: &[OpDef] = &[
     OpDef { name: "uninstall", value: "PKG,...", help: "Remove packages with the guest's package manager in the sandbox" },
     OpDef { name: "update", value: "", help: "Upgrade every package with the guest's package manager in the sandbox, with the host's network" },
     OpDef { name: "install-file", value: "PATH.deb|PATH.rpm,...", help: "Install host package files offline (dpkg -i / rpm -i in the sandbox, no network)" },
+    OpDef { name: "selinux-relabel", value: "", help: "Make the guest relabel every file on its next boot (creates /.autorelabel). Without it, files diskfab creates or replaces already get the label the guest's SELinux policy gives their path" },
     OpDef { name: "reset", value: "OPS", help: "Reset machine state, virt-sysprep names, comma-separated: machine-id, ssh-hostkeys, logfiles, bash-history, udev-persistent-net, dhcp-client-state, tmp-files, package-manager-cache, or all" },
 ];
 
@@ -172,6 +173,11 @@ pub fn plan(op: &Op, st: &mut Staged, ctx: &mut Ctx) -> Result<()> {
             )))
         }
         "reset" => system::reset(st, a),
+        "selinux-relabel" => st.write(
+            "/.autorelabel",
+            Vec::new(),
+            Some(crate::staged::Meta::root(0o644)),
+        ),
         other => Err(Error::Invalid(format!("unknown operation --{other}"))),
     };
     let shown = if op.name.ends_with("password") {

@@ -616,9 +616,19 @@ impl<'a> Staged<'a> {
 }
 
 /// Performs `actions` on a writable filesystem, in order. `clock` stamps new and changed nodes.
+/// When the guest uses SELinux, every node created, replaced or moved gets the label its
+/// policy gives the path (see [`crate::labels`]; the policy is read once, before the first
+/// action).
 pub fn apply(fs: &mut dyn Filesystem, actions: &[Action], clock: Option<Timespec>) -> Result<()> {
+    if actions.is_empty() {
+        return Ok(());
+    }
+    let labeler = crate::labels::Labeler::load(fs)?;
     for a in actions {
         apply_one(fs, a, clock).map_err(|e| e.context(a.path()))?;
+        if let Some(l) = &labeler {
+            l.after(fs, a).map_err(|e| e.context(a.path()))?;
+        }
     }
     Ok(())
 }
