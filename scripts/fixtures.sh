@@ -3,6 +3,7 @@
 #   $FIX/debian-minbase/     a real Debian 12 tree (debootstrap --variant=minbase)
 #   $FIX/debian-mbr.qcow2    MBR disk, one ext4 partition made by `mke2fs -d` from that tree, as qcow2
 #   $FIX/debian-gpt.raw      GPT disk (sgdisk): FAT32 ESP (mkfs.vfat + mcopy) and ext4 root (mke2fs -d)
+#   $FIX/rocky-mbr.raw       Rocky-Linux-9.4-like guest, rpm sqlite db, /boot + / (scripts/fixture_rocky.sh)
 # Prints $FIX. Idempotent: finished fixtures are reused; delete the directory to rebuild.
 set -euo pipefail
 FIX=${DISKFAB_FIXTURES:-${XDG_CACHE_HOME:-$HOME/.cache}/diskfab-fixtures}
@@ -56,4 +57,5 @@ if [ ! -f "$FIX/debian-gpt.raw" ]; then
   mke2fs -q -F -t ext4 -L root -U "$ROOT_UUID" -E offset=$root_off -d "$TREE" "$t" "${root_k}k"
   mv "$t" "$FIX/debian-gpt.raw"
 fi
+bash "$(dirname "$0")/fixture_rocky.sh" "$FIX"
 echo "$FIX"

@@ -10,6 +10,9 @@ use diskfab_storage::Result;
 use serde::Serialize;
 use std::time::Instant;
 
+/// A readable volume: partition number (0 = whole disk), partition UUID, filesystem.
+pub(super) type Vol = (u32, Option<String>, FsInfo);
+
 /// One fstab entry resolved to a volume of the disk.
 #[derive(Debug, Clone, Serialize)]
 pub struct MountPoint {
@@ -20,6 +23,27 @@ pub struct MountPoint {
     /// Partition number it resolves to (0 = whole disk), if found on this disk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub partition: Option<u32>,
+    /// The device virt-inspector names for this entry (`/dev/sdaN`; an unresolvable `/dev/…`
+    /// spec as written); absent for entries libguestfs ignores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// A filesystem of one OS, as virt-inspector lists them: the root and every device the fstab
+/// mounts.
+#[derive(Debug, Clone, Serialize)]
+pub struct OsFilesystem {
+    /// Device name (`/dev/sda`, `/dev/sdaN`).
+    pub device: String,
+    /// Type (blkid's name), if the device is a filesystem of this disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<String>,
+    /// Label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// UUID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
 }
 
 /// One operating system found on the disk.
@@ -31,6 +55,8 @@ pub struct OsEntry {
     pub root_filesystem: FsInfo,
     /// fstab resolved to volumes.
     pub mountpoints: Vec<MountPoint>,
+    /// The root and the filesystems the fstab mounts, sorted by device.
+    pub filesystems: Vec<OsFilesystem>,
     /// Everything read from the root.
     #[serde(flatten)]
     pub os: OsInfo,
@@ -51,7 +77,7 @@ pub struct InspectReport {
 pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
     let t0 = Instant::now();
     // (partition number, fs info) of every readable volume, for fstab resolution.
-    let mut vols: Vec<(u32, Option<String>, FsInfo)> = Vec::new();
+    let mut vols: Vec<Vol> = Vec::new();
     let mut found = Vec::new();
     for v in &disk.volumes {
         let Some((driver, _)) = &v.fs else { continue };
@@ -77,19 +103,24 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
             }
             (n, info, os)
         })
-        .map(|(n, info, os)| OsEntry {
-            root_partition: n,
-            root_filesystem: info,
-            mountpoints: os
+        .map(|(n, info, os)| {
+            let mountpoints: Vec<MountPoint> = os
                 .fstab
                 .iter()
                 .map(|m| MountPoint {
                     mountpoint: m.mountpoint.clone(),
                     spec: m.spec.clone(),
                     partition: resolve(&m.spec, &vols),
+                    device: super::inspect_dev::fstab_device(m, n, &vols),
                 })
-                .collect(),
-            os,
+                .collect();
+            OsEntry {
+                root_partition: n,
+                root_filesystem: info,
+                filesystems: super::inspect_dev::filesystems(n, &mountpoints, &vols),
+                mountpoints,
+                os,
+            }
         })
         .collect();
     Ok(InspectReport {
@@ -100,7 +131,7 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
 }
 
 /// Resolves an fstab spec (UUID=, LABEL=, PARTUUID=, /dev/xxxN) to a partition number.
-fn resolve(spec: &str, vols: &[(u32, Option<String>, FsInfo)]) -> Option<u32> {
+pub(super) fn resolve(spec: &str, vols: &[Vol]) -> Option<u32> {
     let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(b));
     if let Some(u) = spec.strip_prefix("UUID=") {
         return vols.iter().find(|v| eq(&v.2.uuid, u)).map(|v| v.0);
@@ -130,11 +161,7 @@ fn resolve(spec: &str, vols: &[(u32, Option<String>, FsInfo)]) -> Option<u32> {
 /// Resolves Windows drive letters to partitions of this disk: an MBR entry when the disk
 /// signature (MBR offset 440) matches and a partition starts at its byte offset, a GPT entry by
 /// unique partition GUID. Entries that match nothing keep only their raw identity.
-fn match_drive_letters(
-    letters: &mut [DriveLetter],
-    table: Option<&PartitionTable>,
-    vols: &[(u32, Option<String>, FsInfo)],
-) {
+fn match_drive_letters(letters: &mut [DriveLetter], table: Option<&PartitionTable>, vols: &[Vol]) {
     let Some(t) = table else { return };
     for d in letters.iter_mut() {
         let part = match (&t.kind, &d.mbr_disk_signature, d.partition_offset) {
