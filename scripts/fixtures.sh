@@ -4,6 +4,7 @@
 #   $FIX/debian-mbr.qcow2    MBR disk, one ext4 partition made by `mke2fs -d` from that tree, as qcow2
 #   $FIX/debian-gpt.raw      GPT disk (sgdisk): FAT32 ESP (mkfs.vfat + mcopy) and ext4 root (mke2fs -d)
 #   $FIX/ntfs-gpt.raw        GPT disk, NTFS by mkntfs + ntfs-3g (scripts/fixture_ntfs.sh)
+#   $FIX/rocky-mbr.raw       Rocky-Linux-9.4-like guest, rpm sqlite db, /boot + / (scripts/fixture_rocky.sh)
 # Prints $FIX. Idempotent: finished fixtures are reused; delete the directory to rebuild.
 set -euo pipefail
 FIX=${DISKFAB_FIXTURES:-${XDG_CACHE_HOME:-$HOME/.cache}/diskfab-fixtures}
@@ -63,4 +64,5 @@ bash "$(dirname "$0")/fixture_btrfs.sh" "$FIX"
 # NTFS made by mkntfs and filled through ntfs-3g (see the script).
 bash "$(dirname "$0")/fixture_ntfs.sh" "$FIX" >&2
 bash "$(dirname "$0")/fixture_selinux.sh" "$FIX"
+bash "$(dirname "$0")/fixture_rocky.sh" "$FIX"
 echo "$FIX"

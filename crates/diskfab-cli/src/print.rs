@@ -97,11 +97,15 @@ pub fn inspected(json: bool, r: &diskfab_core::ops::inspect::InspectReport) -> R
             e.root_filesystem.fs_type,
             opt(&e.root_filesystem.uuid)
         );
-        println!("product:        {}", opt(&o.product_name));
         println!(
-            "distro:         {} {} ({})",
+            "product:        {}",
+            opt(&o.pretty_name.clone().or_else(|| o.product_name.clone()))
+        );
+        println!(
+            "distro:         {} {}.{} ({})",
             opt(&o.distro),
-            o.major_version.map(|m| m.to_string()).unwrap_or_default(),
+            o.major_version.unwrap_or(0),
+            o.minor_version.unwrap_or(0),
             opt(&o.osinfo)
         );
         println!("arch:           {}", opt(&o.arch));

@@ -228,7 +228,7 @@ fn windows_guest_from_hivex_built_hives_reports_product_build_host_apps_services
     let raw = t.path().join("win.img");
     let xml = t.path().join("win.xml");
     fs::write(&xml, ok(&["inspect", "--xml", raw.to_str().unwrap()])).unwrap();
-    let script = "import sys,xml.etree.ElementTree as E\no=E.parse(sys.argv[1]).getroot().find('operatingsystem')\nprint(o.find('name').text, o.find('windows_systemroot').text, o.find('windows_current_control_set').text, o.find('product_variant').text, [(d.get('name'), d.text) for d in o.find('drive_mappings')])";
+    let script = "import sys,xml.etree.ElementTree as E\no=E.parse(sys.argv[1]).getroot().find('operatingsystem')\nprint(o.find('name').text, o.find('windows_systemroot').text, o.find('windows_current_control_set').text, o.find('product_variant').text, [(d.get('name'), d.text) for d in o.findall('drive_mappings/drive_mapping')])";
     assert_eq!(
         tool("python3", &["-c", script, xml.to_str().unwrap()]).trim(),
         "windows /Windows ControlSet002 Client []",

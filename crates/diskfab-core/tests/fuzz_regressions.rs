@@ -81,7 +81,6 @@ mod pinned {
     pub const PACKAGES: (usize, usize) = (7, 0);
     pub const INITRAMFS: (usize, usize) = (6, 0);
     pub const ACCOUNTS: (usize, usize) = (3, 1);
-    pub const FILE_CONTEXTS: (usize, usize) = (3, 0);
     pub const SUDOERS: (usize, usize) = (4, 0);
     pub const NETCONF: (usize, usize) = (14, 0);
     pub const FSTAB: (usize, usize) = (3, 0);
@@ -95,6 +94,7 @@ mod pinned {
     pub const XFS: (usize, usize) = (3, 1);
     pub const BTRFS: (usize, usize) = (7, 0);
     pub const NTFS: (usize, usize) = (6, 0);
+    pub const FILE_CONTEXTS: (usize, usize) = (3, 0);
 }
 
 #[test]
@@ -219,16 +219,6 @@ fn fuzz_seeds_and_regressions_replay_accounts_and_every_seed_has_users() {
 }
 
 #[test]
-fn fuzz_seeds_and_regressions_replay_file_contexts_and_every_seed_labels_paths() {
-    replay(
-        "file_contexts",
-        pinned::FILE_CONTEXTS,
-        diskfab_customize::selinux::fuzz_file_contexts,
-        some,
-    );
-}
-
-#[test]
 fn fuzz_seeds_and_regressions_replay_sudoers_and_every_seed_has_rules() {
     replay(
         "sudoers",
@@ -336,10 +326,6 @@ fn lvm_small_pv_seed_maps_its_logical_volumes() {
         2
     );
     assert_eq!(LvDev::open(&vg, "b").unwrap().size(), 2 * 8192);
-fn fuzz_seeds_and_regressions_replay_btrfs_and_every_seed_parses() {
-    replay("btrfs", pinned::BTRFS, diskfab_btrfs::fuzz_btrfs, some);
-fn fuzz_seeds_and_regressions_replay_ntfs_and_every_seed_parses_its_structure() {
-    replay("ntfs", pinned::NTFS, diskfab_ntfs::fuzz_ntfs, some);
 }
 
 /// The qemu-made qcow2 seeds reach the parsers the fuzzer must cover: extended L2 entries, the
@@ -368,4 +354,24 @@ fn fuzz_seeds_and_regressions_replay_xfs_and_every_seed_block_parses() {
     replay("xfs", pinned::XFS, diskfab_xfs::fuzz_xfs, |b, n| {
         n > b.len().saturating_sub(512) / 4096
     });
+}
+
+#[test]
+fn fuzz_seeds_and_regressions_replay_btrfs_and_every_seed_parses() {
+    replay("btrfs", pinned::BTRFS, diskfab_btrfs::fuzz_btrfs, some);
+}
+
+#[test]
+fn fuzz_seeds_and_regressions_replay_ntfs_and_every_seed_parses_its_structure() {
+    replay("ntfs", pinned::NTFS, diskfab_ntfs::fuzz_ntfs, some);
+}
+
+#[test]
+fn fuzz_seeds_and_regressions_replay_file_contexts_and_every_seed_labels_paths() {
+    replay(
+        "file_contexts",
+        pinned::FILE_CONTEXTS,
+        diskfab_customize::selinux::fuzz_file_contexts,
+        some,
+    );
 }

@@ -79,16 +79,21 @@ pub fn fuzz_elf(data: &[u8]) -> usize {
     usize::from(system::elf_arch(data).is_some())
 }
 
-/// An os-release file. Returns how many of distribution, product name, codename and major
+/// An os-release file, also read as every other release file libguestfs' order tries (so each
+/// of their parsers sees it). Returns how many of distribution, product name, codename and
 /// version were found.
 pub fn fuzz_os_release(data: &[u8]) -> usize {
     let mut o = crate::OsInfo::default();
-    crate::parse_os_release(&String::from_utf8_lossy(data), &mut o);
+    let text = String::from_utf8_lossy(data);
+    crate::parse_os_release(&text, &mut o);
+    let id = crate::identity::identify(&mut |_| Some(text.to_string()));
+    let found = id.version.is_some();
+    crate::apply_identity(id, false, &mut o);
     [
         o.distro.is_some(),
         o.product_name.is_some(),
         o.codename.is_some(),
-        o.major_version.is_some(),
+        found,
     ]
     .into_iter()
     .filter(|&b| b)

@@ -8,6 +8,7 @@
 pub mod fuzz;
 pub mod hive;
 pub mod hivelog;
+pub mod identity;
 pub mod initramfs;
 mod netplan;
 mod network;
@@ -24,7 +25,7 @@ pub use security::{AppArmor, SudoRule};
 pub use system::{arch, Kernel, User, HYPERVISOR_DRIVERS};
 pub use windows::WindowsInfo;
 
-use diskfab_fs::Filesystem;
+use diskfab_fs::{FileType, Filesystem};
 use serde::Serialize;
 
 pub use hive::fuzz_hive;
@@ -80,9 +81,13 @@ pub struct OsInfo {
     /// Distribution id (`debian`, `ubuntu`, `fedora`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub distro: Option<String>,
-    /// Human-readable product name.
+    /// Product name as virt-inspector reports it (os-release `PRETTY_NAME`, or the first line of
+    /// the release file libguestfs settles on, e.g. `12.15` from Debian's `/etc/debian_version`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_name: Option<String>,
+    /// os-release `PRETTY_NAME` (else `NAME`): the human-readable name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretty_name: Option<String>,
     /// Major version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub major_version: Option<u32>,
@@ -161,9 +166,25 @@ pub struct Options {
 
 /// Whether `fs` looks like an OS root worth inspecting.
 pub fn is_os_root(fs: &mut dyn Filesystem) -> bool {
-    read::exists(fs, "/etc/os-release")
-        || read::exists(fs, "/usr/lib/os-release")
-        || windows::system_root(fs).is_some()
+    is_linux_root(fs) || windows::system_root(fs).is_some()
+}
+
+/// An os-release file, or libguestfs' test for a Linux root: `/etc`, `/bin` (or the link
+/// `/bin -> usr/bin`) and `/etc/fstab` or `/etc/hosts`.
+fn is_linux_root(fs: &mut dyn Filesystem) -> bool {
+    if read::exists(fs, "/etc/os-release") || read::exists(fs, "/usr/lib/os-release") {
+        return true;
+    }
+    let is = |fs: &mut dyn Filesystem, p: &str, t: FileType| {
+        diskfab_fs::path::resolve(fs, p.as_bytes(), false)
+            .ok()
+            .and_then(|i| fs.getattr(i).ok())
+            .is_some_and(|m| m.file_type == t)
+    };
+    is(fs, "/etc", FileType::Directory)
+        && (is(fs, "/bin", FileType::Directory)
+            || read::link(fs, "/bin").as_deref() == Some("usr/bin"))
+        && (is(fs, "/etc/fstab", FileType::Regular) || is(fs, "/etc/hosts", FileType::Regular))
 }
 
 fn os_release(fs: &mut dyn Filesystem, o: &mut OsInfo) {
@@ -171,9 +192,13 @@ fn os_release(fs: &mut dyn Filesystem, o: &mut OsInfo) {
         .or_else(|| read::text(fs, "/usr/lib/os-release", &mut o.warnings))
         .unwrap_or_default();
     parse_os_release(&text, o);
+    let warnings = &mut o.warnings;
+    let id = identity::identify(&mut |p| read::text(fs, p, warnings));
+    apply_identity(id, read::exists(fs, "/usr/bin/dnf"), o);
 }
 
-/// Distribution, product name, codename, version and osinfo short id from os-release text.
+/// Pretty name and codename from os-release text (distro, product and version come from
+/// [`identity::identify`], as libguestfs derives them).
 fn parse_os_release(text: &str, o: &mut OsInfo) {
     let kv = read::key_values(text);
     let get = |k: &str| {
@@ -182,25 +207,23 @@ fn parse_os_release(text: &str, o: &mut OsInfo) {
             .map(|(_, v)| v.clone())
             .filter(|v| !v.is_empty() && v.len() < 256)
     };
-    o.distro = get("ID");
-    o.product_name = get("PRETTY_NAME").or_else(|| get("NAME"));
+    o.pretty_name = get("PRETTY_NAME").or_else(|| get("NAME"));
     o.codename = get("VERSION_CODENAME");
-    let vid = get("VERSION_ID");
-    if let Some(v) = &vid {
-        let mut it = v.split('.');
-        o.major_version = it.next().and_then(|x| x.parse().ok());
-        o.minor_version = it.next().and_then(|x| x.parse().ok());
+}
+
+/// Distro, product, version, osinfo id and package tools from the release files' identity.
+fn apply_identity(id: identity::Identity, has_dnf: bool, o: &mut OsInfo) {
+    o.distro = id.distro;
+    o.product_name = id.product_name;
+    // libguestfs reports 0.0 when no version was found.
+    let (major, minor) = id.version.unwrap_or((0, 0));
+    o.major_version = Some(major);
+    o.minor_version = Some(minor);
+    if let Some(d) = o.distro.as_deref() {
+        o.osinfo = identity::osinfo(d, major, minor);
+        o.package_format = identity::package_format(d).map(Into::into);
+        o.package_management = identity::package_management(d, major, has_dnf).map(Into::into);
     }
-    o.osinfo = match (o.distro.as_deref(), vid.as_deref(), o.major_version) {
-        (Some("ubuntu"), Some(v), _) => Some(format!("ubuntu{v}")),
-        (
-            Some("rhel" | "centos" | "rocky" | "almalinux" | "opensuse-leap" | "sles"),
-            Some(v),
-            _,
-        ) => Some(format!("{}{v}", o.distro.as_deref().unwrap_or(""))),
-        (Some(d), _, Some(m)) => Some(format!("{d}{m}")),
-        _ => None,
-    };
 }
 
 fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
@@ -224,9 +247,13 @@ fn packages(fs: &mut dyn Filesystem, o: &mut OsInfo, opts: Options) {
     } else {
         None
     };
-    if let Some((f, m)) = fmt {
-        o.package_format = Some(f.into());
-        o.package_management = Some(m.into());
+    // Format and manager are reported as libguestfs derives them from the distro; the files
+    // decide which database is listed (also for a distro libguestfs does not know).
+    if o.distro.is_none() {
+        if let Some((f, m)) = fmt {
+            o.package_format = Some(f.into());
+            o.package_management = Some(m.into());
+        }
     }
     if opts.no_applications {
         return;
@@ -281,10 +308,27 @@ fn parse_fstab(t: &str) -> Vec<Mount> {
         .collect()
 }
 
+/// The hostname as libguestfs finds it: the first line of `/etc/HOSTNAME` or `/etc/hostname`,
+/// else `HOSTNAME=` of `/etc/sysconfig/network`.
+fn hostname(fs: &mut dyn Filesystem, w: &mut Vec<String>) -> Option<String> {
+    let ok = |h: &str| !h.is_empty() && h.len() <= 253;
+    for p in ["/etc/HOSTNAME", "/etc/hostname"] {
+        if let Some(h) = read::text(fs, p, w).and_then(|t| t.lines().next().map(str::to_string)) {
+            if ok(&h) {
+                return Some(h);
+            }
+        }
+    }
+    let t = read::text(fs, "/etc/sysconfig/network", w)?;
+    read::key_values(&t)
+        .into_iter()
+        .find(|(k, v)| k == "HOSTNAME" && ok(v))
+        .map(|(_, v)| v)
+}
+
 /// Inspects the OS whose root filesystem is `fs`.
 pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
-    let linux = read::exists(fs, "/etc/os-release") || read::exists(fs, "/usr/lib/os-release");
-    if !linux {
+    if !is_linux_root(fs) {
         if let Some(root) = windows::system_root(fs) {
             let mut o = OsInfo::default();
             windows::inspect(fs, &root, &mut o, opts.no_applications);
@@ -298,9 +342,7 @@ pub fn inspect(fs: &mut dyn Filesystem, opts: Options) -> OsInfo {
     os_release(fs, &mut o);
     o.arch = system::arch(fs);
     let w = &mut o.warnings;
-    o.hostname = read::text(fs, "/etc/hostname", w)
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty() && h.len() <= 253);
+    o.hostname = hostname(fs, w);
     o.timezone = system::timezone(fs, &mut o.warnings);
     o.machine_id_present =
         read::text(fs, "/etc/machine-id", &mut o.warnings).is_some_and(|m| m.trim().len() == 32);

@@ -27,10 +27,14 @@ pub fn elf_arch(h: &[u8]) -> Option<&'static str> {
 
 /// The guest's architecture, from the ELF header of a system binary.
 pub fn arch(fs: &mut dyn Filesystem) -> Option<String> {
+    // libguestfs' binaries first, in its order.
     for p in [
+        "/bin/bash",
+        "/bin/ls",
+        "/bin/echo",
+        "/bin/rm",
         "/bin/sh",
         "/usr/bin/ls",
-        "/bin/ls",
         "/sbin/init",
         "/usr/lib/systemd/systemd",
     ] {

@@ -23,6 +23,27 @@ pub struct MountPoint {
     /// The LVM logical volume (`vg/lv`) it resolves to, if it names one found on this disk.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume: Option<String>,
+    /// The device virt-inspector names for this entry (`/dev/sdaN`; an unresolvable `/dev/…`
+    /// spec as written); absent for entries libguestfs ignores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+}
+
+/// A filesystem of one OS, as virt-inspector lists them: the root and every device the fstab
+/// mounts.
+#[derive(Debug, Clone, Serialize)]
+pub struct OsFilesystem {
+    /// Device name (`/dev/sda`, `/dev/sdaN`).
+    pub device: String,
+    /// Type (blkid's name), if the device is a filesystem of this disk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_type: Option<String>,
+    /// Label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// UUID.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
 }
 
 /// One operating system found on the disk.
@@ -37,6 +58,8 @@ pub struct OsEntry {
     pub root_filesystem: FsInfo,
     /// fstab resolved to volumes.
     pub mountpoints: Vec<MountPoint>,
+    /// The root and the filesystems the fstab mounts, sorted by device.
+    pub filesystems: Vec<OsFilesystem>,
     /// Everything read from the root.
     #[serde(flatten)]
     pub os: OsInfo,
@@ -86,11 +109,9 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
             }
             (n, info, os)
         })
-        .map(|((n, root_volume), info, os)| OsEntry {
-            root_partition: n,
-            root_volume,
-            root_filesystem: info,
-            mountpoints: os
+        .map(|((n, root_volume), info, os)| {
+            let root = super::inspect_dev::root_vol(n, root_volume.as_deref(), &vols);
+            let mountpoints: Vec<MountPoint> = os
                 .fstab
                 .iter()
                 .map(|m| {
@@ -104,10 +125,18 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
                         spec: m.spec.clone(),
                         partition,
                         volume,
+                        device: super::inspect_dev::fstab_device(m, &root, &vols),
                     }
                 })
-                .collect(),
-            os,
+                .collect();
+            OsEntry {
+                root_partition: n,
+                root_volume,
+                root_filesystem: info,
+                filesystems: super::inspect_dev::filesystems(&root, &mountpoints, &vols),
+                mountpoints,
+                os,
+            }
         })
         .collect();
     Ok(InspectReport {
@@ -118,11 +147,11 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
 }
 
 /// A readable volume: partition number (0 = whole disk or LV), PARTUUID, filesystem, LV.
-type Vol = (u32, Option<String>, FsInfo, Option<(String, String)>);
+pub(super) type Vol = (u32, Option<String>, FsInfo, Option<(String, String)>);
 
 /// Resolves an fstab spec (UUID=, LABEL=, PARTUUID=, /dev/xxxN, /dev/VG/LV,
 /// /dev/mapper/VG-LV) to a volume.
-fn resolve<'a>(spec: &str, vols: &'a [Vol]) -> Option<&'a Vol> {
+pub(super) fn resolve<'a>(spec: &str, vols: &'a [Vol]) -> Option<&'a Vol> {
     let eq = |a: &Option<String>, b: &str| a.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(b));
     if let Some(u) = spec.strip_prefix("UUID=") {
         return vols.iter().find(|v| eq(&v.2.uuid, u));

@@ -1,6 +1,7 @@
 //! `inspect --xml`: the report in virt-inspector's XML element names.
 
 use super::inspect::InspectReport;
+use super::inspect_dev::{dev, mountpoints};
 
 fn esc(s: &str) -> String {
     s.chars()
@@ -22,16 +23,13 @@ fn el(out: &mut String, indent: usize, name: &str, v: Option<&str>) {
     }
 }
 
-/// Device name virt-inspector would print for partition `n` (0 = whole disk).
-fn dev(n: u32) -> String {
-    if n == 0 {
-        "/dev/sda".into()
-    } else {
-        format!("/dev/sda{n}")
-    }
+fn num(out: &mut String, name: &str, v: Option<u32>) {
+    el(out, 4, name, Some(&v.unwrap_or(0).to_string()));
 }
 
-/// Renders the report as virt-inspector-style XML.
+/// Renders the report as virt-inspector's XML: its elements, in its order, for the fields
+/// diskfab has (virt-inspector 1.48's `<description>`, `<url>` and `<source_package>` of
+/// applications are not produced).
 pub fn to_xml(r: &InspectReport) -> String {
     let mut x = String::from("<?xml version=\"1.0\"?>\n<operatingsystems>\n");
     for e in &r.operating_systems {
@@ -46,18 +44,15 @@ pub fn to_xml(r: &InspectReport) -> String {
         el(&mut x, 4, "arch", o.arch.as_deref());
         el(&mut x, 4, "distro", o.distro.as_deref());
         el(&mut x, 4, "product_name", o.product_name.as_deref());
+        let w = o.windows.as_ref();
         el(
             &mut x,
             4,
-            "major_version",
-            o.major_version.map(|v| v.to_string()).as_deref(),
+            "product_variant",
+            w.and_then(|w| w.installation_type.as_deref()),
         );
-        el(
-            &mut x,
-            4,
-            "minor_version",
-            Some(&o.minor_version.unwrap_or(0).to_string()),
-        );
+        num(&mut x, "major_version", o.major_version);
+        num(&mut x, "minor_version", o.minor_version);
         el(&mut x, 4, "package_format", o.package_format.as_deref());
         el(
             &mut x,
@@ -65,9 +60,7 @@ pub fn to_xml(r: &InspectReport) -> String {
             "package_management",
             o.package_management.as_deref(),
         );
-        el(&mut x, 4, "hostname", o.hostname.as_deref());
-        el(&mut x, 4, "osinfo", o.osinfo.as_deref());
-        if let Some(w) = &o.windows {
+        if let Some(w) = w {
             el(&mut x, 4, "windows_systemroot", Some(&w.system_root));
             el(
                 &mut x,
@@ -75,70 +68,74 @@ pub fn to_xml(r: &InspectReport) -> String {
                 "windows_current_control_set",
                 w.control_set.as_deref(),
             );
-            el(&mut x, 4, "product_variant", w.installation_type.as_deref());
-            x.push_str("    <drive_mappings>\n");
-            // Like virt-inspector: only the letters resolved to a partition of this disk.
-            for d in &w.drive_letters {
-                let Some(p) = d.partition else { continue };
-                x.push_str(&format!(
-                    "      <drive_mapping name=\"{}\">{}</drive_mapping>\n",
-                    esc(d.letter.trim_end_matches(':')),
-                    dev(p)
-                ));
-            }
-            x.push_str("    </drive_mappings>\n");
         }
+        el(&mut x, 4, "hostname", o.hostname.as_deref());
+        el(&mut x, 4, "osinfo", o.osinfo.as_deref());
         x.push_str("    <mountpoints>\n");
-        for m in &e.mountpoints {
-            let d = match (&m.volume, m.partition) {
-                (Some(lv), _) => format!("/dev/{lv}"),
-                (None, Some(p)) => dev(p),
-                (None, None) => continue,
-            };
+        for (mp, d) in mountpoints(&root, &e.mountpoints) {
             x.push_str(&format!(
                 "      <mountpoint dev=\"{}\">{}</mountpoint>\n",
                 esc(&d),
-                esc(&m.mountpoint)
+                esc(&mp)
             ));
         }
         x.push_str("    </mountpoints>\n    <filesystems>\n");
-        let f = &e.root_filesystem;
-        x.push_str(&format!("      <filesystem dev=\"{}\">\n", esc(&root)));
-        el(&mut x, 8, "type", Some(&f.fs_type));
-        el(&mut x, 8, "label", f.label.as_deref());
-        el(&mut x, 8, "uuid", f.uuid.as_deref());
-        x.push_str("      </filesystem>\n    </filesystems>\n    <applications>\n");
-        for a in &o.applications {
-            x.push_str("      <application>\n");
-            el(&mut x, 8, "name", Some(&a.name));
-            el(&mut x, 8, "epoch", Some(&a.epoch.to_string()));
-            el(&mut x, 8, "version", Some(&a.version));
-            el(
-                &mut x,
-                8,
-                "release",
-                Some(&a.release)
-                    .filter(|s| !s.is_empty())
-                    .map(String::as_str),
-            );
-            el(
-                &mut x,
-                8,
-                "arch",
-                Some(&a.arch).filter(|s| !s.is_empty()).map(String::as_str),
-            );
-            el(
-                &mut x,
-                8,
-                "summary",
-                Some(&a.summary)
-                    .filter(|s| !s.is_empty())
-                    .map(String::as_str),
-            );
-            x.push_str("      </application>\n");
+        for f in &e.filesystems {
+            x.push_str(&format!("      <filesystem dev=\"{}\">\n", esc(&f.device)));
+            el(&mut x, 8, "type", f.fs_type.as_deref());
+            el(&mut x, 8, "label", f.label.as_deref());
+            el(&mut x, 8, "uuid", f.uuid.as_deref());
+            x.push_str("      </filesystem>\n");
         }
-        x.push_str("    </applications>\n  </operatingsystem>\n");
+        x.push_str("    </filesystems>\n");
+        if let Some(w) = w {
+            // Like virt-inspector: only the letters resolved to a partition of this disk, and
+            // no element when there are none.
+            let mut letters: Vec<(String, u32)> = w
+                .drive_letters
+                .iter()
+                .filter_map(|d| Some((d.letter.trim_end_matches(':').to_string(), d.partition?)))
+                .collect();
+            letters.sort_by_key(|(l, _)| l.to_ascii_lowercase());
+            if !letters.is_empty() {
+                x.push_str("    <drive_mappings>\n");
+                for (l, p) in letters {
+                    x.push_str(&format!(
+                        "      <drive_mapping name=\"{}\">{}</drive_mapping>\n",
+                        esc(&l),
+                        dev(p)
+                    ));
+                }
+                x.push_str("    </drive_mappings>\n");
+            }
+        }
+        applications(&mut x, &o.applications);
+        x.push_str("  </operatingsystem>\n");
     }
     x.push_str("</operatingsystems>\n");
     x
+}
+
+fn opt(s: &str) -> Option<&str> {
+    Some(s).filter(|s| !s.is_empty())
+}
+
+fn applications(x: &mut String, apps: &[diskfab_inspect::Application]) {
+    x.push_str("    <applications>\n");
+    for a in apps {
+        x.push_str("      <application>\n");
+        el(x, 8, "name", Some(&a.name));
+        el(
+            x,
+            8,
+            "epoch",
+            (a.epoch != 0).then(|| a.epoch.to_string()).as_deref(),
+        );
+        el(x, 8, "version", opt(&a.version));
+        el(x, 8, "release", opt(&a.release));
+        el(x, 8, "arch", opt(&a.arch));
+        el(x, 8, "summary", opt(&a.summary));
+        x.push_str("      </application>\n");
+    }
+    x.push_str("    </applications>\n");
 }

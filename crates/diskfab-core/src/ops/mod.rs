@@ -11,6 +11,7 @@ pub mod hostcopy;
 pub mod images;
 pub mod info;
 pub mod inspect;
+pub mod inspect_dev;
 pub mod inspect_xml;
 pub mod manage;
 mod names;
