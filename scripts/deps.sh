@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what diskfab needs to build and to run its oracle tests, on Debian 12 (idempotent).
 set -euo pipefail
-PKGS=(libext2fs-dev e2fsprogs libclang-dev clang pkg-config qemu-utils dosfstools mtools fdisk gdisk
+PKGS=(libext2fs-dev liblzma-dev e2fsprogs libclang-dev clang pkg-config qemu-utils dosfstools mtools fdisk gdisk
       attr acl debootstrap xorriso whois time
       rpm libwin-hivex-perl libhivex-bin cpio zstd xz-utils lz4 netplan.io sudo strace lvm2 cryptsetup-bin xfsprogs btrfs-progs ntfs-3g selinux-policy-default selinux-utils)
 missing=()

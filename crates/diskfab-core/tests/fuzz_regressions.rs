@@ -79,7 +79,7 @@ mod pinned {
     pub const DELTA: (usize, usize) = (1, 0);
     pub const HIVE: (usize, usize) = (3, 0);
     pub const PACKAGES: (usize, usize) = (7, 0);
-    pub const INITRAMFS: (usize, usize) = (6, 0);
+    pub const INITRAMFS: (usize, usize) = (6, 1);
     pub const ACCOUNTS: (usize, usize) = (3, 1);
     pub const SUDOERS: (usize, usize) = (4, 0);
     pub const NETCONF: (usize, usize) = (14, 0);

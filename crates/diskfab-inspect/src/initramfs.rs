@@ -170,9 +170,10 @@ fn decompress(d: &[u8], cap: u64) -> Result<(&'static str, Vec<u8>, usize), Stri
             return Ok(("lz4", out, used));
         }
         [0xfd, b'7', b'z', b'X', b'Z', 0] => {
-            let mut out = Capped(Vec::new(), cap);
-            lzma_rs::xz_decompress(&mut input, &mut out).map_err(|e| format!("xz: {e}"))?;
-            ("xz", out.0)
+            // liblzma (the reference xz implementation), one stream: its members' padding and
+            // any following segment are left for the caller, as for the other formats.
+            let dec = xz2::bufread::XzDecoder::new(&mut input);
+            ("xz", read_capped(dec, cap).map_err(|e| format!("xz: {e}"))?)
         }
         [0x28, 0xb5, 0x2f, 0xfd, ..] => {
             let dec = ruzstd::decoding::StreamingDecoder::new(&mut input)
