@@ -15,7 +15,7 @@ check_clones() {
   local d=$1 n f
   n=$(find "$d" -maxdepth 1 -name 'base-*.qcow2' | wc -l)
   [ "$n" -eq "$N" ] || die "$d holds $n clones, expected $N"
-  for f in "$(find "$d" -name 'base-*.qcow2' | sort | head -n 1)" "$(find "$d" -name 'base-*.qcow2' | sort | tail -n 1)"; do
+  for f in "$(find "$d" -name 'base-*.qcow2' | sort | sed -n 1p)" "$(find "$d" -name 'base-*.qcow2' | sort | tail -n 1)"; do
     qemu-img check -q "$f"
     qemu-img info --output=json "$f" >"$W/info.json"
     grep -q '"format": "qcow2"' "$W/info.json" || die "$f is not qcow2"

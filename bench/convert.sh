@@ -17,7 +17,7 @@ read -r p1_start < <(sfdisk -d "$W/src.raw" | awk -F'[=,]' '/^[^ ]+1 : / {gsub(/
 FS="$W/src.raw?offset=$((p1_start * 512))"
 head -c "${RANDOM_MB}M" /dev/urandom >"$W/random.bin"
 debugfs -w -R "write $W/random.bin random.bin" "$FS" >/dev/null 2>"$W/debugfs.log"
-debugfs -R "stat random.bin" "$FS" 2>/dev/null | grep -q "Size: $((RANDOM_MB << 20))" ||
+debugfs -R "stat random.bin" "$FS" 2>/dev/null | grep "Size: $((RANDOM_MB << 20))" >/dev/null ||
   die "debugfs did not write random.bin: $(cat "$W/debugfs.log")"
 e2fsck -fn "$FS" >/dev/null
 rm -f "$W/random.bin"

@@ -39,8 +39,8 @@ mem=$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
   echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); total run time $(( ($(now_us) - T0) / 1000000 )) s"
   echo "- machine: $(nproc) cores ($cpu), $mem memory, Linux $(uname -r); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- work directory filesystem: $(df -T "$W" | awk 'NR == 2 {print $2}'); tmpfs for the tmpfs rows"
-  echo "- $(qemu-img --version | head -n 1)"
-  echo "- diskfab commit $commit, $("$DF_REAL" --version 2>/dev/null | head -n 1)$([ -n "${DISKFAB:-}" ] && echo " (DISKFAB=$DISKFAB)")"
+  echo "- $(qemu-img --version | sed -n 1p)"
+  echo "- diskfab commit $commit, $("$DF_REAL" --version 2>/dev/null | sed -n 1p)$([ -n "${DISKFAB:-}" ] && echo " (DISKFAB=$DISKFAB)")"
   if [ "$QUICK" = 1 ]; then
     echo "- **quick mode**: small sizes and one run per measurement, to check that the scripts work; the numbers"
     echo "  are not the project's benchmark (that is \`bash bench/run.sh\`)"

@@ -56,7 +56,7 @@ one_by_one() {
 }
 check_one() {
   [ "$(find "$W/one" -name '*.qcow2' | wc -l)" -eq "$M" ] || die "the loop made the wrong number of clones"
-  qemu-img check -q "$(find "$W/one" -name '*.qcow2' | sort | head -n 1)"
+  qemu-img check -q "$(find "$W/one" -name '*.qcow2' | sort | sed -n 1p)"
 }
 measure --prep "rm -rf '$W/one'; mkdir '$W/one'; sync" --check check_one -- one_by_one
 t_loop=$MS

@@ -91,9 +91,9 @@ o=$(d file_contexts)   # Debian's reference policy (scripts/fixture_selinux.sh):
 SP=$FIX/selinux-default
 P=$'/etc/passwd\n/usr/bin/ls\n/home/alice/.ssh/authorized_keys\n/var/www/html/index.html\n/lib/systemd/systemd\n/var/run/x\n/dev/null'
 { head -n "$(cut_to 150 5000)" "$SP/file_contexts"; printf '%%%%\n%s\n' "$P"; } > "$o/seed-base"
-{ grep -v '^#' "$SP/file_contexts.homedirs" | head -n 60; printf '%%%%\n%s\n' "$P"; } > "$o/seed-homedirs"
+{ grep -v '^#' "$SP/file_contexts.homedirs" | sed -n '1,60p'; printf '%%%%\n%s\n' "$P"; } > "$o/seed-homedirs"
 grep -E '^/(usr|etc|var)' "$SP/file_contexts" | tail -n 120 > "$S/fc-tail"
-{ cat "$S/fc-tail"; printf '%%%%\n%s\n' "$P"; awk '$1 !~ /[][().*+?|^$\\{]/ {print $1}' "$S/fc-tail" | head -n 20; } > "$o/seed-tail"
+{ cat "$S/fc-tail"; printf '%%%%\n%s\n' "$P"; awk '$1 !~ /[][().*+?|^$\\{]/ {print $1}' "$S/fc-tail" | sed -n '1,20p'; } > "$o/seed-tail"
 
 o=$(d sudoers)   # Debian's sudo package: the default file and the upstream examples
 cp /usr/share/doc/sudo/examples/sudoers "$o/seed-upstream-example"

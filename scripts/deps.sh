@@ -6,7 +6,7 @@ PKGS=(libext2fs-dev liblzma-dev e2fsprogs libclang-dev clang pkg-config qemu-uti
       rpm libwin-hivex-perl libhivex-bin cpio zstd xz-utils lz4 netplan.io sudo strace lvm2 cryptsetup-bin xfsprogs btrfs-progs ntfs-3g selinux-policy-default selinux-utils)
 missing=()
 for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep "install ok installed" >/dev/null || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo

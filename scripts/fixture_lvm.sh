@@ -85,7 +85,7 @@ i = s.index("\tlogical_volumes {\n") + len("\tlogical_volumes {\n")
 open(p, "w").write(s[:i] + pool + s[i:])
 EOF
 lvm_ vgcfgrestore -q --force -f "$W/rl.vg" rl
-lvm_ lvs -a | grep -q 'pool.*twi' || { echo "fixture_lvm: thin pool not restored" >&2; exit 1; }
+lvm_ lvs -a | grep 'pool.*twi' >/dev/null || { echo "fixture_lvm: thin pool not restored" >&2; exit 1; }
 lvs --config "$C" -a --segments --reportformat json --units b --nosuffix \
   -o lv_name,segtype,seg_start_pe,seg_size_pe,stripes,stripe_size,seg_pe_ranges,seg_le_ranges,lv_size 2>/dev/null \
   > "$W/lvs.json"

@@ -62,7 +62,7 @@ row() {
     "${runs:-?}" "${eps:-?}" "${cov:-?}" "${ft:-?}" "${corp:-?}" "$(cat "$LOGS/$t.corpus")" "$crashes"
 }
 TOTAL_CRASHES=$(cat fuzz/artifacts/*/crash-* fuzz/artifacts/*/timeout-* fuzz/artifacts/*/oom-* 2>/dev/null | wc -c)
-CPU=$(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -1)
+CPU=$(sed -n '/^model name/{s/^model name\s*: //p;q}' /proc/cpuinfo)
 MEM=$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)
 {
 cat <<EOF

@@ -25,7 +25,7 @@ FIXTURES=(
   "debian-gpt raw $FIX/debian-gpt.raw"
   "rocky-mbr raw $FIX/rocky-mbr.raw"
 )
-version=$(virt-inspector --version 2>&1 | head -1)
+version=$(virt-inspector --version 2>&1 | sed -n 1p)
 for f in "${FIXTURES[@]}"; do
   read -r name format image <<<"$f"
   if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
