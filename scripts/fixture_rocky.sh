@@ -6,15 +6,21 @@
 # rpm sqlite database (/var/lib/rpm/rpmdb.sqlite) holding three tiny packages built by rpmbuild and
 # recorded by rpm --justdb, an fstab with UUID= entries, SELinux enforcing/targeted with
 # security.selinux labels set by setfattr on a kernel loop mount, and a hostname.
+# Also $FIX/rocky-lvm-xfs.raw: the same tree as a Rocky installer lays it out by default — MBR,
+# partition 1 /boot XFS, partition 2 an LVM2 PV of VG "rl" with rl/root (XFS, the tree copied in
+# through a kernel loop mount at the LV's offset, labels as above) and rl/swap (mkswap); fstab
+# names /dev/mapper/rl-root and /dev/mapper/rl-swap. No device-mapper: lvcreate -an -Zn and
+# loop devices at the LV's offset.
 # Usage: bash scripts/fixture_rocky.sh FIX   (FIX must hold debian-minbase). Idempotent.
 set -euo pipefail
 FIX=${1:?usage: fixture_rocky.sh FIXTURE_DIR}
 OUT="$FIX/rocky-mbr.raw"
-[ -f "$OUT" ] && exit 0
+OUT2="$FIX/rocky-lvm-xfs.raw"
+[ -f "$OUT" ] && [ -f "$OUT2" ] && exit 0
 DEB="$FIX/debian-minbase"
 [ -f "$DEB.complete" ] || { echo "fixture_rocky: $DEB missing (run scripts/fixtures.sh)" >&2; exit 1; }
 
-export E2FSPROGS_FAKE_TIME=1700000000 SOURCE_DATE_EPOCH=1700000000
+export E2FSPROGS_FAKE_TIME=1700000000 SOURCE_DATE_EPOCH=1700000000 LVM_SUPPRESS_FD_WARNINGS=1
 ROOT_UUID=7c1f9a3e-5b2d-4e8f-9a6c-0d1e2f3a4b5c
 BOOT_UUID=0b5e8d2a-1c3f-4a6b-8d9e-f0a1b2c3d4e5
 MIB=$((1024 * 1024))
@@ -24,6 +30,7 @@ LOOP=""
 cleanup() {
   mountpoint -q "$MNT" 2>/dev/null && umount "$MNT"
   [ -n "$LOOP" ] && losetup -d "$LOOP" 2>/dev/null
+  local l; for l in $(losetup -j "$W/disk2.raw" -O NAME -n 2>/dev/null); do losetup -d "$l" 2>/dev/null || true; done
   rm -rf "$W"
 }
 trap cleanup EXIT
@@ -141,6 +148,25 @@ printf 'set default=0\n' > "$B/grub2/grub.cfg"
 printf 'title Rocky Linux (%s) 9.4 (Blue Onyx)\nversion %s\nlinux /vmlinuz-%s\n' "$KV" "$KV" "$KV" \
   > "$B/loader/entries/5c0e1d2f3a4b5c6d7e8f90a1b2c3d4e5-$KV.conf"
 
+# SELinux labels as a targeted-policy Rocky install has them (on a kernel mount of the root at $MNT).
+label_tree() {
+  label() { setfattr -h -n security.selinux -v "system_u:object_r:$1:s0" "$MNT/$2"; }
+  label root_t /
+  for p in etc etc/hostname etc/fstab etc/passwd etc/group etc/selinux; do label etc_t "$p"; done
+  label shadow_t etc/shadow
+  label selinux_config_t etc/selinux/config
+  label hostname_etc_t etc/hostname
+  for p in usr usr/bin usr/lib usr/lib64; do label usr_t "$p"; done
+  for b in bash ls cat rm echo; do label shell_exec_t "usr/bin/$b"; done
+  label bin_t usr/bin/ls
+  label rpm_var_lib_t var/lib/rpm
+  label rpm_var_lib_t var/lib/rpm/rpmdb.sqlite
+  label user_home_dir_t home/rocky
+  getfattr -h -n security.selinux "$MNT/etc/shadow" >/dev/null 2>&1
+}
+mkdir -p "$MNT"
+
+if [ ! -f "$OUT" ]; then
 # --- the disk -----------------------------------------------------------------------------------
 D="$W/disk.raw"
 truncate -s 160M "$D"
@@ -151,24 +177,63 @@ root_off=$((67584 * 512))
 root_k=$(( (160 * MIB - root_off) / 1024 ))
 mke2fs -q -F -t ext4 -b 4096 -U "$ROOT_UUID" -E offset=$root_off -d "$T" "$D" "${root_k}k"
 
-# SELinux labels as a targeted-policy Rocky install has them, set on a kernel loop mount.
-mkdir -p "$MNT"
 LOOP=$(losetup -f --show -o "$root_off" --sizelimit $((root_k * 1024)) "$D")
 mount -t ext4 "$LOOP" "$MNT"
-label() { setfattr -h -n security.selinux -v "system_u:object_r:$1:s0" "$MNT/$2"; }
-label root_t /
-for p in etc etc/hostname etc/fstab etc/passwd etc/group etc/selinux; do label etc_t "$p"; done
-label shadow_t etc/shadow
-label selinux_config_t etc/selinux/config
-label hostname_etc_t etc/hostname
-for p in usr usr/bin usr/lib usr/lib64; do label usr_t "$p"; done
-for b in bash ls cat rm echo; do label shell_exec_t "usr/bin/$b"; done
-label bin_t usr/bin/ls
-label rpm_var_lib_t var/lib/rpm
-label rpm_var_lib_t var/lib/rpm/rpmdb.sqlite
-label user_home_dir_t home/rocky
-getfattr -h -n security.selinux "$MNT/etc/shadow" >/dev/null 2>&1
+label_tree
 umount "$MNT"
 losetup -d "$LOOP"; LOOP=""
 mv "$D" "$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
+fi
+
+[ -f "$OUT2" ] && exit 0
+# --- the XFS-on-LVM disk ------------------------------------------------------------------------
+D="$W/disk2.raw"
+truncate -s 720M "$D"
+printf 'label: dos\nlabel-id: 0x5eed9401\nstart=2048, size=614400, type=83, bootable\nstart=616448, type=8e\n' |
+  sfdisk -q "$D"
+BOOT_OFF=$MIB; BOOT_LEN=$((614400 * 512)); PV_OFF=$((616448 * 512))
+PV_LEN=$(( $(stat -c %s "$D") - PV_OFF ))
+cat > "$T/etc/fstab" <<EOF
+
+#
+# /etc/fstab
+# Created by anaconda on Mon Apr 29 10:00:00 2024
+#
+/dev/mapper/rl-root     /                       xfs     defaults        0 0
+UUID=$BOOT_UUID /boot                   xfs     defaults        0 0
+/dev/mapper/rl-swap     none                    swap    defaults        0 0
+EOF
+LOOP=$(losetup -f --show -o "$BOOT_OFF" --sizelimit "$BOOT_LEN" "$D")
+mkfs.xfs -q -f -m uuid="$BOOT_UUID" "$LOOP"
+mount -t xfs "$LOOP" "$MNT"; cp -a "$B/." "$MNT/"; umount "$MNT"
+losetup -d "$LOOP"; LOOP=""
+PVL=$(losetup -f --show -o "$PV_OFF" --sizelimit "$PV_LEN" "$D")
+C="devices{filter=[\"a|^$PVL\$|\",\"r|.*|\"] use_devicesfile=0 obtain_device_list_from_udev=0}
+   activation{udev_sync=0 udev_rules=0 monitoring=0} backup{backup=0 archive=0} global{activation=0}"
+lvm_() { "$@" --config "$C" 2>&1 | { grep -v -e WARNING -e 'not zeroed' || true; }; }
+lvm_ pvcreate -q -u RkyPV0-aaaa-aaaa-aaaa-aaaa-aaaa-aaaaaa --norestorefile "$PVL"
+lvm_ vgcreate -q -s 4M rl "$PVL"
+lvm_ lvcreate -q -an -Zn -n swap -L 16M rl
+lvm_ lvcreate -q -an -Zn -n root -l 100%FREE rl
+PE_START=$(pvs --config "$C" --noheadings --units b --nosuffix -o pe_start "$PVL" 2>/dev/null | tr -d ' ')
+EXT=$(vgs --config "$C" --noheadings --units b --nosuffix -o vg_extent_size rl 2>/dev/null | tr -d ' ')
+seg() { # prints "offset size" in bytes of LV $1 inside the PV (one segment)
+  lvs --config "$C" --noheadings --units b --nosuffix -o seg_pe_ranges,seg_size rl/"$1" 2>/dev/null |
+    awk -v s="$PE_START" -v x="$EXT" '{split($1, r, ":"); split(r[2], e, "-"); print s + e[1] * x, $2}'
+}
+read -r root_o root_s < <(seg root) || true; read -r swap_o swap_s < <(seg swap) || true
+[ -n "${root_s:-}" ] && [ -n "${swap_s:-}" ] || { echo "fixture_rocky: cannot place rl/root and rl/swap" >&2; exit 1; }
+losetup -d "$PVL"
+LOOP=$(losetup -f --show -o $((PV_OFF + swap_o)) --sizelimit "$swap_s" "$D")
+mkswap -q -U 3d4c5b6a-7980-4a1b-8c2d-3e4f5a6b7c8d "$LOOP" >/dev/null; losetup -d "$LOOP"
+LOOP=$(losetup -f --show -o $((PV_OFF + root_o)) --sizelimit "$root_s" "$D")
+mkfs.xfs -q -f -m uuid="$ROOT_UUID" "$LOOP"
+mount -t xfs "$LOOP" "$MNT"
+cp -a "$T/." "$MNT/"
+label_tree
+umount "$MNT"
+xfs_repair -n "$LOOP" >/dev/null 2>&1 || { echo "fixture_rocky: xfs_repair -n fails on rl/root" >&2; exit 1; }
+losetup -d "$LOOP"; LOOP=""
+mv "$D" "$OUT2.tmp"
+mv "$OUT2.tmp" "$OUT2"

@@ -5,6 +5,7 @@
 #   $FIX/debian-gpt.raw      GPT disk (sgdisk): FAT32 ESP (mkfs.vfat + mcopy) and ext4 root (mke2fs -d)
 #   $FIX/ntfs-gpt.raw        GPT disk, NTFS by mkntfs + ntfs-3g (scripts/fixture_ntfs.sh)
 #   $FIX/rocky-mbr.raw       Rocky-Linux-9.4-like guest, rpm sqlite db, /boot + / (scripts/fixture_rocky.sh)
+#   $FIX/rocky-lvm-xfs.raw   the same guest as Rocky installs it: /boot XFS, VG rl with XFS root + swap LVs
 # Prints $FIX. Idempotent: finished fixtures are reused; delete the directory to rebuild.
 set -euo pipefail
 FIX=${DISKFAB_FIXTURES:-${XDG_CACHE_HOME:-$HOME/.cache}/diskfab-fixtures}

@@ -24,6 +24,7 @@ FIXTURES=(
   "debian-mbr qcow2 $FIX/debian-mbr.qcow2"
   "debian-gpt raw $FIX/debian-gpt.raw"
   "rocky-mbr raw $FIX/rocky-mbr.raw"
+  "rocky-lvm-xfs raw $FIX/rocky-lvm-xfs.raw"
 )
 version=$(virt-inspector --version 2>&1 | sed -n 1p)
 for f in "${FIXTURES[@]}"; do

@@ -326,7 +326,14 @@ pub fn info(json: bool, r: &InfoReport) -> Result<()> {
                     l.key_bits,
                     l.keyslots.iter().filter(|k| k.enabled).count()
                 ),
-                None => "-".into(),
+                None => match &v.swap {
+                    Some(s) => format!(
+                        "swap label={} uuid={}",
+                        s.label.as_deref().unwrap_or("-"),
+                        s.uuid.as_deref().unwrap_or("-")
+                    ),
+                    None => "-".into(),
+                },
             },
         };
         println!("  {place} {fs}");

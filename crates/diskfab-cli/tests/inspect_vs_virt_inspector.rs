@@ -19,6 +19,7 @@ const FIXTURES: &[(&str, &str)] = &[
     ("debian-mbr", "debian-mbr.qcow2"),
     ("debian-gpt", "debian-gpt.raw"),
     ("rocky-mbr", "rocky-mbr.raw"),
+    ("rocky-lvm-xfs", "rocky-lvm-xfs.raw"),
 ];
 
 /// virt-inspector elements diskfab does not produce (the guest's logo as base64 PNG).
@@ -59,10 +60,11 @@ fn json_as_virt_inspector(img: &Path) -> Vec<Value> {
         .iter()
         .map(|o| {
             let mut m = Map::new();
-            m.insert(
-                "root".into(),
-                json!(dev(o["root_partition"].as_u64().unwrap())),
-            );
+            let root = match o["root_volume"].as_str() {
+                Some(lv) => format!("/dev/{lv}"),
+                None => dev(o["root_partition"].as_u64().unwrap()),
+            };
+            m.insert("root".into(), json!(root));
             m.insert("name".into(), o["type"].clone());
             for k in [
                 "arch",
@@ -90,6 +92,8 @@ fn json_as_virt_inspector(img: &Path) -> Vec<Value> {
                         p["device"].as_str()?.to_string(),
                     ))
                 })
+                // The JSON lists every fstab line; virt-inspector only those mounted at a path.
+                .filter(|(mp, _)| mp.starts_with('/'))
                 .collect();
             if mps.is_empty() {
                 mps.push(("/".into(), m["root"].as_str().unwrap().to_string()));

@@ -9,6 +9,7 @@ pub mod drivers;
 pub mod open;
 pub mod ops;
 pub mod select;
+pub mod swap;
 pub mod volumes;
 
 pub use diskfab_catalog as catalog;

@@ -23,6 +23,8 @@ pub struct Volume {
     pub lv: Option<LvVolume>,
     /// The LUKS header found on the volume, if any (reported, never decrypted).
     pub luks: Option<LuksInfo>,
+    /// The Linux swap area found on the volume, if any.
+    pub swap: Option<crate::swap::SwapInfo>,
 }
 
 impl Volume {
@@ -106,6 +108,7 @@ impl Disk {
                         fs,
                         lv: None,
                         luks: None,
+                        swap: None,
                     });
                 }
             }
@@ -117,6 +120,7 @@ impl Disk {
                     fs,
                     lv: None,
                     luks: None,
+                    swap: None,
                 });
             }
         }

@@ -84,6 +84,7 @@ pub fn expand(volumes: &mut Vec<Volume>) -> Result<(Vec<VgReport>, Vec<String>)>
             continue;
         }
         v.luks = luks_of(&v.dev);
+        v.swap = crate::swap::probe(&v.dev);
         match scan_pv(&v.dev) {
             Ok(Some(scan)) => {
                 if scan.copies.is_empty() {
@@ -119,10 +120,18 @@ pub fn expand(volumes: &mut Vec<Volume>) -> Result<(Vec<VgReport>, Vec<String>)>
                             continue;
                         }
                     };
-                    lr.fs_type = fs.as_ref().map(|(_, t)| t.clone());
+                    lr.fs_type = fs
+                        .as_ref()
+                        .map(|(_, t)| t.clone())
+                        .or_else(|| crate::swap::probe(&dev).map(|_| "swap".to_string()));
                     volumes.push(Volume {
                         partition: None,
                         luks: if fs.is_none() { luks_of(&dev) } else { None },
+                        swap: if fs.is_none() {
+                            crate::swap::probe(&dev)
+                        } else {
+                            None
+                        },
                         dev,
                         fs,
                         lv: Some(LvVolume {

@@ -39,6 +39,9 @@ pub struct VolumeInfo {
     /// The LUKS header found on the volume (nothing is decrypted).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub luks: Option<LuksInfo>,
+    /// The Linux swap area found on the volume.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swap: Option<crate::swap::SwapInfo>,
     /// The filesystem found there.
     pub filesystem: Option<FsInfo>,
     /// Why the filesystem could not be read, if it could not.
@@ -64,6 +67,7 @@ pub fn info(disk: &Disk) -> Result<InfoReport> {
             partition: v.partition.clone(),
             logical_volume: v.lv.as_ref().map(|l| format!("{}/{}", l.vg, l.name)),
             luks: v.luks.clone(),
+            swap: v.swap.clone(),
             filesystem,
             error,
         });

@@ -83,6 +83,9 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
     let mut vols: Vec<Vol> = Vec::new();
     let mut found = Vec::new();
     for v in &disk.volumes {
+        if let Some(s) = &v.swap {
+            vols.push(swap_vol(v, s));
+        }
         let Some((driver, _)) = &v.fs else { continue };
         let Ok(mut fs) = driver.open(v.dev.clone(), false) else {
             continue;
@@ -144,6 +147,26 @@ pub fn inspect(disk: &Disk, opts: Options) -> Result<InspectReport> {
         operating_systems,
         elapsed_ms: t0.elapsed().as_millis() as u64,
     })
+}
+
+/// A swap area as a volume fstab lines can name (`UUID=`, `LABEL=`, `/dev/mapper/VG-LV`).
+fn swap_vol(v: &crate::open::Volume, s: &crate::swap::SwapInfo) -> Vol {
+    let info = FsInfo {
+        fs_type: "swap".into(),
+        label: s.label.clone(),
+        uuid: s.uuid.clone(),
+        block_size: s.page_size,
+        total_bytes: v.dev.size(),
+        used_bytes: 0,
+        needs_recovery: false,
+        features: Vec::new(),
+    };
+    (
+        v.partition.as_ref().map_or(0, |p| p.number),
+        v.partition.as_ref().and_then(|p| p.part_uuid.clone()),
+        info,
+        v.lv.as_ref().map(|l| (l.vg.clone(), l.name.clone())),
+    )
 }
 
 /// A readable volume: partition number (0 = whole disk or LV), PARTUUID, filesystem, LV.

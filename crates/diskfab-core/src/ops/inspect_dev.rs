@@ -135,10 +135,13 @@ pub fn fstab_device(m: &Mount, root: &str, vols: &[Vol]) -> Option<String> {
 }
 
 /// (mountpoint, device) pairs as virt-inspector prints them: the fstab entries libguestfs keeps
-/// (or `/` on the root when there are none), shortest mountpoint first, then by name.
+/// (or `/` on the root when there are none), shortest mountpoint first, then by name. Entries
+/// whose mountpoint is not a path (swap's `none`/`swap`) stay out, as in libguestfs; their
+/// devices are still listed by [`filesystems`].
 pub fn mountpoints(root: &str, mps: &[MountPoint]) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = mps
         .iter()
+        .filter(|m| m.mountpoint.starts_with('/'))
         .filter_map(|m| {
             m.device
                 .as_ref()
